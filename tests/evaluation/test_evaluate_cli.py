@@ -1,0 +1,110 @@
+"""Folder evaluation and the `python -m tfbrats.evaluate` CLI on a tiny BraTS-format folder."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tfbrats.evaluation import (
+    COLUMNS,
+    PAPER_TABLE1,
+    evaluate_folders,
+    summarize,
+    write_report,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+AFFINE = np.diag([-1.0, -1.0, 2.0, 1.0])  # 1 x 1 x 2 mm voxels
+
+
+def tumour(shape=(16, 16, 8), shift=0):
+    """A label map (BraTS 2020 values) with edema, core and enhancing tumour."""
+    labels = np.zeros(shape, np.uint8)
+    labels[3 + shift : 12 + shift, 4:12, 2:6] = 2
+    labels[5 + shift : 10 + shift, 6:10, 3:5] = 1
+    labels[6 + shift : 8 + shift, 7:9, 3:5] = 4
+    return labels
+
+
+def write_nifti(labels, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(labels, AFFINE), path)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """References for three BraTS 2020 cases; predictions for two of them and one stray file."""
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    for case_id in ("case_a", "case_b", "case_c"):
+        write_nifti(tumour(), ref_dir / case_id / f"{case_id}_seg.nii.gz")
+    write_nifti(tumour(), pred_dir / "case_a.nii.gz")
+    write_nifti(tumour(shift=2), pred_dir / "case_b.nii.gz")
+    write_nifti(tumour(), pred_dir / "stray.nii.gz")
+    return pred_dir, ref_dir
+
+
+def test_evaluate_folders_scores_and_counts_missing(folders, tmp_path):
+    evaluation = evaluate_folders(*folders)
+    assert [r.case_id for r in evaluation.results] == ["case_a", "case_b", "case_c"]
+    assert evaluation.missing == ["case_c"]
+    assert evaluation.unmatched_predictions == ["stray"]
+    a, b, c = (r.metrics for r in evaluation.results)
+    assert all(a[f"Dice_{region}"] == 1.0 for region in ("ET", "WT", "TC"))
+    # shifted by 2 voxels of 1 mm along x: distances are at most 2 mm
+    assert 0.0 < b["Dice_WT"] < 1.0 and 0.0 < b["HD95_WT"] <= 2.0
+    assert c["Dice_WT"] == 0.0 and c["HD95_ET"] == 373.13
+    paths = write_report(evaluation.results, tmp_path / "report")
+    assert sorted(paths) == ["dice_boxplot.png", "metrics.csv", "summary.md"]
+    assert summarize(evaluation.results)["median"]["Dice_ET"] == b["Dice_ET"]
+
+
+def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
+    pred_dir, ref_dir = folders
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfbrats.evaluate",
+            f"--pred_dir={pred_dir}",
+            f"--ref_dir={ref_dir}",
+            f"--out={out}",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["case_id"] for row in rows] == ["case_a", "case_b", "case_c"]
+    assert [row["prediction"] for row in rows] == ["ok", "ok", "missing"]
+    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS]
+    summary = (out / "summary.md").read_text()
+    assert f"{PAPER_TABLE1['mean']['Dice_ET']:.4f}" in summary
+    assert "| mean |" in summary and "| median |" in summary and "| std |" in summary
+    assert (out / "dice_boxplot.png").read_bytes().startswith(b"\x89PNG")
+    assert "1 without prediction" in result.stdout and "case_c" in result.stdout
+    assert "predictions without reference (ignored): stray" in result.stdout
+
+
+def test_shape_mismatch_names_the_case(folders):
+    pred_dir, ref_dir = folders
+    write_nifti(np.zeros((16, 16, 9), np.uint8), pred_dir / "case_b.nii.gz")
+    with pytest.raises(ValueError, match=r"case case_b: prediction .* \(16, 16, 9\) .* \(16, 16, 8\)"):
+        evaluate_folders(pred_dir, ref_dir)
+
+
+def test_brats2023_references_use_et_label_3(tmp_path):
+    labels = tumour()
+    labels[labels == 4] = 3
+    write_nifti(labels, tmp_path / "ref" / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-seg.nii.gz")
+    write_nifti(labels, tmp_path / "pred" / "BraTS-GLI-00001-000.nii.gz")
+    (result,) = evaluate_folders(tmp_path / "pred", tmp_path / "ref").results
+    assert result.metrics["Dice_ET"] == 1.0 and result.metrics["HD95_ET"] == 0.0

@@ -1,0 +1,44 @@
+"""BraTS evaluation: region Dice and HD95, per-case CSV, summary table and figures.
+
+Figures need matplotlib (the `plots` extra), imported only when a figure is drawn.
+"""
+
+from tfbrats.evaluation.folders import (
+    FolderEvaluation,
+    evaluate_folders,
+    find_reference_segs,
+)
+from tfbrats.evaluation.metrics import (
+    COLUMNS,
+    HD95_EMPTY,
+    REGIONS,
+    CaseResult,
+    case_metrics,
+    dice,
+    hd95,
+    region_masks,
+)
+from tfbrats.evaluation.report import (
+    PAPER_TABLE1,
+    summarize,
+    summary_markdown,
+    write_report,
+)
+
+__all__ = [
+    "COLUMNS",
+    "HD95_EMPTY",
+    "PAPER_TABLE1",
+    "REGIONS",
+    "CaseResult",
+    "FolderEvaluation",
+    "case_metrics",
+    "dice",
+    "evaluate_folders",
+    "find_reference_segs",
+    "hd95",
+    "region_masks",
+    "summarize",
+    "summary_markdown",
+    "write_report",
+]
