@@ -1,0 +1,91 @@
+"""Whole-patient prediction: NIfTI outputs in the input's geometry, reruns, failures, CLI."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tfbrats.data import find_cases
+from tfbrats.data.synthetic import write_synthetic_dataset
+from tfbrats.inference.predict import WindowSettings, load_model, predict_cases, remove_small_enhancing
+from tfbrats.models import AlbuNet2D
+
+REPO = Path(__file__).parents[2]
+WINDOW = WindowSettings(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cases")
+    write_synthetic_dataset(root, cases=3, shape=(40, 44, 12), seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "albunet2d.keras"
+    AlbuNet2D(num_classes=4).save(path)
+    return path
+
+
+def test_predictions_keep_geometry_and_dataset_labels(dataset, model_file, tmp_path):
+    cases = find_cases(dataset).cases
+    summary = predict_cases(cases, load_model(model_file), tmp_path, WINDOW, progress=False)
+    assert not summary.failed and len(summary.written) == 3
+    for case in cases:
+        source = nib.load(case.images["flair"])
+        out = nib.load(tmp_path / f"{case.case_id}.nii.gz")
+        assert out.shape == source.shape
+        np.testing.assert_array_equal(out.affine, source.affine)
+        assert out.get_data_dtype() == np.uint8
+        labels = np.asarray(out.dataobj)
+        assert set(np.unique(labels)) <= {0, 1, 2, 4}
+        brain = sum(np.asarray(nib.load(path).dataobj) != 0 for path in case.images.values()) > 0
+        box = tuple(slice(idx.min(), idx.max() + 1) for idx in np.nonzero(brain))
+        outside = np.ones(labels.shape, bool)
+        outside[box] = False
+        assert not labels[outside].any(), "outside the brain's bounding box nothing is labelled"
+
+
+def test_rerun_skips_finished_cases_and_a_bad_case_does_not_stop_the_others(dataset, model_file, tmp_path):
+    cases = find_cases(dataset).cases
+    loaded = load_model(model_file)
+    predict_cases(cases[:1], loaded, tmp_path, WINDOW, progress=False)
+    broken = tmp_path / "broken_flair.nii.gz"
+    broken.write_bytes(cases[2].images["flair"].read_bytes()[:300])
+    bad_case = type(cases[2])(cases[2].case_id, {**cases[2].images, "flair": broken}, None, 4)
+    summary = predict_cases([cases[0], cases[1], bad_case], loaded, tmp_path, WINDOW, progress=False)
+    assert summary.skipped == [cases[0].case_id]
+    assert [p.name for p in summary.written] == [f"{cases[1].case_id}.nii.gz"]
+    assert list(summary.failed) == [cases[2].case_id]
+    assert "broken_flair" in summary.failed[cases[2].case_id]
+    assert not (tmp_path / f"{cases[2].case_id}.nii.gz").exists()
+    assert not list(tmp_path.glob(".*")), "no partial files are left behind"
+
+
+def test_small_enhancing_tumor_becomes_necrosis():
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[0, 0, :3] = 3
+    labels[1] = 2
+    cleaned = remove_small_enhancing(labels, min_voxels=4)
+    assert not (cleaned == 3).any() and (cleaned == 1).sum() == 3 and (cleaned == 2).sum() == 16
+    np.testing.assert_array_equal(remove_small_enhancing(labels, min_voxels=3), labels)
+
+
+def test_load_model_reports_a_folder_without_models(tmp_path):
+    with pytest.raises(FileNotFoundError, match="best.keras or final.keras"):
+        load_model(tmp_path)
+
+
+@pytest.mark.slow
+def test_predict_cli_on_a_single_case_folder(dataset, model_file, tmp_path):
+    case_dir = sorted(p for p in dataset.iterdir() if p.is_dir())[0]
+    command = [sys.executable, "-m", "tfbrats.predict", f"--model={model_file}", f"--input={case_dir}",
+               f"--output={tmp_path}", "--patch_size=1,32,32", "--full_volume"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 1 predictions" in result.stdout
+    assert (tmp_path / f"{case_dir.name}.nii.gz").is_file()
