@@ -1,0 +1,78 @@
+"""BraTS data: finding cases, reading and preprocessing them, a cache, patches, augmentation, tf.data.
+
+Axes: nibabel arrays are ``(x, y, z)``; tfbrats arrays are ``(D, H, W)`` = ``(z, y, x)`` and
+images ``(D, H, W, C)`` with channels FLAIR, T1c, T2 (and T1). Labels inside tfbrats are the
+classes 0..3 (ET = 3); `Case.et_label` holds the dataset's own ET value (4, or 3 for BraTS 2023+).
+
+`make_dataset` is imported lazily (on first use) so that `tfbrats.data` and the tools built on
+it (``tfbrats.prepare``, ``tfbrats.data.synthetic``) do not load TensorFlow.
+
+Example:
+    >>> from tfbrats import data
+    >>> index = data.find_cases("data/MICCAI_BraTS2020_TrainingData")  # doctest: +SKIP
+    >>> train, val = data.split_cases(index.cases)  # doctest: +SKIP
+    >>> ds = data.make_dataset(train, (24, 128, 128), 2, augment=data.AugmentConfig())  # doctest: +SKIP
+"""
+
+from typing import Any
+
+from tfbrats.data.augment import AugmentConfig, augment_patch
+from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
+from tfbrats.data.cases import Case, DatasetIndex, find_cases, split_cases
+from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
+from tfbrats.data.preprocess import (
+    CaseMeta,
+    PreprocessedCase,
+    crop,
+    labels_to_dataset,
+    labels_to_internal,
+    load_case,
+    nonzero_box,
+    uncrop,
+    write_labels_nifti,
+    zscore_nonzero,
+)
+from tfbrats.data.sampling import pad_to_patch, patch_corner, sample_patch
+from tfbrats.data.synthetic import write_synthetic_dataset
+
+__all__ = [
+    "AugmentConfig",
+    "Case",
+    "CaseError",
+    "CaseMeta",
+    "DatasetIndex",
+    "PreprocessedCase",
+    "augment_patch",
+    "channels_for",
+    "check_case",
+    "crop",
+    "dhw_to_xyz",
+    "find_cases",
+    "labels_to_dataset",
+    "labels_to_internal",
+    "list_cached_cases",
+    "load_cache",
+    "load_cached_case",
+    "load_case",
+    "make_dataset",
+    "nonzero_box",
+    "pad_to_patch",
+    "patch_corner",
+    "prepare_cache",
+    "sample_patch",
+    "split_cases",
+    "uncrop",
+    "write_labels_nifti",
+    "write_synthetic_dataset",
+    "xyz_to_dhw",
+    "zscore_nonzero",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Loads `make_dataset` (and TensorFlow) on first access."""
+    if name == "make_dataset":
+        from tfbrats.data.pipeline import make_dataset
+
+        return make_dataset
+    raise AttributeError(f"module 'tfbrats.data' has no attribute {name!r}")

@@ -1,0 +1,233 @@
+"""A folder of preprocessed cases: memory-mappable arrays plus JSON metadata per case.
+
+Layout of a cache folder::
+
+    settings.json              # how the cache was made; a cache never mixes settings
+    <case_id>.image.npy        # (D, H, W, C) float32, z-scored and cropped
+    <case_id>.label.npy        # (D, H, W) uint8 0..3 (only for cases with a reference)
+    <case_id>.json             # CaseMeta; written last, so it marks the case as complete
+
+Every file is written under a temporary name and renamed, so a killed run leaves no
+half-written case, and a rerun skips the cases whose JSON exists.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfbrats.data.cases import Case
+from tfbrats.data.io import CaseError, channels_for, check_case
+from tfbrats.data.preprocess import CaseMeta, PreprocessedCase, load_case
+
+CACHE_FORMAT = 1
+SETTINGS_NAME = "settings.json"
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Calls ``write(temporary)`` for a temporary file beside `path`, then renames it to `path`."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _save_npy(array: np.ndarray) -> Callable[[Path], None]:
+    """A writer for `_write_atomic` that saves `array` in .npy format."""
+
+    def write(path: Path) -> None:
+        with path.open("wb") as f:
+            np.save(f, array)
+
+    return write
+
+
+def cache_settings(input_channels: int) -> dict[str, Any]:
+    """The settings that make two caches compatible.
+
+    Example:
+        >>> cache_settings(3)["channels"]
+        ['flair', 't1ce', 't2']
+    """
+    return {
+        "format": CACHE_FORMAT,
+        "input_channels": input_channels,
+        "channels": list(channels_for(input_channels)),
+        "normalisation": "zscore_nonzero",
+        "crop": "nonzero_union",
+    }
+
+
+def _claim_settings(cache_dir: Path, settings: dict[str, Any]) -> None:
+    """Writes the settings of a new cache, or refuses a cache made with other settings."""
+    path = cache_dir / SETTINGS_NAME
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing != settings:
+            raise ValueError(
+                f"cache {cache_dir} was made with settings {existing}, not {settings}; "
+                "use a new --cache_dir (or delete this one) rather than mix the two"
+            )
+        return
+    _write_atomic(path, lambda p: p.write_text(json.dumps(settings, indent=2)))
+
+
+def is_cached(cache_dir: str | Path, case_id: str) -> bool:
+    """Whether a case has been written completely to the cache.
+
+    Example:
+        >>> is_cached("cache", "BraTS20_Training_001")  # doctest: +SKIP
+        True
+    """
+    return (Path(cache_dir) / f"{case_id}.json").is_file()
+
+
+def write_cached_case(cache_dir: str | Path, case: PreprocessedCase) -> None:
+    """Writes one preprocessed case to the cache, atomically (the JSON last).
+
+    Example:
+        >>> write_cached_case("cache", load_case(case))  # doctest: +SKIP
+    """
+    cache_dir = Path(cache_dir)
+    case_id = case.meta.case_id
+    _write_atomic(cache_dir / f"{case_id}.image.npy", _save_npy(case.image))
+    if case.label is not None:
+        _write_atomic(cache_dir / f"{case_id}.label.npy", _save_npy(case.label))
+    meta = case.meta.to_json() | {"has_label": case.label is not None}
+    _write_atomic(cache_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
+
+
+def _prepare_one(case: Case, cache_dir: Path, input_channels: int) -> str:
+    """Preprocesses one case into the cache (run in a worker process); returns its id."""
+    write_cached_case(cache_dir, load_case(case, input_channels))
+    return case.case_id
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    """Draws a one-line progress bar on stderr."""
+    width = 30
+    filled = width * done // max(total, 1)
+    elapsed = time.monotonic() - started
+    remaining = elapsed / done * (total - done) if done else 0.0
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} cases, "
+        f"{elapsed:.0f} s elapsed, ~{remaining:.0f} s left"
+    )
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def prepare_cache(
+    cases: Sequence[Case],
+    cache_dir: str | Path,
+    input_channels: int = 3,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Preprocesses cases into a cache folder in parallel, skipping cases already there.
+
+    All cases' headers are checked first, so a bad file stops the run before the long work.
+
+    Args:
+        cases: The cases (from `find_cases`).
+        cache_dir: The cache folder (created if needed).
+        input_channels: 3 or 4; part of the cache's settings.
+        workers: Worker processes (default: the CPU count).
+        progress: Draw a progress bar on stderr.
+
+    Returns:
+        The ids of the cases written by this call (skipped ones excluded).
+
+    Raises:
+        CaseError: A case fails its checks (all failures are listed in one message).
+        ValueError: The cache was made with other settings.
+
+    Example:
+        >>> prepare_cache(find_cases("data").cases, "cache")  # doctest: +SKIP
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _claim_settings(cache_dir, cache_settings(input_channels))
+    todo = [case for case in cases if not is_cached(cache_dir, case.case_id)]
+    problems = []
+    for case in todo:
+        try:
+            check_case(case, input_channels)
+        except CaseError as error:
+            problems.append(str(error))
+    if problems:
+        raise CaseError(f"{len(problems)} case(s) failed their checks; nothing was written:\n" + "\n".join(problems))
+    written: list[str] = []
+    if not todo:
+        return written
+    started = time.monotonic()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    failures = []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_prepare_one, case, cache_dir, input_channels) for case in todo]
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                written.append(future.result())
+            except CaseError as error:
+                failures.append(str(error))
+            if progress:
+                _progress(len(written) + len(failures), len(todo), started)
+    if failures:
+        raise CaseError(
+            f"{len(failures)} case(s) failed while reading their voxels ({len(written)} written; "
+            "rerun after fixing them to add the rest):\n" + "\n".join(failures)
+        )
+    return sorted(written)
+
+
+def list_cached_cases(cache_dir: str | Path) -> list[str]:
+    """The ids of the complete cases in a cache folder, sorted.
+
+    Example:
+        >>> list_cached_cases("cache")[:1]  # doctest: +SKIP
+        ['BraTS20_Training_001']
+    """
+    cache_dir = Path(cache_dir)
+    if not (cache_dir / SETTINGS_NAME).is_file():
+        raise FileNotFoundError(
+            f"{cache_dir} is not a tfbrats cache (no {SETTINGS_NAME}); make one with "
+            f"python -m tfbrats.prepare --data_dir=... --cache_dir={cache_dir}"
+        )
+    return sorted(p.name[: -len(".json")] for p in cache_dir.glob("*.json") if p.name != SETTINGS_NAME)
+
+
+def load_cached_case(cache_dir: str | Path, case_id: str, mmap: bool = True) -> PreprocessedCase:
+    """Loads one case from a cache folder, memory-mapped by default.
+
+    Example:
+        >>> case = load_cached_case("cache", "BraTS20_Training_001")  # doctest: +SKIP
+    """
+    cache_dir = Path(cache_dir)
+    values = json.loads((cache_dir / f"{case_id}.json").read_text())
+    mode = "r" if mmap else None
+    image = np.load(cache_dir / f"{case_id}.image.npy", mmap_mode=mode)
+    label = np.load(cache_dir / f"{case_id}.label.npy", mmap_mode=mode) if values["has_label"] else None
+    return PreprocessedCase(image, label, CaseMeta.from_json(values))
+
+
+def load_cache(cache_dir: str | Path, mmap: bool = True) -> list[PreprocessedCase]:
+    """Loads every complete case of a cache folder.
+
+    Example:
+        >>> cases = load_cache("cache")  # doctest: +SKIP
+    """
+    return [load_cached_case(cache_dir, case_id, mmap) for case_id in list_cached_cases(cache_dir)]

@@ -1,0 +1,190 @@
+"""Reading and checking the NIfTI files of a case, with errors that name the case and file.
+
+Axes: nibabel returns arrays indexed ``(x, y, z)``; tfbrats works in ``(D, H, W)`` =
+``(z, y, x)``, i.e. ``np.transpose(a, (2, 1, 0))`` (`xyz_to_dhw`), so D is the axial slice axis.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from tfbrats.data.cases import Case
+
+AFFINE_TOLERANCE = 1e-3
+
+
+class CaseError(ValueError):
+    """A case cannot be used; the message names the case, the file and what was expected."""
+
+
+def channels_for(input_channels: int) -> tuple[str, ...]:
+    """The modality keys, in channel order, for 3 or 4 input channels.
+
+    Args:
+        input_channels: 3 (the paper's FLAIR, T1c, T2) or 4 (T1 appended).
+
+    Example:
+        >>> channels_for(4)
+        ('flair', 't1ce', 't2', 't1')
+    """
+    if input_channels == 3:
+        return ("flair", "t1ce", "t2")
+    if input_channels == 4:
+        return ("flair", "t1ce", "t2", "t1")
+    raise ValueError(f"input_channels must be 3 (FLAIR, T1c, T2) or 4 (plus T1); got {input_channels}")
+
+
+def xyz_to_dhw(array: np.ndarray) -> np.ndarray:
+    """Reorders a nibabel ``(x, y, z, ...)`` array to tfbrats' ``(D, H, W, ...)``.
+
+    Example:
+        >>> xyz_to_dhw(np.zeros((240, 240, 155))).shape
+        (155, 240, 240)
+    """
+    return np.swapaxes(array, 0, 2)
+
+
+def dhw_to_xyz(array: np.ndarray) -> np.ndarray:
+    """Reorders a tfbrats ``(D, H, W, ...)`` array back to nibabel's ``(x, y, z, ...)``.
+
+    Example:
+        >>> dhw_to_xyz(np.zeros((155, 240, 240))).shape
+        (240, 240, 155)
+    """
+    return np.swapaxes(array, 0, 2)
+
+
+def load_header(case_id: str, path: Path, what: str) -> nib.Nifti1Image:
+    """Opens a NIfTI file (header only; the voxels are read later by `read_voxels`).
+
+    Args:
+        case_id: The case, for error messages.
+        path: The file.
+        what: What the file is (``flair``, ``seg``, ...), for error messages.
+
+    Raises:
+        CaseError: The file is missing or is not a readable NIfTI image.
+
+    Example:
+        >>> img = load_header("c1", Path("c1/c1_flair.nii.gz"), "flair")  # doctest: +SKIP
+    """
+    if not path.is_file():
+        raise CaseError(f"case {case_id}: {what} file {path} does not exist; restore it or drop the case")
+    try:
+        image = nib.load(path)
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError) as error:
+        raise CaseError(
+            f"case {case_id}: cannot read {what} file {path} as NIfTI ({type(error).__name__}: {error}); "
+            "the file is corrupt or truncated: copy it again from the original dataset"
+        ) from error
+    if len(image.shape) != 3:
+        raise CaseError(f"case {case_id}: {what} file {path} has shape {image.shape}; expected a 3-D volume (x, y, z)")
+    return image
+
+
+def read_voxels(case_id: str, path: Path, image: nib.Nifti1Image, what: str) -> np.ndarray:
+    """Reads the voxels of an opened NIfTI image as float32, checking they are finite.
+
+    Args:
+        case_id: The case, for error messages.
+        path: The file the image came from.
+        image: The image returned by `load_header`.
+        what: What the file is, for error messages.
+
+    Raises:
+        CaseError: The data are truncated/corrupt or hold NaN or infinite values.
+
+    Example:
+        >>> voxels = read_voxels("c1", path, load_header("c1", path, "flair"), "flair")  # doctest: +SKIP
+    """
+    try:
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except (OSError, EOFError, zlib.error, ValueError) as error:
+        raise CaseError(
+            f"case {case_id}: the voxels of {what} file {path} cannot be read ({type(error).__name__}: "
+            f"{error}); the file is corrupt or truncated: copy it again from the original dataset"
+        ) from error
+    if not np.all(np.isfinite(data)):
+        count = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise CaseError(
+            f"case {case_id}: {what} file {path} holds {count} NaN or infinite voxels; "
+            "expected finite intensities: fix or drop the case"
+        )
+    return data
+
+
+def check_case(case: Case, input_channels: int = 3) -> dict[str, nib.Nifti1Image]:
+    """Checks a case's files from their headers: present, 3-D, same shape and affine.
+
+    Cheap (only headers are read), so run it on every case before any long work.
+
+    Args:
+        case: The case.
+        input_channels: 3 or 4; T1 is required only for 4.
+
+    Returns:
+        The opened images keyed by ``flair``, ``t1ce``, ``t2`` (``t1``) and ``seg`` if present.
+
+    Raises:
+        CaseError: A required modality is missing, or shapes/affines disagree.
+
+    Example:
+        >>> images = check_case(find_cases("data").cases[0])  # doctest: +SKIP
+    """
+    channels = channels_for(input_channels)
+    missing = [key for key in channels if key not in case.images]
+    if missing:
+        raise CaseError(
+            f"case {case.case_id}: no file for modality {missing} (found {sorted(case.images)}); "
+            f"input_channels={input_channels} needs {list(channels)}"
+        )
+    paths: dict[str, Path] = {key: case.images[key] for key in channels}
+    if case.seg is not None:
+        paths["seg"] = case.seg
+    images = {key: load_header(case.case_id, path, key) for key, path in paths.items()}
+    reference_key = channels[0]
+    reference = images[reference_key]
+    for key, image in images.items():
+        if image.shape != reference.shape:
+            raise CaseError(
+                f"case {case.case_id}: {key} file {paths[key]} has shape {image.shape} but "
+                f"{reference_key} has {reference.shape}; all files of a case must share one grid"
+            )
+        difference = float(np.max(np.abs(image.affine - reference.affine)))
+        if difference > AFFINE_TOLERANCE:
+            raise CaseError(
+                f"case {case.case_id}: {key} file {paths[key]} has an affine that differs from "
+                f"{reference_key}'s by {difference:.4g} (> {AFFINE_TOLERANCE}); co-register the "
+                "modalities to one grid first"
+            )
+    return images
+
+
+def check_labels(case_id: str, path: Path, seg: np.ndarray, et_label: int) -> None:
+    """Checks that a segmentation holds only the dataset's label values.
+
+    Args:
+        case_id: The case, for error messages.
+        path: The segmentation file, for error messages.
+        seg: The segmentation voxels.
+        et_label: The dataset's ET value (4 or 3).
+
+    Raises:
+        CaseError: A value outside {0, 1, 2, et_label}.
+
+    Example:
+        >>> check_labels("c1", Path("seg.nii.gz"), np.array([0, 1, 2, 4]), 4)
+    """
+    allowed: Sequence[int] = (0, 1, 2, et_label)
+    values = np.unique(seg)
+    unexpected = [int(v) if v == round(v) else float(v) for v in values if v not in allowed]
+    if unexpected:
+        raise CaseError(
+            f"case {case_id}: seg file {path} holds label values {unexpected}; expected only "
+            f"{list(allowed)} (ET stored as {et_label}); check the case's et_label or the file"
+        )

@@ -1,0 +1,300 @@
+"""Per-case preprocessing (z-score, crop, label mapping) and its inverse for writing predictions.
+
+A case becomes a `PreprocessedCase`: ``image`` ``(D, H, W, C)`` float32 with channels
+FLAIR, T1c, T2 (and T1), each z-scored over its nonzero voxels with background kept 0, cropped
+to the bounding box of the union of nonzero voxels; ``label`` ``(D, H, W)`` uint8 in the internal
+classes 0..3 (ET = 3); and `CaseMeta`, which holds what is needed to write a prediction back in
+the original geometry.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from tfbrats.data.cases import Case
+from tfbrats.data.io import (
+    CaseError,
+    channels_for,
+    check_case,
+    check_labels,
+    dhw_to_xyz,
+    read_voxels,
+    xyz_to_dhw,
+)
+
+Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+@dataclasses.dataclass
+class CaseMeta:
+    """What is needed to undo preprocessing and write a prediction in the input's geometry.
+
+    Args:
+        case_id: The case's name.
+        box: The crop ``((d0, d1), (h0, h1), (w0, w1))`` in the original ``(D, H, W)`` grid.
+        original_shape: The original ``(D, H, W)``.
+        affine: The input's 4x4 NIfTI affine.
+        header: The input's NIfTI header (of the first channel's file).
+        spacing: Voxel size ``(D, H, W)`` in mm.
+        et_label: The dataset's ET value (4 or 3).
+        channels: The modality key of each channel.
+
+    Example:
+        >>> meta = load_case(case).meta  # doctest: +SKIP
+        >>> meta.box, meta.spacing  # doctest: +SKIP
+        (((2, 150), (30, 210), (40, 200)), (1.0, 1.0, 1.0))
+    """
+
+    case_id: str
+    box: Box
+    original_shape: tuple[int, int, int]
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    spacing: tuple[float, float, float]
+    et_label: int
+    channels: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata as JSON-serialisable values (the header as base64 of its bytes)."""
+        return {
+            "case_id": self.case_id,
+            "box": [list(pair) for pair in self.box],
+            "original_shape": list(self.original_shape),
+            "affine": np.asarray(self.affine, dtype=float).tolist(),
+            "header": base64.b64encode(self.header.binaryblock).decode("ascii"),
+            "header_class": type(self.header).__name__,
+            "spacing": list(self.spacing),
+            "et_label": self.et_label,
+            "channels": list(self.channels),
+        }
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> CaseMeta:
+        """Rebuilds the metadata written by `to_json`."""
+        header_class = {"Nifti1Header": nib.Nifti1Header, "Nifti2Header": nib.Nifti2Header}
+        header = header_class[values["header_class"]](binaryblock=base64.b64decode(values["header"]))
+        return cls(
+            case_id=values["case_id"],
+            box=tuple(tuple(int(v) for v in pair) for pair in values["box"]),
+            original_shape=tuple(int(v) for v in values["original_shape"]),
+            affine=np.asarray(values["affine"], dtype=np.float64),
+            header=header,
+            spacing=tuple(float(v) for v in values["spacing"]),
+            et_label=int(values["et_label"]),
+            channels=tuple(values["channels"]),
+        )
+
+
+@dataclasses.dataclass
+class PreprocessedCase:
+    """A case ready for sampling: normalised, cropped image, internal labels and metadata.
+
+    Args:
+        image: ``(D, H, W, C)`` float32, z-scored and cropped.
+        label: ``(D, H, W)`` uint8 in 0..3, or None for cases without reference.
+        meta: The `CaseMeta` to invert the preprocessing.
+
+    Example:
+        >>> case = load_case(find_cases("data").cases[0])  # doctest: +SKIP
+        >>> case.image.shape, case.label.dtype  # doctest: +SKIP
+        ((139, 171, 138, 3), dtype('uint8'))
+    """
+
+    image: np.ndarray
+    label: np.ndarray | None
+    meta: CaseMeta
+
+
+def zscore_nonzero(volume: np.ndarray) -> np.ndarray:
+    """Z-scores a volume over its nonzero voxels; zero (background) voxels stay exactly 0.
+
+    Example:
+        >>> zscore_nonzero(np.array([0.0, 1.0, 3.0])).tolist()
+        [0.0, -1.0, 1.0]
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    mask = volume != 0
+    out = np.zeros_like(volume)
+    if not mask.any():
+        return out
+    values = volume[mask].astype(np.float64)
+    std = values.std()
+    out[mask] = (values - values.mean()) / (std if std > 0 else 1.0)
+    return out
+
+
+def nonzero_box(mask: np.ndarray) -> Box:
+    """The bounding box ``((d0, d1), (h0, h1), (w0, w1))`` (end exclusive) of a 3-D mask.
+
+    Example:
+        >>> m = np.zeros((4, 5, 6), bool); m[1:3, 2, 3:5] = True
+        >>> nonzero_box(m)
+        ((1, 3), (2, 3), (3, 5))
+    """
+    if not mask.any():
+        raise ValueError("the mask is empty: there is no nonzero voxel to crop to")
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        box.append((int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def crop(array: np.ndarray, box: Box) -> np.ndarray:
+    """Crops the first three axes of `array` to `box`.
+
+    Example:
+        >>> crop(np.zeros((4, 5, 6, 3)), ((1, 3), (2, 3), (3, 5))).shape
+        (2, 1, 2, 3)
+    """
+    (d0, d1), (h0, h1), (w0, w1) = box
+    return array[d0:d1, h0:h1, w0:w1]
+
+
+def uncrop(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
+    """Places a cropped ``(d, h, w, ...)`` array back in the original ``(D, H, W, ...)`` grid, zeros outside.
+
+    Args:
+        array: An array of the cropped shape, with optional trailing axes (e.g. classes).
+        meta: The case's metadata (box and original shape).
+
+    Example:
+        >>> full = uncrop(prediction_cropped, case.meta)  # doctest: +SKIP
+    """
+    expected = tuple(end - start for start, end in meta.box)
+    if tuple(array.shape[:3]) != expected:
+        raise ValueError(
+            f"case {meta.case_id}: array of shape {array.shape} does not match the crop box "
+            f"{meta.box} (expected leading shape {expected})"
+        )
+    out = np.zeros(tuple(meta.original_shape) + tuple(array.shape[3:]), dtype=array.dtype)
+    (d0, d1), (h0, h1), (w0, w1) = meta.box
+    out[d0:d1, h0:h1, w0:w1] = array
+    return out
+
+
+def labels_to_internal(seg: np.ndarray, et_label: int) -> np.ndarray:
+    """Maps dataset labels {0, 1, 2, et_label} to internal classes 0..3 (uint8).
+
+    Example:
+        >>> labels_to_internal(np.array([0, 1, 2, 4]), 4).tolist()
+        [0, 1, 2, 3]
+    """
+    seg = np.asarray(seg)
+    out = seg.astype(np.uint8)
+    out[seg == et_label] = 3
+    return out
+
+
+def labels_to_dataset(labels: np.ndarray, et_label: int) -> np.ndarray:
+    """Maps internal classes 0..3 to the dataset's values {0, 1, 2, et_label} (uint8).
+
+    Example:
+        >>> labels_to_dataset(np.array([0, 1, 2, 3]), 4).tolist()
+        [0, 1, 2, 4]
+    """
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() > 3):
+        raise ValueError(f"internal labels must lie in 0..3; got values {np.unique(labels).tolist()}")
+    out = labels.astype(np.uint8)
+    out[labels == 3] = et_label
+    return out
+
+
+def load_case(case: Case, input_channels: int = 3) -> PreprocessedCase:
+    """Reads, checks, normalises and crops one case.
+
+    Args:
+        case: The case (from `find_cases`).
+        input_channels: 3 (FLAIR, T1c, T2) or 4 (plus T1).
+
+    Returns:
+        The `PreprocessedCase`.
+
+    Raises:
+        CaseError: Missing or unreadable files, mismatched grids, non-finite values, unknown
+            labels, or an all-zero image; the message names case, file and expectation.
+
+    Example:
+        >>> pre = load_case(find_cases("data/MICCAI_BraTS2020_TrainingData").cases[0])  # doctest: +SKIP
+    """
+    channels = channels_for(input_channels)
+    images = check_case(case, input_channels)
+    volumes = [xyz_to_dhw(read_voxels(case.case_id, case.images[k], images[k], k)) for k in channels]
+    brain = np.zeros(volumes[0].shape, dtype=bool)
+    for volume in volumes:
+        brain |= volume != 0
+    if not brain.any():
+        raise CaseError(
+            f"case {case.case_id}: every modality ({list(channels)}) is all zeros; expected a "
+            "skull-stripped brain with nonzero voxels"
+        )
+    box = nonzero_box(brain)
+    image = np.stack([crop(zscore_nonzero(volume), box) for volume in volumes], axis=-1)
+    label = None
+    if case.seg is not None:
+        seg = xyz_to_dhw(read_voxels(case.case_id, case.seg, images["seg"], "seg"))
+        check_labels(case.case_id, case.seg, seg, case.et_label)
+        label = np.ascontiguousarray(crop(labels_to_internal(seg, case.et_label), box))
+    reference = images[channels[0]]
+    zooms = reference.header.get_zooms()[:3]
+    meta = CaseMeta(
+        case_id=case.case_id,
+        box=box,
+        original_shape=tuple(int(v) for v in volumes[0].shape),
+        affine=np.asarray(reference.affine, dtype=np.float64),
+        header=reference.header.copy(),
+        spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
+        et_label=case.et_label,
+        channels=channels,
+    )
+    return PreprocessedCase(np.ascontiguousarray(image, dtype=np.float32), label, meta)
+
+
+def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> Path:
+    """Writes internal labels ``(D, H, W)`` in the original grid as a NIfTI file, atomically.
+
+    The file gets the input's affine and header, uint8 data and the dataset's own ET value;
+    it is written to a temporary file in the same folder and renamed, so readers never see a
+    half-written file.
+
+    Args:
+        labels: Internal classes 0..3 on the original ``(D, H, W)`` grid (see `uncrop`).
+        meta: The case's metadata.
+        path: The output file (``.nii.gz`` or ``.nii``).
+
+    Example:
+        >>> write_labels_nifti(uncrop(pred, meta), meta, "out/BraTS20_Validation_001.nii.gz")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if tuple(labels.shape) != tuple(meta.original_shape):
+        raise ValueError(
+            f"case {meta.case_id}: labels of shape {labels.shape} do not match the original grid "
+            f"{meta.original_shape}; uncrop them first"
+        )
+    data = dhw_to_xyz(labels_to_dataset(labels, meta.et_label))
+    header = meta.header.copy()
+    header.set_data_dtype(np.uint8)
+    image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    image = image_class(np.ascontiguousarray(data), meta.affine, header)
+    image.header.set_slope_inter(1, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        image.to_filename(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

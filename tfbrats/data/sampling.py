@@ -1,0 +1,103 @@
+"""Random patches inside a cropped case, padded when the case is smaller than the patch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+PatchSize = tuple[int, int, int]
+
+
+def padded_shape(shape: Sequence[int], patch_size: Sequence[int]) -> PatchSize:
+    """The ``(D, H, W)`` of a case after padding each axis up to at least the patch size.
+
+    Example:
+        >>> padded_shape((20, 150, 100), (24, 128, 128))
+        (24, 150, 128)
+    """
+    return tuple(max(int(s), int(p)) for s, p in zip(shape[:3], patch_size))
+
+
+def pad_to_patch(array: np.ndarray, patch_size: Sequence[int]) -> np.ndarray:
+    """Zero-pads the first three axes of `array` symmetrically up to at least `patch_size`.
+
+    Example:
+        >>> pad_to_patch(np.ones((20, 150, 100, 3)), (24, 128, 128)).shape
+        (24, 150, 128, 3)
+    """
+    target = padded_shape(array.shape, patch_size)
+    if target == tuple(array.shape[:3]):
+        return array
+    widths = [((t - s) // 2, t - s - (t - s) // 2) for s, t in zip(array.shape[:3], target)]
+    widths += [(0, 0)] * (array.ndim - 3)
+    return np.pad(array, widths)
+
+
+def patch_corner(
+    shape: Sequence[int],
+    patch_size: Sequence[int],
+    rng: np.random.Generator,
+    label: np.ndarray | None = None,
+    foreground: bool = False,
+) -> PatchSize:
+    """Chooses the corner of a patch inside a (padded) case.
+
+    Args:
+        shape: The padded case's ``(D, H, W)``; every axis is >= the patch's.
+        patch_size: The patch ``(d, h, w)``.
+        rng: The random generator.
+        label: The padded case's labels, used when `foreground` is True.
+        foreground: Centre the patch on a random tumor voxel (label > 0) when there is one.
+
+    Returns:
+        The corner ``(d0, h0, w0)``; the patch ``corner + patch_size`` lies inside `shape`.
+
+    Example:
+        >>> patch_corner((30, 150, 140), (24, 128, 128), np.random.default_rng(0))  # doctest: +SKIP
+        (4, 11, 7)
+    """
+    highest = np.array(shape[:3]) - np.array(patch_size)
+    if np.any(highest < 0):
+        raise ValueError(f"case shape {tuple(shape)} is smaller than the patch {tuple(patch_size)}; pad it first")
+    if foreground and label is not None:
+        tumor = np.flatnonzero(label)
+        if tumor.size:
+            centre = np.unravel_index(tumor[rng.integers(tumor.size)], label.shape)
+            corner = np.array(centre) - np.array(patch_size) // 2
+            return tuple(int(v) for v in np.clip(corner, 0, highest))
+    return tuple(int(rng.integers(0, h + 1)) for h in highest)
+
+
+def sample_patch(
+    image: np.ndarray,
+    label: np.ndarray | None,
+    patch_size: Sequence[int],
+    rng: np.random.Generator,
+    foreground_fraction: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Takes one random patch of a cropped case, padding the case first when it is smaller.
+
+    Args:
+        image: ``(D, H, W, C)`` float32.
+        label: ``(D, H, W)`` labels 0..3, or None (the label patch is then all zeros).
+        patch_size: ``(d, h, w)``, e.g. (24, 128, 128), or (1, 128, 128) for 2-D.
+        rng: The random generator (seed it for reproducible patches).
+        foreground_fraction: Probability that the patch is centred on a tumor voxel.
+
+    Returns:
+        ``(image_patch (d, h, w, C) float32, label_patch (d, h, w) int32)``.
+
+    Example:
+        >>> x, y = sample_patch(case.image, case.label, (24, 128, 128), np.random.default_rng(0))  # doctest: +SKIP
+    """
+    padded_image = pad_to_patch(image, patch_size)
+    padded_label = None if label is None else pad_to_patch(label, patch_size)
+    foreground = foreground_fraction > 0 and rng.random() < foreground_fraction
+    d0, h0, w0 = patch_corner(padded_image.shape, patch_size, rng, padded_label, foreground)
+    d, h, w = patch_size
+    window = (slice(d0, d0 + d), slice(h0, h0 + h), slice(w0, w0 + w))
+    image_patch = np.asarray(padded_image[window], dtype=np.float32)
+    if padded_label is None:
+        return image_patch, np.zeros((d, h, w), dtype=np.int32)
+    return image_patch, np.asarray(padded_label[window], dtype=np.int32)
