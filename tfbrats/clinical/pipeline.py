@@ -1,0 +1,235 @@
+"""Prepare one clinical study as a BraTS 2020 case: read, reorient, register, resample, mask, write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from tfbrats.clinical.dicom import image_affine, read_dicom_series
+from tfbrats.clinical.orient import (
+    obliquity_degrees,
+    orientation_code,
+    to_brats_orientation,
+)
+from tfbrats.clinical.register import (
+    RegistrationSettings,
+    apply_mask,
+    brats_grid,
+    register_rigid,
+    resample_to_grid,
+)
+
+MODALITIES = ("t1", "t1ce", "t2", "flair")
+REQUIRED = ("t1ce", "t2", "flair")
+# Reference preference when several scans share the finest voxel size.
+_REFERENCE_ORDER = ("t1ce", "t1", "t2", "flair")
+
+
+def read_scan(path: str | Path) -> tuple[sitk.Image, dict]:
+    """Read a DICOM series folder or a NIfTI file as a float32 3-D image (world in LPS mm).
+
+    Args:
+        path: a folder holding one DICOM series, or a `.nii`/`.nii.gz` file.
+
+    Returns:
+        `(image, info)` with `info` describing the source for the sidecar.
+
+    Example:
+        >>> image, info = read_scan("study/FLAIR")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        image, info = read_dicom_series(path)
+        info = {"format": "dicom", **info}
+    elif path.is_file():
+        image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+        info = {"format": "nifti"}
+    else:
+        raise FileNotFoundError(f"{path}: no such file or folder; pass a DICOM series folder or a NIfTI file.")
+    if image.GetDimension() != 3:
+        raise ValueError(f"{path}: image has {image.GetDimension()} dimensions, expected 3; "
+                         "pass one 3-D volume (split 4-D series first).")
+    return image, {"path": str(path), **info, **geometry(image)}
+
+
+def geometry(image: sitk.Image) -> dict:
+    """JSON-ready grid description: size, spacing, origin, direction, orientation, NIfTI affine.
+
+    Args:
+        image: a 3-D SimpleITK image.
+
+    Example:
+        >>> geometry(sitk.Image(2, 3, 4, sitk.sitkUInt8))["size"]
+        [2, 3, 4]
+    """
+    return {
+        "size": list(image.GetSize()),
+        "spacing_mm": list(image.GetSpacing()),
+        "origin_lps_mm": list(image.GetOrigin()),
+        "direction": list(image.GetDirection()),
+        "orientation": orientation_code(image),
+        "obliquity_degrees": obliquity_degrees(image),
+        "affine_ras": image_affine(image).tolist(),
+    }
+
+
+def choose_reference(images: dict[str, sitk.Image]) -> str:
+    """The modality with the smallest voxel volume (highest resolution); ties prefer t1ce, t1, t2.
+
+    Args:
+        images: modality name -> image.
+
+    Example:
+        >>> fine, coarse = sitk.Image(8, 8, 8, sitk.sitkUInt8), sitk.Image(4, 4, 4, sitk.sitkUInt8)
+        >>> coarse.SetSpacing((2, 2, 2))
+        >>> choose_reference({"t1ce": coarse, "flair": fine})
+        'flair'
+    """
+    order = [m for m in _REFERENCE_ORDER if m in images]
+    return min(order, key=lambda m: (round(float(np.prod(images[m].GetSpacing())), 6), order.index(m)))
+
+
+def _write_case(stage: Path, case_dir: Path, overwrite: bool) -> None:
+    """Move a fully written staging folder into place, replacing an old case only when asked."""
+    if case_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{case_dir} already exists; choose another --out or --case_id, "
+                                  "or pass --overwrite.")
+        old = case_dir.with_name(f".{case_dir.name}.old-{os.getpid()}")
+        os.replace(case_dir, old)
+        os.replace(stage, case_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(stage, case_dir)
+
+
+def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str | Path, *,
+                 mask: str | Path | None = None, reference: str | None = None,
+                 spacing_mm: float = 1.0, overwrite: bool = False,
+                 settings: RegistrationSettings | None = None) -> Path:
+    """Turn a study's scans into `<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair}.nii.gz`.
+
+    Steps, each recorded with its parameters in `<case_id>_clinical.json`: read (DICOM or NIfTI),
+    reorient to BraTS storage order, rigid Mattes-MI registration of every scan to the reference,
+    resampling to an axis-aligned `spacing_mm` isotropic grid over the reference (scans linear, the
+    mask nearest neighbour), masking, T1c copied into the T1 slot when T1 is missing, and an atomic
+    write (the case folder appears complete or not at all).
+
+    Args:
+        scans: modality ("t1", "t1ce", "t2", "flair") -> DICOM series folder or NIfTI file;
+            t1 may be missing or None.
+        case_id: the case name (a folder name, no path separators).
+        out_dir: dataset root; created when missing.
+        mask: optional brain mask (NIfTI or DICOM) in the reference scan's world coordinates.
+        reference: modality whose space all scans are registered to; default the highest-resolution.
+        spacing_mm: isotropic output voxel size.
+        overwrite: replace an existing case folder.
+        settings: registration knobs.
+
+    Returns:
+        The case folder.
+
+    Example:
+        >>> prepare_case({"t1ce": "dcm/T1C", "t2": "dcm/T2", "flair": "dcm/FLAIR"},
+        ...              "patient_001", "prepared")  # doctest: +SKIP
+        PosixPath('prepared/patient_001')
+    """
+    unknown = sorted(set(scans) - set(MODALITIES))
+    missing = [m for m in REQUIRED if scans.get(m) is None]
+    if unknown or missing:
+        raise ValueError(f"scans has unknown modalities {unknown} and lacks {missing}; "
+                         f"give {list(REQUIRED)} and optionally t1.")
+    if not case_id or Path(case_id).name != case_id or case_id.startswith("."):
+        raise ValueError(f"case_id {case_id!r} must be a plain folder name (no '/' and no leading '.').")
+    present = {m: Path(p) for m, p in scans.items() if p is not None}
+    if reference is not None and reference not in present:
+        raise ValueError(f"reference {reference!r} is not among the given scans {sorted(present)}.")
+    out_dir = Path(out_dir)
+    case_dir = out_dir / case_id
+    if case_dir.exists() and not overwrite:
+        raise FileExistsError(f"{case_dir} already exists; choose another --out or --case_id, "
+                              "or pass --overwrite.")
+    settings = settings or RegistrationSettings()
+    started = time.time()
+    steps: list[dict] = []
+
+    images: dict[str, sitk.Image] = {}
+    inputs: dict[str, dict] = {}
+    for modality, path in present.items():
+        image, inputs[modality] = read_scan(path)
+        images[modality] = to_brats_orientation(image)
+        steps.append({"step": "reorient", "modality": modality, "from": orientation_code(image),
+                      "to": orientation_code(images[modality]), "interpolation": "none (axis permutation/flip)"})
+    mask_image = None
+    if mask is not None:
+        mask_image, inputs["mask"] = read_scan(mask)
+        mask_image = to_brats_orientation(mask_image)
+
+    auto = reference is None
+    reference = reference or choose_reference(images)
+    steps.append({"step": "choose_reference", "reference": reference,
+                  "rule": "highest resolution (smallest voxel volume)" if auto else "given",
+                  "voxel_volumes_mm3": {m: float(np.prod(i.GetSpacing())) for m, i in images.items()}})
+    fixed = images[reference]
+    grid = brats_grid(fixed, spacing_mm)
+
+    outputs: dict[str, sitk.Image] = {}
+    for modality, image in images.items():
+        if modality == reference:
+            transform = sitk.Euler3DTransform()
+            steps.append({"step": "register", "modality": modality, "fixed": reference,
+                          "result": "identity (reference scan)"})
+        else:
+            result = register_rigid(fixed, image, fixed_mask=mask_image, settings=settings)
+            transform = result.transform
+            steps.append({"step": "register", "modality": modality, "fixed": reference,
+                          "metric_fixed_mask": mask is not None, **result.to_json()})
+        outputs[modality] = resample_to_grid(image, grid, transform, interpolator="linear")
+    steps.append({"step": "resample", "modalities": sorted(outputs), "interpolator": "linear",
+                  "outside_value": 0.0, "grid": geometry(grid)})
+    if mask_image is not None:
+        mask_on_grid = resample_to_grid(mask_image, grid, interpolator="nearest")
+        outputs = {m: apply_mask(image, mask_on_grid) for m, image in outputs.items()}
+        inside = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask_on_grid)))
+        steps.append({"step": "mask", "interpolator": "nearest", "outside_value": 0.0,
+                      "voxels_inside": inside, "voxels_total": int(np.prod(grid.GetSize()))})
+    if "t1" not in outputs:
+        outputs["t1"] = sitk.Image(outputs["t1ce"])
+        steps.append({"step": "substitute", "missing": "t1", "copied_from": "t1ce",
+                      "reason": "no T1 given; the paper used T1c where T1 was missing"})
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = out_dir / f".{case_id}.partial-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        files = {}
+        for modality in MODALITIES:
+            name = f"{case_id}_{modality}.nii.gz"
+            sitk.WriteImage(outputs[modality], str(stage / name), useCompression=True)
+            files[modality] = name
+        sidecar = {
+            "tool": "python -m tfbrats.clinical",
+            "case_id": case_id,
+            "layout": "brats2020",
+            "inputs": inputs,
+            "reference": reference,
+            "spacing_mm": spacing_mm,
+            "t1_substituted": "t1" not in present,
+            "steps": steps,
+            "outputs": files,
+            "seconds": round(time.time() - started, 2),
+        }
+        (stage / f"{case_id}_clinical.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        _write_case(stage, case_dir, overwrite)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
+    return case_dir
