@@ -86,8 +86,183 @@ def run_data(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+ALBUNET3D_GFLOP = 90.66  # one 24x128x128 forward pass (DESIGN §3; a multiply-add counts 2)
+
+
+def _median_seconds(function: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median wall time of `function()` over `repeats` calls after `warmup` untimed calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+def _backend_facts() -> dict[str, Any]:
+    import keras
+
+    facts: dict[str, Any] = {"backend": keras.backend.backend(), "keras": keras.__version__}
+    if facts["backend"] == "jax":
+        import jax
+
+        facts["device"] = str(jax.devices()[0].device_kind)
+    else:
+        import tensorflow as tf
+
+        facts["device"] = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}"
+    return facts
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
+    parser.add_argument("--batch", type=int, default=1, help="windows per forward pass")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
+
+
+def _peak_gflops(repeats: int) -> float:
+    """GFLOP/s of one large float32 Conv2D (24x64x64x64 -> 64, 3x3): the practical ceiling."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.normal(size=(24, 64, 64, 64)).astype("float32"))
+    kernel = keras.ops.convert_to_tensor(rng.normal(size=(3, 3, 64, 64)).astype("float32"))
+    flop = 2 * 24 * 64 * 64 * 64 * 64 * 9
+    seconds, _ = _median_seconds(
+        lambda: keras.ops.convert_to_numpy(keras.ops.conv(x, kernel, padding="same")), repeats, warmup=2
+    )
+    return flop / seconds / 1e9
+
+
+def run_peak(args: argparse.Namespace) -> dict[str, Any]:
+    """The Conv2D ceiling that the model figures are divided by."""
+    return {"benchmark": "peak", **_backend_facts(), "gflops": round(_peak_gflops(args.repeats), 1)}
+
+
+def _albunet3d(precision: str):
+    import keras
+
+    from tfbrats.models import AlbuNet3D
+
+    keras.mixed_precision.set_global_policy(precision)
+    return AlbuNet3D(num_classes=4)
+
+
+def run_forward(args: argparse.Namespace) -> dict[str, Any]:
+    """AlbuNet3D forward pass on 24x128x128 windows: seconds, GFLOP/s and the ratio to `peak`."""
+    import numpy as np
+
+    peak = _peak_gflops(args.repeats)
+    model = _albunet3d(args.precision)
+    x = np.random.default_rng(0).normal(size=(args.batch, 24, 128, 128, 3)).astype("float32")
+    seconds, times = _median_seconds(lambda: model.predict_on_batch(x), args.repeats, warmup=2)
+    gflops = ALBUNET3D_GFLOP * args.batch / seconds
+    return {
+        "benchmark": "forward", **_backend_facts(), "precision": args.precision, "batch": args.batch,
+        "seconds": round(seconds, 4), "seconds_per_window": round(seconds / args.batch, 4),
+        "gflops": round(gflops, 1), "peak_gflops": round(peak, 1), "ratio_to_peak": round(gflops / peak, 3),
+        "times": [round(t, 4) for t in times],
+    }
+
+
+def _add_windows_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument("--volume", type=int, nargs=3, default=(140, 170, 140), metavar=("D", "H", "W"),
+                        help="cropped brain of a BraTS case in tfbrats axes (default: about BraTS' brain box)")
+
+
+def run_windows(args: argparse.Namespace) -> dict[str, Any]:
+    """Sliding-window prediction of a BraTS-size brain held in memory (no file I/O), per mode.
+
+    Reports each mode's seconds, windows, seconds per window, and the overhead over the pure
+    forward time of that many windows, measured in the same run.
+    """
+    import keras
+    import numpy as np
+
+    from tfbrats.inference import sliding_window
+
+    model = _albunet3d(args.precision)
+    volume = np.random.default_rng(0).normal(size=(*args.volume, 3)).astype("float32")
+    window = np.zeros((args.batch, 24, 128, 128, 3), "float32")
+    forward, _ = _median_seconds(lambda: model.predict_on_batch(window), args.repeats, warmup=2)
+    calls = []
+
+    def predictor(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch.shape[0])
+        return keras.ops.convert_to_numpy(keras.ops.softmax(model.predict_on_batch(batch), axis=-1))
+
+    modes = {
+        "paper_windows": {"patch_size": (24, 128, 128), "steps": (24, 32, 32)},
+        "half_overlap": {"patch_size": (24, 128, 128), "steps": (24, 64, 64)},
+        "no_overlap": {"patch_size": (24, 128, 128), "steps": (24, 128, 128)},
+    }
+    results: dict[str, Any] = {
+        "benchmark": "windows", **_backend_facts(), "precision": args.precision, "volume": list(args.volume),
+        "batch": args.batch, "forward_seconds_per_batch": round(forward, 4),
+    }
+    for name, settings in modes.items():
+        calls.clear()
+        seconds, _ = _median_seconds(
+            lambda settings=settings: sliding_window(volume, predictor, batch_size=args.batch, **settings),
+            max(1, args.repeats // 2), warmup=1,
+        )
+        windows = sum(calls) // (1 + max(1, args.repeats // 2))
+        pure = forward * len(calls) / (1 + max(1, args.repeats // 2))
+        results[name] = {
+            "seconds": round(seconds, 3), "windows": windows, "seconds_per_window": round(seconds / windows, 4),
+            "overhead_over_forward": round(seconds / pure - 1, 3), **{k: list(v) for k, v in settings.items()},
+        }
+    return results
+
+
+def _add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
+    parser.add_argument("--batch", type=int, default=1, help="windows per call")
+    parser.add_argument("--patch", type=int, nargs=3, default=(24, 128, 128), metavar=("D", "H", "W"))
+
+
+def run_onnx(args: argparse.Namespace) -> dict[str, Any]:
+    """One window of AlbuNet3D (softmax) in onnxruntime (CPU) vs TensorFlow, as `tfbrats.predict` runs it.
+
+    The model is exported with `tfbrats.serving.export.export_onnx` (tf2onnx) into a scratch
+    folder; both runtimes get the same weights and input, and the largest difference of their
+    probabilities is reported beside the times.
+    """
+    import numpy as np
+    import onnxruntime
+
+    from tfbrats.inference.predict import make_predictor
+    from tfbrats.models import AlbuNet3D
+    from tfbrats.serving.export import export_onnx
+
+    model = AlbuNet3D(num_classes=4, head="softmax")
+    x = np.random.default_rng(0).normal(size=(args.batch, *args.patch, 3)).astype("float32")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = export_onnx(model, Path(scratch) / "albunet3d", 1, args.patch)
+        session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    tensorflow = make_predictor(model)
+    onnx_seconds, onnx_times = _median_seconds(lambda: session.run(None, {"image": x}), args.repeats, warmup=2)
+    tf_seconds, tf_times = _median_seconds(lambda: tensorflow(x), args.repeats, warmup=2)
+    difference = np.abs(session.run(None, {"image": x})[0] - tensorflow(x)).max()
+    return {
+        "benchmark": "onnx", **_backend_facts(), "onnxruntime": onnxruntime.__version__, "batch": args.batch,
+        "patch": list(args.patch), "onnxruntime_seconds": round(onnx_seconds, 4),
+        "tensorflow_seconds": round(tf_seconds, 4), "tensorflow_over_onnxruntime": round(tf_seconds / onnx_seconds, 3),
+        "max_abs_difference": float(difference), "onnxruntime_times": [round(t, 4) for t in onnx_times],
+        "tensorflow_times": [round(t, 4) for t in tf_times],
+    }
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
     "data": ("patches/s of the tf.data pipeline with and without augmentation", _add_data_arguments, run_data),
+    "peak": ("GFLOP/s of one large Conv2D: the ceiling", _add_model_arguments, run_peak),
+    "forward": ("AlbuNet3D forward on 24x128x128 windows", _add_model_arguments, run_forward),
+    "windows": ("sliding-window prediction of a BraTS-size brain in memory", _add_windows_arguments, run_windows),
+    "onnx": ("one AlbuNet3D window in onnxruntime vs TensorFlow on the CPU", _add_onnx_arguments, run_onnx),
 }
 
 

@@ -1,0 +1,211 @@
+"""Clients of TensorFlow Serving's Predict API, and whole-volume segmentation through a server.
+
+Both clients answer `predict(signature, inputs, output) -> numpy array`:
+
+- `GrpcPredictClient` speaks `tensorflow.serving.PredictionService/Predict` with
+  tensorflow-serving-api's `PredictionServiceStub`: tensors travel as binary `TensorProto`s (4 bytes
+  a voxel), so it is the transport for whole volumes. It imports TensorFlow (the protos need it).
+- `RestPredictClient` posts JSON to `POST /v1/models/<name>[/versions/<v>]:predict` in the
+  columnar format `{"signature_name": ..., "inputs": {name: nested lists}}` and reads `"outputs"`,
+  as TensorFlow Serving documents it; it needs only the standard library and numpy, but a volume
+  costs about 20 bytes a number as text.
+
+`segment_volume` sends a preprocessed volume to the `segment` signature (the server runs the
+sliding window), or runs `tfbrats.inference.sliding_window` here with the server's
+`serving_default` as the predictor (for a server that has only that signature, e.g. a TF-TRT
+conversion).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from tfbrats.inference import sliding_window
+from tfbrats.serving.signatures import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_PATCH_SIZE,
+    IMAGE_INPUT,
+    LABELS_OUTPUT,
+    PROBABILITIES_OUTPUT,
+    SEGMENT,
+    SERVING_DEFAULT,
+    VOLUME_INPUT,
+    default_steps,
+)
+
+# TensorFlow Serving accepts messages up to 2 GiB; gRPC clients stop at 4 MiB unless told otherwise.
+GRPC_MESSAGE_OPTIONS = (("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1))
+
+
+class ServingError(RuntimeError):
+    """The server refused a request or could not be reached; the message says which and why."""
+
+
+class PredictClient(Protocol):
+    """Anything that runs one Predict request and returns the named output as a numpy array."""
+
+    def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
+        """Runs `signature` on `inputs` and returns its output `output`."""
+
+
+class GrpcPredictClient:
+    """TensorFlow Serving's gRPC Predict API (default port 8500).
+
+    Args:
+        server: "host:port".
+        model_name: the served model's name (`--model_name` of `tensorflow_model_server`).
+        version: a model version; None lets the server take its latest.
+        timeout: seconds to wait for one response.
+
+    Example:
+        >>> with GrpcPredictClient("localhost:8500", "albunet3d") as client:  # doctest: +SKIP
+        ...     labels = client.predict("segment", {"volume": image}, "labels")
+    """
+
+    def __init__(self, server: str, model_name: str, version: int | None = None, timeout: float = 600.0):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.server = server
+        self.model_name = model_name
+        self.version = version
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(server, options=list(GRPC_MESSAGE_OPTIONS))
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
+        """Sends one PredictRequest, asking for `output` alone, and returns it."""
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+        request.output_filter.append(output)
+        try:
+            response = self._stub.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingError(
+                f"gRPC Predict on {self.server} (model {self.model_name!r}, signature {signature!r}) failed: "
+                f"{error.code().name}: {error.details()}"
+            ) from error
+        if output not in response.outputs:
+            raise ServingError(f"{self.server} answered outputs {sorted(response.outputs)}, not {output!r}")
+        return tf.make_ndarray(response.outputs[output])
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> GrpcPredictClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class RestPredictClient:
+    """TensorFlow Serving's REST Predict API (default port 8501), columnar JSON format.
+
+    Args:
+        server: "host:port" (or a full "http(s)://host:port" base URL).
+        model_name: the served model's name.
+        version: a model version; None lets the server take its latest.
+        timeout: seconds to wait for one response.
+
+    Example:
+        >>> client = RestPredictClient("localhost:8501", "albunet3d")  # doctest: +SKIP
+        >>> probabilities = client.predict("serving_default", {"image": windows}, "probabilities")  # doctest: +SKIP
+    """
+
+    def __init__(self, server: str, model_name: str, version: int | None = None, timeout: float = 600.0):
+        base = server if server.startswith(("http://", "https://")) else f"http://{server}"
+        versioned = f"/versions/{version}" if version is not None else ""
+        self.url = f"{base.rstrip('/')}/v1/models/{model_name}{versioned}:predict"
+        self.timeout = timeout
+
+    def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
+        """Posts `{"signature_name", "inputs"}` and returns `output` from the response's "outputs"."""
+        body = {"signature_name": signature, "inputs": {name: np.asarray(v).tolist() for name, v in inputs.items()}}
+        request = urllib.request.Request(
+            self.url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = json.load(response)
+        except urllib.error.HTTPError as error:
+            raise ServingError(f"POST {self.url} (signature {signature!r}) failed: HTTP {error.code}: "
+                               f"{_error_message(error.read())}") from error
+        except urllib.error.URLError as error:
+            raise ServingError(f"cannot reach {self.url}: {error.reason}") from error
+        if "outputs" not in payload:
+            raise ServingError(f"POST {self.url} answered without 'outputs': keys {sorted(payload)}")
+        outputs = payload["outputs"]
+        # TensorFlow Serving leaves the name out when a signature has a single output.
+        if isinstance(outputs, dict):
+            if output not in outputs:
+                raise ServingError(f"POST {self.url} answered outputs {sorted(outputs)}, not {output!r}")
+            outputs = outputs[output]
+        return np.asarray(outputs)
+
+
+def segment_volume(
+    client: PredictClient,
+    image: np.ndarray,
+    signature: str = SEGMENT,
+    patch_size: Sequence[int] = DEFAULT_PATCH_SIZE,
+    steps: Sequence[int] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> np.ndarray:
+    """Internal labels `(D, H, W)` of a preprocessed image `(D, H, W, C)` from a served tfbrats model.
+
+    Args:
+        client: a `GrpcPredictClient` or `RestPredictClient`.
+        image: float32 `(D, H, W, C)` as `tfbrats.data.load_case` makes it.
+        signature: "segment" (one request; the server's window settings apply) or
+            "serving_default" (the window runs here: one request per `batch_size` windows).
+        patch_size, steps, batch_size: the window, for "serving_default" only; steps None takes
+            DESIGN's (24, 32, 32) limited to the patch.
+
+    Returns:
+        uint8 labels 0..K-1.
+
+    Example:
+        >>> labels = segment_volume(GrpcPredictClient("localhost:8500", "albunet3d"), case.image)  # doctest: +SKIP
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 4:
+        raise ValueError(f"segment_volume needs an image (D, H, W, C); got shape {image.shape}")
+    if signature == SEGMENT:
+        labels = client.predict(SEGMENT, {VOLUME_INPUT: image}, LABELS_OUTPUT)
+    elif signature == SERVING_DEFAULT:
+
+        def remote(windows: np.ndarray) -> np.ndarray:
+            return client.predict(SERVING_DEFAULT, {IMAGE_INPUT: windows}, PROBABILITIES_OUTPUT)
+
+        steps = default_steps(patch_size) if steps is None else steps
+        labels = sliding_window(image, remote, patch_size, steps, batch_size).argmax(axis=-1)
+    else:
+        raise ValueError(f"signature must be {SEGMENT!r} or {SERVING_DEFAULT!r}; got {signature!r}")
+    if labels.shape != image.shape[:3]:
+        raise ServingError(f"the server returned labels of shape {labels.shape} for an image of shape {image.shape}")
+    return labels.astype(np.uint8)
+
+
+def _error_message(body: bytes) -> str:
+    """TensorFlow Serving's `{"error": ...}` message, or the body as text."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")[:500]

@@ -1,0 +1,130 @@
+"""The sliding window of `tfbrats.inference.sliding_window` written in TensorFlow ops.
+
+It runs inside a graph (a SavedModel signature), so a server can take a whole volume of any
+size and return its segmentation in one request. Window placement follows the numpy version
+exactly: windows start every `steps` voxels and one more is aligned to the end of each axis, an
+axis shorter than the window is zero-padded symmetrically, and overlapping outputs are averaged
+uniformly ("mean" blending). Window outputs are added in the same order as the numpy version,
+so the two agree to the last bit when the predictor does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+GraphPredictor = Callable[[tf.Tensor], tf.Tensor]
+
+
+def sliding_window_graph(
+    volume: tf.Tensor,
+    predictor: GraphPredictor,
+    patch_size: Sequence[int],
+    steps: Sequence[int],
+    num_classes: int,
+    batch_size: int = 4,
+) -> tf.Tensor:
+    """Class probabilities of a whole volume from overlapping windows, with TensorFlow ops only.
+
+    Args:
+        volume: float32 image `(D, H, W, C)` of any spatial size; C must be known statically.
+        predictor: maps a batch of windows `(B, d, h, w, C)` to probabilities `(B, d, h, w, K)`
+            with TensorFlow ops (e.g. a Keras model).
+        patch_size: window size `(d, h, w)`.
+        steps: distance `(d, h, w)` between window starts; each in 1..patch size.
+        num_classes: K, the predictor's number of output channels.
+        batch_size: windows per predictor call.
+
+    Returns:
+        float32 probabilities `(D, H, W, K)`.
+
+    Example:
+        >>> uniform = lambda x: tf.fill(tf.concat([tf.shape(x)[:4], [4]], 0), 0.25)
+        >>> volume = tf.zeros((30, 100, 90, 3))
+        >>> sliding_window_graph(volume, uniform, (8, 64, 64), (8, 32, 32), num_classes=4).shape
+        TensorShape([30, 100, 90, 4])
+    """
+    patch = _check_triple(patch_size, "patch_size")
+    step = _check_triple(steps, "steps")
+    for axis, (p, s) in enumerate(zip(patch, step)):
+        if s > p:
+            raise ValueError(f"steps[{axis}] = {s} exceeds patch_size[{axis}] = {p}: some voxels would be skipped")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    volume = tf.convert_to_tensor(volume, tf.float32)
+    if volume.shape.rank != 4 or volume.shape[-1] is None:
+        raise ValueError(f"sliding_window_graph needs a volume (D, H, W, C) with a known C; got shape {volume.shape}")
+    channels = volume.shape[-1]
+
+    shape = tf.shape(volume)[:3]
+    patch_t = tf.constant(patch, tf.int32)
+    # Pad an axis shorter than the window symmetrically up to the window (the numpy rule).
+    pad = tf.maximum(patch_t - shape, 0)
+    before = pad // 2
+    padded = tf.pad(volume, tf.concat([tf.stack([before, pad - before], axis=1), [[0, 0]]], axis=0))
+    padded_shape = tf.shape(padded)[:3]
+
+    starts = [_window_starts(padded_shape[axis], patch[axis], step[axis]) for axis in range(3)]
+    # Depth-major order, as itertools.product in the numpy version: the sums match bit for bit.
+    corners = tf.reshape(tf.stack(tf.meshgrid(*starts, indexing="ij"), axis=-1), (-1, 3))
+    num_windows = tf.shape(corners)[0]
+    window_spec = tf.TensorSpec(patch + (channels,), tf.float32)
+
+    def cut(corner: tf.Tensor) -> tf.Tensor:
+        return tf.slice(padded, tf.concat([corner, [0]], axis=0), patch + (channels,))
+
+    def predict_group(first: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        group = corners[first : first + batch_size]
+        probabilities = tf.cast(predictor(tf.map_fn(cut, group, fn_output_signature=window_spec)), tf.float32)
+        probabilities = tf.ensure_shape(probabilities, (None,) + patch + (num_classes,))
+
+        def add_window(index: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            corner = group[index]
+            placement = tf.stack([corner, padded_shape - corner - patch_t], axis=1)
+            return index + 1, total + tf.pad(probabilities[index], tf.concat([placement, [[0, 0]]], axis=0))
+
+        _, total = tf.while_loop(
+            lambda index, _: index < tf.shape(group)[0],
+            add_window,
+            (tf.constant(0), total),
+            shape_invariants=(tf.TensorShape([]), _probability_shape(num_classes)),
+        )
+        return first + batch_size, total
+
+    _, total = tf.while_loop(
+        lambda first, _: first < num_windows,
+        predict_group,
+        (tf.constant(0), tf.zeros(tf.concat([padded_shape, [num_classes]], axis=0))),
+        shape_invariants=(tf.TensorShape([]), _probability_shape(num_classes)),
+    )
+    # Every window covers a box, so the number of windows over a voxel is a product of per-axis counts.
+    counts = [_coverage(padded_shape[axis], starts[axis], patch[axis]) for axis in range(3)]
+    norm = counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
+    probabilities = total / norm[..., None]
+    return tf.slice(probabilities, tf.concat([before, [0]], axis=0), tf.concat([shape, [num_classes]], axis=0))
+
+
+def _check_triple(values: Sequence[int], name: str) -> tuple[int, int, int]:
+    """Three positive Python integers (depth, height, width), or ValueError naming the argument."""
+    values = tuple(int(v) for v in values)
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(f"{name} must be three positive integers (d, h, w); got {values}")
+    return values
+
+
+def _probability_shape(num_classes: int) -> tf.TensorShape:
+    return tf.TensorShape([None, None, None, num_classes])
+
+
+def _window_starts(size: tf.Tensor, patch: int, step: int) -> tf.Tensor:
+    """Starts every `step` voxels, plus one aligned to the end unless the last start already is."""
+    regular = tf.range(0, size - patch + 1, step)
+    return tf.unique(tf.concat([regular, [size - patch]], axis=0)).y
+
+
+def _coverage(size: tf.Tensor, starts: tf.Tensor, patch: int) -> tf.Tensor:
+    """float32 `(size,)`: how many windows of width `patch` starting at `starts` cover each position."""
+    position = tf.range(size)[:, None]
+    inside = tf.logical_and(position >= starts[None, :], position < starts[None, :] + patch)
+    return tf.reduce_sum(tf.cast(inside, tf.float32), axis=1)

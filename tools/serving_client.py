@@ -1,0 +1,93 @@
+"""Segment one NIfTI case with a tfbrats model served by TensorFlow Serving.
+
+    python tools/serving_client.py --server=localhost:8500 --grpc --case=data/BraTS20_Validation_001 \\
+        --output=predictions/
+    python tools/serving_client.py --server=localhost:8501 --rest --case=... --output=case.nii.gz
+
+The case is read and preprocessed exactly as tfbrats does (`tfbrats.data.load_case`: FLAIR, T1c,
+T2, z-scored over the brain, cropped to it), sent to the server, and the labels are put back in
+the original grid and written with the input's affine and header and the dataset's own label
+values (`tfbrats.data.write_labels_nifti`). --output is a `.nii.gz`/`.nii` file, or a folder that
+gets `<case_id>.nii.gz`.
+
+--signature=segment (default) sends the whole volume in one request and the server runs the
+sliding window with the settings of the export. --signature=serving_default runs the window here
+and sends batches of patches (for a TF-TRT conversion, which keeps only that signature); then
+--patch_size, --steps and --batch_size apply. gRPC (tensorflow-serving-api; port 8500 by default)
+sends binary tensors; REST (port 8501) sends JSON text, about 5 times larger, and needs no
+TensorFlow on the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    """Parses "D,H,W" into three positive integers."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers D,H,W; got {text!r}")
+    return values
+
+
+def output_path(output: Path, case_id: str) -> Path:
+    """`output` when it names a NIfTI file, else `output/<case_id>.nii.gz`."""
+    return output if output.name.endswith((".nii.gz", ".nii")) else output / f"{case_id}.nii.gz"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tfbrats.serving.signatures import DEFAULT_BATCH_SIZE, DEFAULT_PATCH_SIZE, SEGMENT, SERVING_DEFAULT
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", required=True, help="host:port of tensorflow_model_server")
+    transport = parser.add_mutually_exclusive_group(required=True)
+    transport.add_argument("--grpc", action="store_true", help="gRPC Predict API (--port, 8500)")
+    transport.add_argument("--rest", action="store_true", help="REST Predict API (--rest_api_port, 8501)")
+    parser.add_argument("--case", required=True, type=Path, help="one case folder (BraTS file names)")
+    parser.add_argument("--output", required=True, type=Path, help="output .nii.gz file or folder")
+    parser.add_argument("--model_name", default="albunet3d", help="--model_name the server was started with")
+    parser.add_argument("--model_version", type=int, help="a version to ask for (default: the server's latest)")
+    parser.add_argument("--signature", choices=(SEGMENT, SERVING_DEFAULT), default=SEGMENT)
+    parser.add_argument("--input_channels", type=int, choices=(3, 4), default=3, help="the model's input channels")
+    parser.add_argument("--patch_size", type=_triple, default=DEFAULT_PATCH_SIZE,
+                        help="window D,H,W for --signature=serving_default (default: %(default)s)")
+    parser.add_argument("--steps", type=_triple, help="window steps D,H,W (default: 24,32,32 clipped to the window)")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per request")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one response")
+    args = parser.parse_args(argv)
+
+    from tfbrats.data import CaseError, find_cases, load_case, uncrop, write_labels_nifti
+    from tfbrats.serving.client import GrpcPredictClient, RestPredictClient, ServingError, segment_volume
+
+    try:
+        cases = find_cases(args.case).cases
+        if len(cases) != 1:
+            parser.error(f"--case must be one case folder; {args.case} holds {len(cases)} cases")
+        case = load_case(cases[0], args.input_channels)
+    except (CaseError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    client_type = GrpcPredictClient if args.grpc else RestPredictClient
+    client = client_type(args.server, args.model_name, args.model_version, args.timeout)
+    try:
+        labels = segment_volume(client, case.image, args.signature, args.patch_size, args.steps, args.batch_size)
+    except ServingError as error:
+        print(f"error: case {case.meta.case_id}: {error}", file=sys.stderr)
+        return 1
+    written = write_labels_nifti(uncrop(labels, case.meta), case.meta, output_path(args.output, case.meta.case_id))
+    print(f"wrote {written}: case {case.meta.case_id}, image {case.image.shape} via {args.signature} "
+          f"on {'gRPC' if args.grpc else 'REST'} {args.server}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
