@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import albumentations
 import numpy as np
 import scipy.ndimage
-import volumentations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +95,8 @@ def _geometry_3d(
     image: np.ndarray, mask: np.ndarray, config: AugmentConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Elastic deformation, rotation and scaling of a ``(D, H, W, C)`` patch with volumentations."""
+    import volumentations  # imported on first use: it is slow to import and prediction never needs it
+
     shape = image.shape[:3]
     if rng.random() < config.elastic:
         deformation = rng.uniform(0.0, config.elastic_strength)
@@ -130,6 +130,8 @@ def _geometry_2d(
     image: np.ndarray, mask: np.ndarray, config: AugmentConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Elastic deformation, rotation and scaling of a ``(1, H, W, C)`` patch with albumentations."""
+    import albumentations  # imported on first use: it is slow to import and prediction never needs it
+
     low, high = config.scale_range
     compose = albumentations.Compose(
         [

@@ -1,7 +1,8 @@
 """Pairs a folder of predicted `<case_id>.nii.gz` with the reference segmentations of a dataset.
 
-References are found under a root in the BraTS layouts: `<id>_seg.nii.gz` (2018-2021, enhancing
-tumour 4) and `<id>-seg.nii.gz` (2023+, enhancing tumour 3), at any depth.
+References are the segmentations of the cases `tfbrats.data.find_cases` finds under a root:
+`<id>_seg.nii.gz` (2018-2021, enhancing tumour 4), `<id>-seg.nii.gz` (2023+, enhancing tumour 3),
+or a manifest's `seg` column.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from tfbrats.data.cases import find_cases
 from tfbrats.evaluation.metrics import CaseResult, case_metrics
 
-# Reference file suffix -> the value of enhancing tumour in that dataset generation.
-SEG_SUFFIXES = {"_seg.nii.gz": 4, "_seg.nii": 4, "-seg.nii.gz": 3, "-seg.nii": 3}
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,11 @@ class FolderEvaluation:
 def find_reference_segs(ref_dir: str | Path) -> dict[str, Reference]:
     """Finds the reference segmentations under `ref_dir`, keyed by case id.
 
+    Any layout `tfbrats.data.find_cases` knows (BraTS 2018-2020, 2021, 2023+, a manifest, one
+    case folder); cases without a segmentation are left out.
+
     Args:
-        ref_dir: a dataset root or a single case folder.
+        ref_dir: a dataset root, manifest or single case folder.
 
     Returns:
         dict case id -> `Reference`, sorted by case id.
@@ -56,19 +59,8 @@ def find_reference_segs(ref_dir: str | Path) -> dict[str, Reference]:
         >>> find_reference_segs("/data/MICCAI_BraTS2020_TrainingData")  # doctest: +SKIP
         {'BraTS20_Training_001': Reference(path=..., et_label=4), ...}
     """
-    ref_dir = Path(ref_dir)
-    if not ref_dir.is_dir():
-        raise FileNotFoundError(f"reference folder {ref_dir} does not exist")
-    found: dict[str, Reference] = {}
-    for path in sorted(ref_dir.rglob("*seg.nii*")):
-        suffix = next((s for s in SEG_SUFFIXES if path.name.endswith(s)), None)
-        if suffix is None or not path.is_file():
-            continue
-        case_id = path.name[: -len(suffix)]
-        if case_id in found:
-            raise ValueError(f"case {case_id} has two reference segmentations: {found[case_id].path} and {path}")
-        found[case_id] = Reference(path, SEG_SUFFIXES[suffix])
-    return dict(sorted(found.items()))
+    cases = find_cases(ref_dir).cases
+    return {case.case_id: Reference(case.seg, case.et_label) for case in cases if case.has_seg}
 
 
 def find_predictions(pred_dir: str | Path) -> dict[str, Path]:
