@@ -257,10 +257,125 @@ def run_onnx(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+PREDICT_MODES: dict[str, dict[str, Any]] = {
+    "paper_windows": {"patch_size": (24, 128, 128), "steps": (24, 32, 32), "precision": "float32"},
+    "paper_windows_bf16": {"patch_size": (24, 128, 128), "steps": (24, 32, 32), "precision": "mixed_bfloat16"},
+    "no_overlap": {"patch_size": (24, 128, 128), "steps": (24, 128, 128), "precision": "float32"},
+    "no_overlap_bf16": {"patch_size": (24, 128, 128), "steps": (24, 128, 128), "precision": "mixed_bfloat16"},
+    "full_volume_bf16": {"patch_size": None, "steps": (24, 32, 32), "precision": "mixed_bfloat16"},
+}
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="trained run folder or .keras (default: a random AlbuNet3D)")
+    parser.add_argument("--case", type=Path, help="case folder (default: one synthetic 240x240x155 case)")
+    parser.add_argument("--modes", nargs="+", default=list(PREDICT_MODES), choices=list(PREDICT_MODES))
+    parser.add_argument("--batch", type=int, default=2, help="windows per forward pass")
+    parser.add_argument("--repeats", type=int, default=2, help="timed predictions per mode (median reported)")
+    parser.add_argument("--one_mode", help=argparse.SUPPRESS)  # the measuring subprocess
+    parser.add_argument("--labels_out", type=Path, help=argparse.SUPPRESS)
+
+
+def _predict_one(args: argparse.Namespace) -> dict[str, Any]:
+    """In a fresh process: one mode, end to end (read, preprocess, windows, uncrop, write), peak memory."""
+    import resource
+
+    import numpy as np
+
+    from tfbrats.data import find_cases, load_case, write_labels_nifti
+    from tfbrats.inference.predict import WindowSettings, load_model, make_predictor, segment
+
+    mode = PREDICT_MODES[args.one_mode]
+    loaded = load_model(args.model, mode["precision"])
+    predictor = make_predictor(loaded.model)
+    case = find_cases(args.case).cases[0]
+    window = WindowSettings(mode["patch_size"], mode["steps"], args.batch)
+    calls: list[int] = []
+
+    def counting(batch):
+        calls.append(batch.shape[0])
+        return predictor(batch)
+
+    def run() -> None:
+        preprocessed = load_case(case, loaded.input_channels)
+        labels = segment(preprocessed, counting, window)
+        write_labels_nifti(labels, preprocessed.meta, args.labels_out)
+
+    seconds, times = _median_seconds(run, args.repeats, warmup=1)
+    batches = len(calls) // (args.repeats + 1)
+    if mode["patch_size"] is None:
+        forward = seconds  # a single pass: no windows to compare against
+    else:
+        x = np.zeros((args.batch, *mode["patch_size"], loaded.input_channels), "float32")
+        forward, _ = _median_seconds(lambda: predictor(x), 3, warmup=1)
+    return {
+        "seconds": round(seconds, 3), "times": [round(t, 3) for t in times],
+        "windows": sum(calls) // (args.repeats + 1) if mode["patch_size"] else 1,
+        "forward_seconds_per_batch": round(forward, 4),
+        "overhead_over_forward": round(seconds / (forward * batches) - 1, 3) if mode["patch_size"] else 0.0,
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+
+
+def run_predict(args: argparse.Namespace) -> dict[str, Any]:
+    """One BraTS-size case end to end per prediction mode, each in its own process (for peak memory).
+
+    Reports seconds, windows, overhead over pure forward time and peak resident memory per mode,
+    the speed-up over the paper's windows, and the whole-tumor Dice of each mode's labels against
+    the paper windows' labels (and against the reference segmentation when the case has one).
+    """
+    import subprocess
+
+    import nibabel as nib
+    import numpy as np
+
+    if args.one_mode:
+        return _predict_one(args)
+    from tfbrats.evaluation.metrics import dice
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        case_dir = args.case
+        if case_dir is None:
+            from tfbrats.data import write_synthetic_dataset
+
+            case_dir = write_synthetic_dataset(scratch_dir / "data", 1, (240, 240, 155), seed=0)[0]
+        model = args.model
+        if model is None:
+            from tfbrats.models import AlbuNet3D
+
+            model = scratch_dir / "random.keras"
+            AlbuNet3D(num_classes=4).save(model)
+        results: dict[str, Any] = {"benchmark": "predict", "model": str(args.model or "random AlbuNet3D"),
+                                   "case": str(case_dir), "batch": args.batch, "cpu_count": os.cpu_count()}
+        labels = {}
+        for name in args.modes:
+            out = scratch_dir / f"{name}.nii.gz"
+            command = [sys.executable, __file__, "predict", f"--model={model}", f"--case={case_dir}",
+                       f"--one_mode={name}", f"--labels_out={out}", f"--batch={args.batch}",
+                       f"--repeats={args.repeats}"]
+            finished = subprocess.run(command, capture_output=True, text=True, check=True)
+            results[name] = json.loads(finished.stdout)
+            labels[name] = np.asarray(nib.load(out).dataobj)
+        reference = next(iter(Path(case_dir).glob("*_seg.nii.gz")), None)
+        truth = np.asarray(nib.load(reference).dataobj) if reference else None
+        base = results.get("paper_windows", {}).get("seconds")
+        paper = labels.get("paper_windows")
+        for name in args.modes:
+            if base:
+                results[name]["speedup_over_paper_windows"] = round(base / results[name]["seconds"], 2)
+            if paper is not None:
+                results[name]["wt_dice_vs_paper_windows"] = round(dice(labels[name] > 0, paper > 0), 4)
+            if truth is not None:
+                results[name]["wt_dice_vs_reference"] = round(dice(labels[name] > 0, truth > 0), 4)
+    return results
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
     "data": ("patches/s of the tf.data pipeline with and without augmentation", _add_data_arguments, run_data),
     "peak": ("GFLOP/s of one large Conv2D: the ceiling", _add_model_arguments, run_peak),
     "forward": ("AlbuNet3D forward on 24x128x128 windows", _add_model_arguments, run_forward),
+    "predict": ("one BraTS-size case end to end per prediction mode", _add_predict_arguments, run_predict),
     "windows": ("sliding-window prediction of a BraTS-size brain in memory", _add_windows_arguments, run_windows),
     "onnx": ("one AlbuNet3D window in onnxruntime vs TensorFlow on the CPU", _add_onnx_arguments, run_onnx),
 }

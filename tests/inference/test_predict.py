@@ -89,3 +89,16 @@ def test_predict_cli_on_a_single_case_folder(dataset, model_file, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 1 predictions" in result.stdout
     assert (tmp_path / f"{case_dir.name}.nii.gz").is_file()
+
+
+def test_bfloat16_prediction_agrees_with_float32(model_file):
+    import keras
+
+    full = load_model(model_file)
+    half = load_model(model_file, precision="mixed_bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32", "the global policy is left as it was"
+    assert half.model.get_layer("stem_conv").compute_dtype == "bfloat16"
+    x = np.random.default_rng(0).normal(size=(1, 1, 64, 64, 3)).astype("float32")
+    a, b = np.asarray(full.model(x)), np.asarray(half.model(x))
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(b, a, atol=0.1 * np.abs(a).max())

@@ -1,0 +1,85 @@
+"""The end-to-end demo: synthetic BraTS data -> training -> prediction -> evaluation -> figures.
+
+    python -m tfbrats.demo --out=demo_output
+
+Every step is the command a user would type, printed before it runs, so the demo doubles as a
+tutorial. Steps that are done are not redone: a rerun resumes training from its checkpoint and
+skips finished predictions.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+
+_OUT = flags.DEFINE_string("out", "demo_output", "Folder for data, model, predictions, report and figures.")
+_TRAIN_CASES = flags.DEFINE_integer("train_cases", 16, "Synthetic cases to train and validate on.")
+_TEST_CASES = flags.DEFINE_integer("test_cases", 4, "Held-out synthetic cases to predict and evaluate.")
+_SHAPE = flags.DEFINE_list("shape", ["96", "96", "64"], "Synthetic volume X,Y,Z.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic data.")
+_FLAGFILE = flags.DEFINE_string("flagfile_train", str(REPO / "configs" / "demo.flags"), "Training flagfile.")
+_TRAIN_ARGS = flags.DEFINE_multi_string("train_arg", [], "An extra training flag, e.g. epochs=1 (repeatable).")
+
+
+def _run(command: list[str]) -> None:
+    print("\n$ " + shlex.join(command), flush=True)
+    started = time.monotonic()
+    subprocess.run(command, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
+
+
+def _make_data(out: Path) -> tuple[Path, Path]:
+    train_dir, test_dir = out / "data" / "train", out / "data" / "test"
+    if train_dir.is_dir() and test_dir.is_dir():
+        print(f"synthetic data already in {out / 'data'}")
+        return train_dir, test_dir
+    staging = out / "data" / ".staging"
+    for folder in (staging, train_dir, test_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    total = _TRAIN_CASES.value + _TEST_CASES.value
+    _run([sys.executable, "-m", "tfbrats.data.synthetic", f"--out={staging}", f"--cases={total}",
+          "--shape", *_SHAPE.value, f"--seed={_SEED.value}"])
+    test_dir.mkdir(parents=True)
+    for folder in sorted(p for p in staging.iterdir() if p.is_dir())[_TRAIN_CASES.value:]:
+        folder.rename(test_dir / folder.name)
+    staging.rename(train_dir)  # last: a demo killed before this point makes its data again
+    return train_dir, test_dir
+
+
+def main(argv: list[str]) -> None:
+    """Runs the demo into `--out`."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    out = Path(_OUT.value).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    train_dir, test_dir = _make_data(out)
+    model_dir, predictions, report, figures = out / "model", out / "predictions", out / "report", out / "figures"
+    python = sys.executable
+    _run([python, "-m", "tfbrats.train", f"--flagfile={_FLAGFILE.value}", f"--data_dir={train_dir}",
+          f"--model_dir={model_dir}", *(f"--{arg}" for arg in _TRAIN_ARGS.value)])
+    _run([python, "-m", "tfbrats.predict", f"--model={model_dir}", f"--input={test_dir}", f"--output={predictions}"])
+    _run([python, "-m", "tfbrats.evaluate", f"--pred_dir={predictions}", f"--ref_dir={test_dir}", f"--out={report}"])
+    figures.mkdir(exist_ok=True)
+    _run([python, str(REPO / "tools" / "plot_training.py"), f"--run_dir={model_dir}",
+          f"--out={figures / 'validation_dice.png'}"])
+    first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
+    _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",
+          f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])
+    print(f"\nDemo finished in {(time.monotonic() - started) / 60:.1f} min. Everything is in {out}:")
+    for name, path in (("model", model_dir), ("NIfTI predictions", predictions), ("report", report),
+                       ("figures", figures)):
+        print(f"  {name:18s} {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
