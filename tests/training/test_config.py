@@ -1,0 +1,110 @@
+"""Bad training configurations fail before training, each with a message that says what to change."""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.training.conftest import run_python, tiny_flags
+from tfbrats.training import ConfigError, StrategyError, TrainConfig, check_config, check_patch_fits, load_split
+from tfbrats.training.strategy import cluster_role
+
+
+@pytest.fixture
+def config(tiny_data, tmp_path) -> TrainConfig:
+    return TrainConfig(model_dir=str(tmp_path / "run"), data_dir=str(tiny_data), model="albunet2d",
+                       patch_size=(1, 32, 32), batch_size=2, num_folds=2)
+
+
+def test_a_good_configuration_passes(config):
+    check_config(config)
+    train, val = load_split(config)
+    assert (len(train), len(val)) == (2, 2)
+    check_patch_fits(config, train)
+
+
+def test_missing_data_dir(config, tmp_path):
+    with pytest.raises(ConfigError, match=f"data_dir {tmp_path / 'nowhere'} does not exist"):
+        check_config(dataclasses.replace(config, data_dir=str(tmp_path / "nowhere")))
+
+
+def test_empty_data_dir(config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="empty"):
+        check_config(dataclasses.replace(config, data_dir=str(tmp_path / "empty")))
+
+
+def test_neither_or_both_data_sources(config):
+    with pytest.raises(ConfigError, match="exactly one of --data_dir"):
+        check_config(dataclasses.replace(config, data_dir=None))
+    with pytest.raises(ConfigError, match="exactly one of --data_dir"):
+        check_config(dataclasses.replace(config, cache_dir=config.data_dir))
+
+
+def test_no_labelled_case(config, tiny_data, tmp_path):
+    unlabelled = tmp_path / "validation_data"
+    shutil.copytree(tiny_data, unlabelled, ignore=shutil.ignore_patterns("*_seg.nii.gz"))
+    with pytest.raises(ConfigError, match="no case with a reference segmentation"):
+        load_split(dataclasses.replace(config, data_dir=str(unlabelled)))
+
+
+@pytest.mark.parametrize("patch", [(1, 48, 32), (4, 32, 100)])
+def test_patch_not_a_multiple_of_32(config, patch):
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        check_config(dataclasses.replace(config, model="albunet3d", patch_size=patch))
+
+
+def test_2d_patch_with_depth(config):
+    with pytest.raises(ConfigError, match="D must be 1"):
+        check_config(dataclasses.replace(config, patch_size=(4, 32, 32)))
+
+
+def test_patch_larger_than_the_data(config):
+    train, _ = load_split(config)
+    with pytest.raises(ConfigError, match=r"larger than the data allow.*at most \(1, 64, 64\)"):
+        check_patch_fits(dataclasses.replace(config, patch_size=(1, 128, 128)), train)
+    with pytest.raises(ConfigError, match="larger than the data allow"):
+        check_patch_fits(dataclasses.replace(config, model="albunet3d", patch_size=(64, 32, 32)), train)
+
+
+def test_missing_encoder_weights(config, tmp_path):
+    missing = tmp_path / "resnet34.weights.h5"
+    with pytest.raises(ConfigError, match=f"encoder weights file {missing} does not exist"):
+        check_config(dataclasses.replace(config, encoder_weights=str(missing)))
+
+
+def test_run_folder_with_other_flags(config):
+    Path(config.model_dir).mkdir()
+    (Path(config.model_dir) / "config.json").write_text(json.dumps(config.to_json()))
+    check_config(config)
+    check_config(dataclasses.replace(config, epochs=80))  # more epochs extend the run
+    changed = dataclasses.replace(config, batch_size=4, learning_rate=0.01)
+    with pytest.raises(ConfigError, match=r"different settings \(batch_size: 2 in the run, 4 now; learning_rate"):
+        check_config(changed)
+    check_config(changed, overwrite=True)
+
+
+def test_several_problems_are_reported_together(config):
+    bad = dataclasses.replace(config, batch_size=0, foreground_fraction=2.0, model="unet")
+    with pytest.raises(ConfigError) as error:
+        check_config(bad)
+    assert all(text in str(error.value) for text in ("batch_size must be >= 1", "foreground_fraction", "model must"))
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(StrategyError, match="needs the TF_CONFIG"):
+        cluster_role("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker",
+                                                                                              "index": 1}}))
+    assert cluster_role("multi_worker") == cluster_role("multi_worker").__class__("worker", 1, 2, False)
+
+
+def test_cli_reports_a_bad_configuration_and_exits_2(tiny_data, tmp_path):
+    result = run_python(["-m", "tfbrats.train", *tiny_flags(tiny_data, tmp_path / "run", patch_size="1,40,32")],
+                        timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: bad training configuration" in result.stderr and "multiples of 32" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,135 @@
+"""MultipleDiceLoss and the region Dice metrics against independent numpy computations."""
+
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training.conftest import run_python
+from tfbrats.losses import MultipleDiceLoss
+from tfbrats.metrics import RegionDice, dice_from_counts, region_counts
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def _design_formula(labels, logits, num_classes, include_background, smooth):
+    """DESIGN §5 written out class by class and sample by sample, then averaged over the batch."""
+    probabilities = _softmax(logits.astype(np.float64))
+    classes = range(num_classes) if include_background else range(1, num_classes)
+    losses = []
+    for sample_labels, sample_p in zip(labels, probabilities):
+        dices = []
+        for c in classes:
+            r, p = (sample_labels == c).astype(np.float64), sample_p[..., c]
+            dices.append((2 * np.sum(r * p) + smooth) / (np.sum(r) + np.sum(p) + smooth))
+        losses.append(1 - np.mean(dices))
+    return np.mean(losses)
+
+
+@pytest.fixture
+def random_batch():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=(3, 2, 8, 8))
+    logits = rng.normal(scale=2.0, size=(3, 2, 8, 8, 4)).astype(np.float32)
+    return labels, logits
+
+
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("smooth", [0.0, 1.0])
+def test_loss_equals_numpy(random_batch, include_background, smooth):
+    labels, logits = random_batch
+    loss = MultipleDiceLoss(4, include_background=include_background, smooth=smooth)
+    expected = _design_formula(labels, logits, 4, include_background, smooth)
+    np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-5)
+
+
+def test_background_changes_the_loss(random_batch):
+    labels, logits = random_batch
+    assert float(MultipleDiceLoss(4)(labels, logits)) != pytest.approx(
+        float(MultipleDiceLoss(4, include_background=False)(labels, logits)), rel=1e-3)
+
+
+@pytest.mark.parametrize("include_background", [True, False])
+def test_loss_is_zero_for_a_perfect_prediction(include_background):
+    labels = np.random.default_rng(1).integers(0, 4, size=(2, 3, 16, 16))
+    labels[1] = np.minimum(labels[1], 2)  # the second sample has no enhancing tumor at all
+    logits = 60.0 * np.eye(4, dtype=np.float32)[labels]
+    loss = MultipleDiceLoss(4, include_background=include_background)
+    assert float(loss(labels, logits)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reduction_none_gives_one_loss_per_sample(random_batch):
+    labels, logits = random_batch
+    per_sample = keras.ops.convert_to_numpy(MultipleDiceLoss(4, reduction=None)(labels, logits))
+    assert per_sample.shape == (3,)
+    expected = [_design_formula(labels[i : i + 1], logits[i : i + 1], 4, True, 1.0) for i in range(3)]
+    np.testing.assert_allclose(per_sample, expected, rtol=1e-5)
+
+
+def test_loss_round_trips_through_its_config():
+    loss = MultipleDiceLoss(4, include_background=False, smooth=0.5)
+    clone = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert (type(clone), clone.include_background, clone.smooth) == (MultipleDiceLoss, False, 0.5)
+
+
+def _numpy_region_dice(labels, predicted, classes):
+    reference, prediction = np.isin(labels, classes), np.isin(predicted, classes)
+    total = reference.sum() + prediction.sum()
+    return 1.0 if total == 0 else 2 * np.sum(reference & prediction) / total
+
+
+def test_region_counts_and_dice_equal_numpy(random_batch):
+    labels, logits = random_batch
+    predicted = logits.argmax(-1)
+    counts = keras.ops.convert_to_numpy(region_counts(labels, logits))
+    for row, classes in enumerate([(1, 2, 3), (1, 3), (3,)]):
+        reference, prediction = np.isin(labels, classes), np.isin(predicted, classes)
+        assert counts[row].tolist() == [np.sum(reference & prediction), reference.sum(), prediction.sum()]
+    dice = keras.ops.convert_to_numpy(dice_from_counts(counts))
+    expected = [_numpy_region_dice(labels, predicted, c) for c in [(1, 2, 3), (1, 3), (3,)]]
+    np.testing.assert_allclose(dice, expected, rtol=1e-6)
+
+
+def test_region_dice_metric_accumulates_over_batches(random_batch):
+    labels, logits = random_batch
+    metric = RegionDice("TC")
+    for i in range(3):
+        metric.update_state(labels[i : i + 1], logits[i : i + 1])
+    expected = _numpy_region_dice(labels, logits.argmax(-1), (1, 3))
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
+    metric.reset_state()
+    metric.update_state(np.zeros((1, 4, 4)), np.eye(4)[np.zeros((1, 4, 4), int)])
+    assert float(metric.result()) == 1.0  # both empty: the BraTS convention
+
+
+def test_region_dice_rejects_an_unknown_region():
+    with pytest.raises(ValueError, match="region must be one of"):
+        RegionDice("edema")
+
+
+def test_loss_and_metric_run_under_jax():
+    pytest.importorskip("jax")
+    script = textwrap.dedent("""
+        import keras, numpy as np
+        from tfbrats.losses import MultipleDiceLoss
+        from tfbrats.metrics import RegionDice
+        assert keras.backend.backend() == "jax"
+        rng = np.random.default_rng(0)
+        labels = rng.integers(0, 4, size=(2, 2, 8, 8))
+        logits = rng.normal(size=(2, 2, 8, 8, 4)).astype("float32")
+        metric = RegionDice("WT")
+        metric.update_state(labels, logits)
+        print("jax-ok", float(MultipleDiceLoss(4)(labels, logits)), float(metric.result()))
+    """)
+    result = run_python(["-c", script], timeout=300, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, jax_loss, jax_dice = result.stdout.split()[-3:]
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=(2, 2, 8, 8))
+    logits = rng.normal(size=(2, 2, 8, 8, 4)).astype("float32")
+    assert float(jax_loss) == pytest.approx(_design_formula(labels, logits, 4, True, 1.0), rel=1e-5)
+    assert float(jax_dice) == pytest.approx(_numpy_region_dice(labels, logits.argmax(-1), (1, 2, 3)), rel=1e-6)
