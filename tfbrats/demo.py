@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
     _run([python, "-m", "tfbrats.predict", f"--model={model_dir}", f"--input={test_dir}", f"--output={predictions}"])
     _run([python, "-m", "tfbrats.evaluate", f"--pred_dir={predictions}", f"--ref_dir={test_dir}", f"--out={report}"])
     figures.mkdir(exist_ok=True)
-    _run([python, str(REPO / "tools" / "plot_training.py"), f"--run_dir={model_dir}",
+    _run([python, str(REPO / "tools" / "plot_training.py"), f"--runs={model_dir}",
           f"--out={figures / 'validation_dice.png'}"])
     first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
     _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",

@@ -20,6 +20,7 @@ from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
 from tfbrats.data.cases import Case, DatasetIndex, find_cases, split_cases
 from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
+from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
 from tfbrats.data.preprocess import (
     CaseMeta,
     PreprocessedCase,
@@ -33,14 +34,15 @@ from tfbrats.data.preprocess import (
     zscore_nonzero,
 )
 from tfbrats.data.sampling import pad_to_patch, patch_corner, sample_patch
-from tfbrats.data.synthetic import write_synthetic_dataset
 
 __all__ = [
+    "MISSING_FILL",
     "AugmentConfig",
     "Case",
     "CaseError",
     "CaseMeta",
     "DatasetIndex",
+    "ModalityDropout",
     "PreprocessedCase",
     "augment_patch",
     "channels_for",
@@ -70,9 +72,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Loads `make_dataset` (and TensorFlow) on first access."""
+    """Loads `make_dataset` (and TensorFlow) and `write_synthetic_dataset` on first access.
+
+    The synthetic generator is also the `python -m tfbrats.data.synthetic` entry, which must not be
+    imported by its own package before it runs.
+    """
     if name == "make_dataset":
         from tfbrats.data.pipeline import make_dataset
 
         return make_dataset
+    if name == "write_synthetic_dataset":
+        from tfbrats.data.synthetic import write_synthetic_dataset
+
+        return write_synthetic_dataset
     raise AttributeError(f"module 'tfbrats.data' has no attribute {name!r}")
