@@ -4,6 +4,10 @@ Regions are unions of the internal classes 0..3 (DESIGN §4): WT = {1, 2, 3}, TC
 ET = {3}. The predicted class of a voxel is the argmax over the last axis of `y_pred` (logits
 or probabilities). Dice is accumulated over every voxel seen since the last reset, as
 2 |P & R| / (|P| + |R|), and is 1 when both are empty (the BraTS convention).
+
+`labels_to_regions` and `regions_to_labels` convert between class labels and the nested region
+masks (ET inside TC inside WT) that region-based training (``--target=regions``) predicts; the
+training loss and metrics and whole-patient prediction all use them.
 """
 
 from __future__ import annotations
@@ -37,6 +41,37 @@ def region_counts(y_true, y_pred):
         prediction = _in_classes(predicted, classes)
         rows.append(ops.stack([ops.sum(reference * prediction), ops.sum(reference), ops.sum(prediction)]))
     return ops.stack(rows)
+
+
+def labels_to_regions(labels):
+    """Nested region masks WT, TC, ET from internal labels 0..3: float32 of shape S + (3,).
+
+    Example:
+        >>> keras.ops.convert_to_numpy(labels_to_regions(np.array([0, 1, 2, 3]))).tolist()
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    """
+    labels = ops.cast(labels, "int32")
+    return ops.stack([_in_classes(labels, classes) for classes in REGIONS.values()], axis=-1)
+
+
+def regions_to_labels(probabilities, threshold: float = 0.5):
+    """Internal labels 0..3 (uint8) from WT, TC, ET probabilities S + (3,), nested ET in TC in WT.
+
+    A voxel is tumor when its WT probability exceeds `threshold` (edema, 2, unless more applies),
+    core when its TC probability does too (necrosis, 1), and enhancing when, within the core, its
+    ET probability does as well (3); a TC or ET outside WT is ignored, as is an ET outside TC.
+
+    Example:
+        >>> p = np.array([[0.2, 0.9, 0.9], [0.8, 0.3, 0.9], [0.8, 0.7, 0.1], [0.8, 0.7, 0.6]])
+        >>> keras.ops.convert_to_numpy(regions_to_labels(p)).tolist()
+        [0, 2, 1, 3]
+    """
+    above = ops.greater(probabilities, threshold)
+    whole = above[..., 0]
+    core = ops.logical_and(whole, above[..., 1])
+    enhancing = ops.logical_and(core, above[..., 2])
+    labels = ops.where(enhancing, 3, ops.where(core, 1, ops.where(whole, 2, 0)))
+    return ops.cast(labels, "uint8")
 
 
 def _in_classes(labels, classes: tuple[int, ...]):

@@ -7,6 +7,13 @@ folder. Each case is preprocessed exactly as in training, tiled with overlapping
 training patch, steps 24 x 32 x 32 as in the paper), uncropped and written as
 `<output>/<case_id>.nii.gz` with the input's affine and header and the dataset's own labels
 (ET = 4 for BraTS 2020). Finished cases are skipped on a rerun unless `--overwrite`.
+
+A case may lack some of its modalities (FLAIR, T1c, T2, and T1 for 4-channel models), not all:
+each missing one is filled with zeros (the z-scored brain mean, what `--modality_dropout` training
+fills), named in the log, and recorded in `<output>/<case_id>.json` beside the prediction (missing
+modalities, the fill, the model's modality dropout, and a warning when it had none, as then the
+result on an incomplete case is unreliable). A `--target=regions` model (config.json) has its WT,
+TC, ET probabilities turned into nested labels.
 """
 
 from __future__ import annotations

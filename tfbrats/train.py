@@ -49,6 +49,12 @@ _AUG_BLUR = flags.DEFINE_float("aug_blur", 0.2, "Probability of a Gaussian blur.
 _FOREGROUND = flags.DEFINE_float("foreground_fraction", 0.0, "Probability that a patch is centred on tumor.")
 _INCLUDE_BACKGROUND = flags.DEFINE_boolean(
     "include_background", True, "Average the Dice loss over background too (published code) or tumor classes only.")
+_TARGET = flags.DEFINE_enum(
+    "target", "classes", ["classes", "regions"],
+    "classes: softmax over the classes (the paper); regions: a sigmoid each for WT, TC, ET with a region Dice loss.")
+_MODALITY_DROPOUT = flags.DEFINE_float(
+    "modality_dropout", 0.0, "Probability that a training patch loses each input channel (never all; filled with 0, "
+    "as a missing modality at prediction), so the model copes with missing modalities; 0: off.")
 _MIXED_PRECISION = flags.DEFINE_boolean("mixed_precision", False, "Compute in bfloat16 (mixed_bfloat16 policy).")
 _STRATEGY = flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "default"],
                               "mirrored: all local GPUs (or the CPU); multi_worker: from TF_CONFIG.")
@@ -115,6 +121,8 @@ def config_from_flags():
         include_background=_INCLUDE_BACKGROUND.value,
         mixed_precision=_MIXED_PRECISION.value,
         strategy=_STRATEGY.value,
+        target=_TARGET.value,
+        modality_dropout=_MODALITY_DROPOUT.value,
     )
 
 

@@ -268,6 +268,7 @@ PREDICT_MODES: dict[str, dict[str, Any]] = {
     "paper_windows_bf16": {"patch_size": (24, 128, 128), "steps": (24, 32, 32), "precision": "mixed_bfloat16"},
     "no_overlap": {"patch_size": (24, 128, 128), "steps": (24, 128, 128), "precision": "float32"},
     "no_overlap_bf16": {"patch_size": (24, 128, 128), "steps": (24, 128, 128), "precision": "mixed_bfloat16"},
+    "full_volume": {"patch_size": None, "steps": (24, 32, 32), "precision": "float32"},
     "full_volume_bf16": {"patch_size": None, "steps": (24, 32, 32), "precision": "mixed_bfloat16"},
 }
 

@@ -118,7 +118,7 @@ def read_voxels(case_id: str, path: Path, image: nib.Nifti1Image, what: str) -> 
     return data
 
 
-def check_case(case: Case, input_channels: int = 3) -> dict[str, nib.Nifti1Image]:
+def check_case(case: Case, input_channels: int = 3, allow_missing: bool = False) -> dict[str, nib.Nifti1Image]:
     """Checks a case's files from their headers: present, 3-D, same shape and affine.
 
     Cheap (only headers are read), so run it on every case before any long work.
@@ -126,9 +126,12 @@ def check_case(case: Case, input_channels: int = 3) -> dict[str, nib.Nifti1Image
     Args:
         case: The case.
         input_channels: 3 or 4; T1 is required only for 4.
+        allow_missing: Accept a case that lacks some of the modalities (at least one must be
+            there), as prediction does; training needs them all.
 
     Returns:
-        The opened images keyed by ``flair``, ``t1ce``, ``t2`` (``t1``) and ``seg`` if present.
+        The opened images keyed by ``flair``, ``t1ce``, ``t2`` (``t1``) and ``seg`` if present;
+        a missing modality has no entry.
 
     Raises:
         CaseError: A required modality is missing, or shapes/affines disagree.
@@ -138,16 +141,18 @@ def check_case(case: Case, input_channels: int = 3) -> dict[str, nib.Nifti1Image
     """
     channels = channels_for(input_channels)
     missing = [key for key in channels if key not in case.images]
-    if missing:
+    if missing and (not allow_missing or len(missing) == len(channels)):
         raise CaseError(
             f"case {case.case_id}: no file for modality {missing} (found {sorted(case.images)}); "
-            f"input_channels={input_channels} needs {list(channels)}"
+            f"input_channels={input_channels} needs "
+            + (f"at least one of {list(channels)}" if allow_missing else f"{list(channels)}")
         )
-    paths: dict[str, Path] = {key: case.images[key] for key in channels}
+    present = [key for key in channels if key in case.images]
+    paths: dict[str, Path] = {key: case.images[key] for key in present}
     if case.seg is not None:
         paths["seg"] = case.seg
     images = {key: load_header(case.case_id, path, key) for key, path in paths.items()}
-    reference_key = channels[0]
+    reference_key = present[0]
     reference = images[reference_key]
     for key, image in images.items():
         if image.shape != reference.shape:

@@ -29,6 +29,7 @@ from tfbrats.data.io import (
     read_voxels,
     xyz_to_dhw,
 )
+from tfbrats.data.modalities import MISSING_FILL
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -42,10 +43,12 @@ class CaseMeta:
         box: The crop ``((d0, d1), (h0, h1), (w0, w1))`` in the original ``(D, H, W)`` grid.
         original_shape: The original ``(D, H, W)``.
         affine: The input's 4x4 NIfTI affine.
-        header: The input's NIfTI header (of the first channel's file).
+        header: The input's NIfTI header (of the first present channel's file).
         spacing: Voxel size ``(D, H, W)`` in mm.
         et_label: The dataset's ET value (4 or 3).
         channels: The modality key of each channel.
+        missing: The channels that had no file and were filled with `MISSING_FILL` (see
+            `load_case`'s ``allow_missing``); empty for a complete case.
 
     Example:
         >>> meta = load_case(case).meta  # doctest: +SKIP
@@ -61,6 +64,7 @@ class CaseMeta:
     spacing: tuple[float, float, float]
     et_label: int
     channels: tuple[str, ...]
+    missing: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The metadata as JSON-serialisable values (the header as base64 of its bytes)."""
@@ -74,6 +78,7 @@ class CaseMeta:
             "spacing": list(self.spacing),
             "et_label": self.et_label,
             "channels": list(self.channels),
+            "missing": list(self.missing),
         }
 
     @classmethod
@@ -90,6 +95,7 @@ class CaseMeta:
             spacing=tuple(float(v) for v in values["spacing"]),
             et_label=int(values["et_label"]),
             channels=tuple(values["channels"]),
+            missing=tuple(values.get("missing", ())),  # caches written before `missing` existed
         )
 
 
@@ -210,12 +216,16 @@ def labels_to_dataset(labels: np.ndarray, et_label: int) -> np.ndarray:
     return out
 
 
-def load_case(case: Case, input_channels: int = 3) -> PreprocessedCase:
+def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) -> PreprocessedCase:
     """Reads, checks, normalises and crops one case.
 
     Args:
         case: The case (from `find_cases`).
         input_channels: 3 (FLAIR, T1c, T2) or 4 (plus T1).
+        allow_missing: Accept a case lacking some modalities (at least one must exist): each
+            missing channel is filled with `MISSING_FILL` (0, the z-scored brain mean, as
+            `ModalityDropout` fills at training) and named in ``meta.missing``; the grid, affine
+            and header come from the first present modality.
 
     Returns:
         The `PreprocessedCase`.
@@ -228,34 +238,44 @@ def load_case(case: Case, input_channels: int = 3) -> PreprocessedCase:
         >>> pre = load_case(find_cases("data/MICCAI_BraTS2020_TrainingData").cases[0])  # doctest: +SKIP
     """
     channels = channels_for(input_channels)
-    images = check_case(case, input_channels)
-    volumes = [xyz_to_dhw(read_voxels(case.case_id, case.images[k], images[k], k)) for k in channels]
-    brain = np.zeros(volumes[0].shape, dtype=bool)
-    for volume in volumes:
+    images = check_case(case, input_channels, allow_missing)
+    present = [key for key in channels if key in images]
+    volumes = {k: xyz_to_dhw(read_voxels(case.case_id, case.images[k], images[k], k)) for k in present}
+    shape = volumes[present[0]].shape
+    brain = np.zeros(shape, dtype=bool)
+    for volume in volumes.values():
         brain |= volume != 0
     if not brain.any():
         raise CaseError(
-            f"case {case.case_id}: every modality ({list(channels)}) is all zeros; expected a "
+            f"case {case.case_id}: every modality ({present}) is all zeros; expected a "
             "skull-stripped brain with nonzero voxels"
         )
     box = nonzero_box(brain)
-    image = np.stack([crop(zscore_nonzero(volume), box) for volume in volumes], axis=-1)
+    cropped_shape = tuple(end - start for start, end in box)
+    image = np.stack(
+        [
+            crop(zscore_nonzero(volumes[k]), box) if k in volumes else np.full(cropped_shape, MISSING_FILL, np.float32)
+            for k in channels
+        ],
+        axis=-1,
+    )
     label = None
     if case.seg is not None:
         seg = xyz_to_dhw(read_voxels(case.case_id, case.seg, images["seg"], "seg"))
         check_labels(case.case_id, case.seg, seg, case.et_label)
         label = np.ascontiguousarray(crop(labels_to_internal(seg, case.et_label), box))
-    reference = images[channels[0]]
+    reference = images[present[0]]
     zooms = reference.header.get_zooms()[:3]
     meta = CaseMeta(
         case_id=case.case_id,
         box=box,
-        original_shape=tuple(int(v) for v in volumes[0].shape),
+        original_shape=tuple(int(v) for v in shape),
         affine=np.asarray(reference.affine, dtype=np.float64),
         header=reference.header.copy(),
         spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
         et_label=case.et_label,
         channels=channels,
+        missing=tuple(k for k in channels if k not in volumes),
     )
     return PreprocessedCase(np.ascontiguousarray(image, dtype=np.float32), label, meta)
 

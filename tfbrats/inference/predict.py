@@ -1,16 +1,23 @@
-"""Whole-patient prediction: a trained model, preprocessed cases in, NIfTI label maps out."""
+"""Whole-patient prediction: a trained model, preprocessed cases in, NIfTI label maps out.
+
+Cases may lack modalities: a missing one is filled with zeros (the z-scored brain mean, as
+modality-dropout training fills it), logged, and recorded with a warning when the model was not
+trained with modality dropout in a JSON sidecar ``<case_id>.json`` next to each prediction.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tfbrats.data import Case, PreprocessedCase, load_case, uncrop, write_labels_nifti
+from tfbrats.data import MISSING_FILL, Case, PreprocessedCase, load_case, uncrop, write_labels_nifti
 from tfbrats.inference.sliding_window import sliding_window
 
 log = logging.getLogger(__name__)
@@ -20,6 +27,7 @@ MODEL_FILES = ("best.keras", "final.keras")
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)
 DEFAULT_STEPS = (24, 32, 32)
+TARGETS = ("classes", "regions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +61,16 @@ class LoadedModel:
     @property
     def input_channels(self) -> int:
         return int(self.model.input_shape[-1])
+
+    @property
+    def target(self) -> str:
+        """What the outputs are: "classes" (softmax over classes) or "regions" (sigmoid per WT, TC, ET)."""
+        return self.run_config.get("target", "classes")
+
+    @property
+    def modality_dropout(self) -> float:
+        """The run's modality dropout probability; 0 when it had none or nothing was recorded."""
+        return float(self.run_config.get("modality_dropout", 0.0))
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -89,6 +107,14 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
     config_path = run_dir / "config.json"
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     model = keras.models.load_model(path, compile=False)
+    target = run_config.get("target", "classes")
+    if target not in TARGETS:
+        raise ValueError(f"{config_path}: target is {target!r}; expected one of {TARGETS}")
+    if target == "regions" and model.output_shape[-1] != 3:
+        raise ValueError(
+            f"{config_path} says target 'regions' but model {path} has {model.output_shape[-1]} outputs, not 3 "
+            "(WT, TC, ET); is the config.json from another run?"
+        )
     if precision != "float32":
         # A saved model keeps the dtype policy it was built with: rebuild it under the new one.
         previous = keras.mixed_precision.global_policy()
@@ -102,12 +128,20 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
     return LoadedModel(model, path, run_config)
 
 
-def make_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
-    """A batch predictor returning softmax probabilities, compiled once per window shape."""
+def make_predictor(model, target: str = "classes") -> Callable[[np.ndarray], np.ndarray]:
+    """A batch predictor returning probabilities, compiled once per window shape.
+
+    Args:
+        model: The Keras model.
+        target: "classes" (softmax over the classes, unless the model has a softmax head) or
+            "regions" (a sigmoid on each of the WT, TC, ET logits).
+    """
     import keras
 
     def probabilities(x):
         out = model(x, training=False)
+        if target == "regions":
+            return keras.ops.sigmoid(out)
         return out if getattr(model, "head", "logits") == "softmax" else keras.ops.softmax(out, axis=-1)
 
     if keras.backend.backend() == "tensorflow":
@@ -138,8 +172,13 @@ def segment(
     predictor: Callable[[np.ndarray], np.ndarray],
     window: WindowSettings,
     min_et_voxels: int = 0,
+    target: str = "classes",
 ) -> np.ndarray:
-    """Segment one preprocessed case: internal labels 0..3 on its original (D, H, W) grid."""
+    """Segment one preprocessed case: internal labels 0..3 on its original (D, H, W) grid.
+
+    With ``target="regions"`` the predictor returns WT, TC, ET probabilities, turned into nested
+    labels by `tfbrats.metrics.regions_to_labels`; else class probabilities, argmax.
+    """
     probabilities = sliding_window(
         case.image,
         predictor,
@@ -149,7 +188,14 @@ def segment(
         blend=window.blend,
         mirror_tta=window.mirror_tta,
     )
-    labels = np.argmax(probabilities, axis=-1).astype(np.uint8)
+    if target == "regions":
+        import keras
+
+        from tfbrats.metrics import regions_to_labels
+
+        labels = keras.ops.convert_to_numpy(regions_to_labels(probabilities))
+    else:
+        labels = np.argmax(probabilities, axis=-1).astype(np.uint8)
     if min_et_voxels:
         labels = remove_small_enhancing(labels, min_et_voxels)
     return uncrop(labels, case.meta)
@@ -164,6 +210,53 @@ class PredictionSummary:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+def missing_modality_report(case_id: str, channels: Sequence[str], missing: Sequence[str], loaded: LoadedModel) -> dict:
+    """The JSON sidecar of one prediction: which modalities were missing, how they were filled, and a warning.
+
+    The warning is set when modalities are missing and the model's run records no modality
+    dropout: such a model never saw a zero-filled channel, so its result is unreliable.
+
+    Example:
+        >>> missing_modality_report("c1", ("flair", "t1ce", "t2"), ("t2",), loaded)["warning"]  # doctest: +SKIP
+        'model runs/demo/best.keras was trained without modality dropout (its config.json records none): ...'
+    """
+    warning = None
+    if missing and not loaded.modality_dropout:
+        why = (
+            "was trained without modality dropout (its config.json records none)" if loaded.run_config
+            else "has no config.json beside it, so nothing says it was trained with modality dropout"
+        )
+        warning = (
+            f"model {loaded.path} {why}: its segmentation of case {case_id}, missing {list(missing)} (filled with "
+            "zeros), is unreliable; use a model trained with --modality_dropout (e.g. 0.25) for incomplete cases"
+        )
+    return {
+        "case_id": case_id,
+        "model": str(loaded.path),
+        "target": loaded.target,
+        "channels": list(channels),
+        "missing": list(missing),
+        "fill": f"{MISSING_FILL:g} (the z-scored brain mean), every voxel of a missing channel" if missing else None,
+        "model_modality_dropout": loaded.modality_dropout,
+        "trained_with_modality_dropout": loaded.modality_dropout > 0,
+        "warning": warning,
+    }
+
+
+def _write_json_atomic(values: dict, path: Path) -> None:
+    """Writes `values` as JSON to a temporary file beside `path`, then renames it over `path`."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(values, f, indent=2)
+            f.write("\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def predict_cases(
     cases: Sequence[Case],
     loaded: LoadedModel,
@@ -175,10 +268,14 @@ def predict_cases(
 ) -> PredictionSummary:
     """Predict every case into `output_dir/<case_id>.nii.gz`; a failing case does not stop the others.
 
+    A case may lack some modalities (not all): they are filled with zeros, logged, and listed in
+    the sidecar `output_dir/<case_id>.json` (see `missing_modality_report`) written beside every
+    prediction, with a warning when the model was trained without modality dropout.
+
     Args:
         cases: cases to segment (segmentations, if any, are ignored).
         loaded: the model (see `load_model`).
-        output_dir: where the NIfTI files go.
+        output_dir: where the NIfTI files and their JSON sidecars go.
         window: tiling settings.
         min_et_voxels: see `remove_small_enhancing`; 0 keeps predictions as they are.
         overwrite: recompute cases whose output already exists.
@@ -188,7 +285,7 @@ def predict_cases(
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    predictor = make_predictor(loaded.model)
+    predictor = make_predictor(loaded.model, loaded.target)
     summary = PredictionSummary()
     bar = keras.utils.Progbar(len(cases), unit_name="case") if progress else None
     for number, case in enumerate(cases, start=1):
@@ -198,9 +295,18 @@ def predict_cases(
         else:
             try:
                 image_only = dataclasses.replace(case, seg=None)
-                preprocessed = load_case(image_only, input_channels=loaded.input_channels)
-                labels = segment(preprocessed, predictor, window, min_et_voxels)
-                summary.written.append(write_labels_nifti(labels, preprocessed.meta, target))
+                preprocessed = load_case(image_only, input_channels=loaded.input_channels, allow_missing=True)
+                meta = preprocessed.meta
+                report = missing_modality_report(case.case_id, meta.channels, meta.missing, loaded)
+                if meta.missing:
+                    log.warning("case %s: missing modalities %s, filled with zeros (model trained with modality "
+                                "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)
+                if report["warning"]:
+                    log.warning("case %s: %s", case.case_id, report["warning"])
+                labels = segment(preprocessed, predictor, window, min_et_voxels, loaded.target)
+                # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
+                _write_json_atomic(report, output_dir / f"{case.case_id}.json")
+                summary.written.append(write_labels_nifti(labels, meta, target))
             except Exception as error:  # one bad case must not stop a folder of hundreds
                 log.error("case %s failed: %s", case.case_id, error)
                 summary.failed[case.case_id] = f"{type(error).__name__}: {error}"

@@ -6,7 +6,7 @@ Example:
 """
 
 from tfbrats.training.config import ConfigError, TrainConfig, check_config, check_patch_fits, load_split
-from tfbrats.training.loop import TrainResult, build_model, make_step_functions, train
+from tfbrats.training.loop import TrainResult, build_model, make_loss, make_step_functions, train
 from tfbrats.training.strategy import ClusterRole, StrategyError, cluster_role, make_strategy
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "check_patch_fits",
     "cluster_role",
     "load_split",
+    "make_loss",
     "make_step_functions",
     "make_strategy",
     "train",

@@ -12,6 +12,8 @@ from tfbrats.data import AugmentConfig, Case, PreprocessedCase
 from tfbrats.training.strategy import STRATEGIES
 
 MODELS = ("albunet3d", "albunet2d")
+# classes: softmax over the classes 0..3 (the paper); regions: one sigmoid each for WT, TC, ET.
+TARGETS = ("classes", "regions")
 SPATIAL_MULTIPLE = 32
 CONFIG_NAME = "config.json"
 # Settings that may differ when a run is resumed: more epochs extend it; the rest do not change results.
@@ -32,7 +34,8 @@ class TrainConfig:
         cache_dir: A cache made by ``python -m tfbrats.prepare`` (or use `data_dir`).
         model: "albunet3d" or "albunet2d".
         input_channels: 3 (FLAIR, T1c, T2) or 4 (plus T1).
-        num_classes: Output classes (4: background, core, edema, enhancing).
+        num_classes: Output classes (4: background, core, edema, enhancing) with ``target="classes"``;
+            a ``target="regions"`` model has 3 outputs (WT, TC, ET) whatever this says.
         patch_size: Training patch ``(D, H, W)``; H and W multiples of 32, D = 1 for albunet2d.
         batch_size: The global batch, split evenly over the replicas.
         epochs: Epochs to train in total.
@@ -48,6 +51,10 @@ class TrainConfig:
         include_background: Average the Dice loss over all classes (True) or tumor classes only.
         mixed_precision: Compute in bfloat16 (`mixed_bfloat16`), keeping float32 weights and logits.
         strategy: "default", "mirrored" or "multi_worker" (TF_CONFIG).
+        target: "classes" (softmax over the classes, multiple Dice loss) or "regions" (sigmoid
+            per region WT, TC, ET, region Dice loss).
+        modality_dropout: Probability that a training patch loses each input channel (never all),
+            filled as a missing modality is at prediction; 0 disables it.
 
     Example:
         >>> TrainConfig(model_dir="runs/demo", data_dir="demo_data", patch_size=(16, 96, 96)).batch_size
@@ -75,6 +82,8 @@ class TrainConfig:
     include_background: bool = True
     mixed_precision: bool = False
     strategy: str = "mirrored"
+    target: str = "classes"
+    modality_dropout: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON values (what `config.json` holds)."""
@@ -88,6 +97,10 @@ def _static_problems(config: TrainConfig) -> list[str]:
         problems.append(f"model must be one of {MODELS}; got {config.model!r}")
     if config.strategy not in STRATEGIES:
         problems.append(f"strategy must be one of {STRATEGIES}; got {config.strategy!r}")
+    if config.target not in TARGETS:
+        problems.append(f"target must be one of {TARGETS}; got {config.target!r}")
+    if not 0.0 <= config.modality_dropout <= 1.0:
+        problems.append(f"modality_dropout is a probability in [0, 1]; got {config.modality_dropout}")
     if config.input_channels not in (3, 4):
         problems.append(f"input_channels must be 3 (FLAIR, T1c, T2) or 4 (plus T1); got {config.input_channels}")
     patch = tuple(config.patch_size)
@@ -152,6 +165,9 @@ def _run_folder_problems(config: TrainConfig, overwrite: bool) -> list[str]:
     except json.JSONDecodeError as error:
         return [f"{path} is not valid JSON ({error}); pass --overwrite to start a new run in {config.model_dir}"]
     current = config.to_json()
+    # A run recorded before a setting existed ran with that setting's default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    previous = {**json.loads(json.dumps(defaults)), **previous}
     changed = [
         f"{key}: {previous.get(key)!r} in the run, {current.get(key)!r} now"
         for key in sorted(set(current) | set(previous))

@@ -8,7 +8,7 @@ loss and the region counts over the replicas.
 
 A run folder (`TrainConfig.model_dir`) holds::
 
-    config.json        the TrainConfig (also read by tfbrats.predict: model, patch_size, ...)
+    config.json        the TrainConfig (also read by tfbrats.predict: patch_size, target, modality_dropout, ...)
     flags.txt          the command-line flags, when started by python -m tfbrats.train
     checkpoints/       model + optimizer + epoch + best Dice after every epoch (the last 2 kept)
     logs/train/, logs/validation/   TensorBoard scalars per epoch
@@ -40,8 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbrats.losses import MultipleDiceLoss
-from tfbrats.metrics import REGIONS, dice_from_counts, region_counts
+from tfbrats.losses import MultipleDiceLoss, RegionDiceLoss
+from tfbrats.metrics import REGIONS, dice_from_counts, region_counts, regions_to_labels
 from tfbrats.models import AlbuNet2D, AlbuNet3D
 from tfbrats.training.config import (
     CONFIG_NAME,
@@ -86,14 +86,29 @@ class TrainResult:
 def build_model(config: TrainConfig) -> keras.Model:
     """The AlbuNet of a configuration, with its pretrained encoder if one is given.
 
+    It returns logits: one per class, or one per region (WT, TC, ET) for ``target="regions"``.
+
     Example:
         >>> build_model(TrainConfig(model_dir="x", model="albunet2d")).name
         'albunet2d'
     """
     model_class = AlbuNet3D if config.model == "albunet3d" else AlbuNet2D
+    outputs = config.num_classes if config.target == "classes" else len(REGIONS)
     return model_class(
-        num_classes=config.num_classes, input_channels=config.input_channels, encoder_weights=config.encoder_weights
+        num_classes=outputs, input_channels=config.input_channels, encoder_weights=config.encoder_weights
     )
+
+
+def make_loss(config: TrainConfig) -> keras.losses.Loss:
+    """The per-sample loss of a configuration's target (``reduction=None``, as the steps need).
+
+    Example:
+        >>> make_loss(TrainConfig(model_dir="x", target="regions")).name
+        'region_dice_loss'
+    """
+    if config.target == "regions":
+        return RegionDiceLoss(reduction=None)
+    return MultipleDiceLoss(config.num_classes, include_background=config.include_background, reduction=None)
 
 
 def make_step_functions(
@@ -102,6 +117,7 @@ def make_step_functions(
     loss: keras.losses.Loss,
     strategy: tf.distribute.Strategy,
     global_batch_size: int,
+    target: str = "classes",
 ) -> tuple[Callable, Callable]:
     """The distributed training and evaluation steps.
 
@@ -112,6 +128,8 @@ def make_step_functions(
         strategy: The distribution strategy.
         global_batch_size: The batch summed over all replicas; each replica divides its
             per-sample losses' sum by it, so the all-reduced gradient is that of the batch mean.
+        target: "classes" (the model returns class logits) or "regions" (WT, TC, ET logits,
+            whose region counts come from the nested labels `regions_to_labels` makes).
 
     Returns:
         ``train_step(batch) -> (mean loss, counts)`` and ``eval_step(batch) -> (loss sum,
@@ -124,27 +142,33 @@ def make_step_functions(
     """
     variables = model.trainable_variables
 
+    def counts(labels, logits):
+        if target == "regions":
+            # Score the labels prediction writes: one-hot of the nested labels of the region sigmoids.
+            logits = tf.one_hot(tf.cast(regions_to_labels(tf.sigmoid(logits)), tf.int32), len(REGIONS) + 1)
+        return region_counts(labels, logits)
+
     def replica_train(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             batch_loss = tf.nn.compute_average_loss(loss(labels, logits), global_batch_size=global_batch_size)
         gradients = tape.gradient(batch_loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
-        return batch_loss, region_counts(labels, logits)
+        return batch_loss, counts(labels, logits)
 
     def replica_eval(images, labels):
         logits = model(images, training=False)
         per_sample = loss(labels, logits)
-        return tf.reduce_sum(per_sample), tf.cast(tf.size(per_sample), tf.float32), region_counts(labels, logits)
+        return tf.reduce_sum(per_sample), tf.cast(tf.size(per_sample), tf.float32), counts(labels, logits)
 
     def reduce(values):
         return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in values)
 
-    @tf.function
+    @tf.function(autograph=False)  # no tensor-dependent Python control flow to convert
     def train_step(batch):
         return reduce(strategy.run(replica_train, args=batch))
 
-    @tf.function
+    @tf.function(autograph=False)  # no tensor-dependent Python control flow to convert
     def eval_step(batch):
         return reduce(strategy.run(replica_eval, args=batch))
 
@@ -320,7 +344,7 @@ def _train(
     say: Callable[[str], None],
 ) -> TrainResult:
     """The loop itself, for `train` (which has checked and recorded everything)."""
-    from tfbrats.data import make_dataset
+    from tfbrats.data import ModalityDropout, make_dataset
 
     model_dir = Path(config.model_dir)
     keras.utils.set_random_seed(config.seed)
@@ -330,8 +354,8 @@ def _train(
         optimizer.build(model.trainable_variables)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_dice_mean")
-    loss = MultipleDiceLoss(config.num_classes, include_background=config.include_background, reduction=None)
-    train_step, eval_step = make_step_functions(model, optimizer, loss, strategy, config.batch_size)
+    train_step, eval_step = make_step_functions(
+        model, optimizer, make_loss(config), strategy, config.batch_size, config.target)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best=best)
     manager = tf.train.CheckpointManager(checkpoint, str(write_dir / CHECKPOINT_DIR), max_to_keep=2)
     latest = tf.train.latest_checkpoint(str(model_dir / CHECKPOINT_DIR))
@@ -343,6 +367,7 @@ def _train(
     history = _read_history(model_dir / HISTORY_NAME, start)
 
     patch = tuple(config.patch_size)
+    transforms = (ModalityDropout(config.modality_dropout),) if config.modality_dropout else ()
     validation_steps = config.validation_steps or math.ceil(len(val_cases) / config.batch_size)
     val_data = _distributed(strategy, functools.partial(
         make_dataset, val_cases, patch, config.batch_size, seed=config.seed,
@@ -357,7 +382,8 @@ def _train(
         say(f"Epoch {index + 1}/{config.epochs}")
         train_data = _distributed(strategy, functools.partial(
             make_dataset, train_cases, patch, config.batch_size, augment=config.augment,
-            seed=epoch_seed(config.seed, index), foreground_fraction=config.foreground_fraction, training=True))
+            seed=epoch_seed(config.seed, index), foreground_fraction=config.foreground_fraction, training=True,
+            sample_transforms=transforms))
         progress = keras.utils.Progbar(
             config.steps_per_epoch, verbose=1 if role.is_chief else 0,
             stateful_metrics=["loss", *DICE_NAMES, "val_loss", *(f"val_{n}" for n in DICE_NAMES)],
