@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     from tfbrats.serving.signatures import DEFAULT_BATCH_SIZE
 
     loaded = load_model(args.model)
+    if loaded.run_config.get("target", "classes") != "classes":
+        print(f"error: {loaded.path} was trained with --target={loaded.run_config['target']} (sigmoid WT/TC/ET "
+              "outputs); the serving signatures are written for --target=classes models only", file=sys.stderr)
+        return 1
     patch = args.patch_size or loaded.patch_size
     extra = {"source": str(loaded.path), "run_config": loaded.run_config}
     if args.format == "onnx":
