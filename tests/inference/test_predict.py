@@ -102,3 +102,20 @@ def test_bfloat16_prediction_agrees_with_float32(model_file):
     a, b = np.asarray(full.model(x)), np.asarray(half.model(x))
     assert b.dtype == np.float32
     np.testing.assert_allclose(b, a, atol=0.1 * np.abs(a).max())
+
+
+def test_voxels_outside_the_brain_are_background():
+    from tfbrats.data import CaseMeta, PreprocessedCase
+    from tfbrats.inference.predict import segment
+
+    image = np.zeros((2, 32, 32, 3), np.float32)
+    image[:, 8:20, 8:20] = 1.0
+    meta = CaseMeta("c", ((0, 2), (0, 32), (0, 32)), (2, 32, 32), np.eye(4), None, (1.0, 1.0, 1.0), 4, ("flair",))
+
+    def everywhere_edema(batch):
+        out = np.zeros((*batch.shape[:-1], 4), np.float32)
+        out[..., 2] = 1.0
+        return out
+
+    labels = segment(PreprocessedCase(image, None, meta), everywhere_edema, WindowSettings((1, 32, 32), (1, 32, 32)))
+    np.testing.assert_array_equal(labels, np.where(image[..., 0] > 0, 2, 0))

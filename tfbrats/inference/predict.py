@@ -177,7 +177,8 @@ def segment(
     """Segment one preprocessed case: internal labels 0..3 on its original (D, H, W) grid.
 
     With ``target="regions"`` the predictor returns WT, TC, ET probabilities, turned into nested
-    labels by `tfbrats.metrics.regions_to_labels`; else class probabilities, argmax.
+    labels by `tfbrats.metrics.regions_to_labels`; else class probabilities, argmax. Voxels outside
+    the brain (zero in every channel) are background whatever the network says.
     """
     probabilities = sliding_window(
         case.image,
@@ -196,6 +197,7 @@ def segment(
         labels = keras.ops.convert_to_numpy(regions_to_labels(probabilities))
     else:
         labels = np.argmax(probabilities, axis=-1).astype(np.uint8)
+    labels[~np.any(case.image != 0, axis=-1)] = 0
     if min_et_voxels:
         labels = remove_small_enhancing(labels, min_et_voxels)
     return uncrop(labels, case.meta)
