@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from argparse import ArgumentTypeError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,9 +43,12 @@ flags.mark_flags_as_required(["model", "input", "output"])
 
 
 def _triple(values: list[str], name: str) -> tuple[int, int, int]:
-    if len(values) != 3:
-        raise app.UsageError(f"--{name} needs three integers D,H,W; got {','.join(values)}")
-    return tuple(int(v) for v in values)
+    from tfbrats.cli import parse_size
+
+    try:
+        return parse_size(",".join(values))
+    except ArgumentTypeError as error:
+        raise app.UsageError(f"--{name}: {error}") from None
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfbrats.cli import parse_size  # noqa: E402
+
 # (name, target, uses modality dropout) of the compared models.
 VARIANTS = (
     ("classes", "classes", False),
@@ -30,17 +32,6 @@ VARIANTS = (
 )
 REGIONS = ("WT", "TC", "ET")
 MODALITY_NAMES = {"flair": "FLAIR", "t1ce": "T1c", "t2": "T2", "t1": "T1"}
-
-
-def _triple(text: str) -> tuple[int, int, int]:
-    """Parses "D,H,W" into three positive integers."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers D,H,W; got {text!r}")
-    return values
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,7 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape", type=int, nargs=3, default=(96, 96, 64), metavar=("X", "Y", "Z"),
                         help="synthetic volume shape, nibabel order")
     parser.add_argument("--model", choices=("albunet3d", "albunet2d"), default="albunet3d", help="network")
-    parser.add_argument("--patch_size", type=_triple, default=(8, 64, 64), help="training patch and window D,H,W")
+    parser.add_argument("--patch_size", type=parse_size, default=(8, 64, 64), help="training patch and window D,H,W")
     parser.add_argument("--batch_size", type=int, default=2, help="training batch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per model")
     parser.add_argument("--steps_per_epoch", type=int, default=20, help="training batches per epoch")

@@ -21,16 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def _triple(text: str) -> tuple[int, int, int]:
-    """Parses "D,H,W" into three positive integers."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers D,H,W; got {text!r}")
-    return values
+from tfbrats.cli import parse_size  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=Path, help="model base folder, e.g. saved_models/albunet3d")
     parser.add_argument("--version", required=True, type=int, help="version number: the folder <output>/<version>")
     parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model")
-    parser.add_argument("--patch_size", type=_triple, help="window D,H,W (default: config.json's patch)")
-    parser.add_argument("--steps", type=_triple, help="window steps D,H,W of `segment` (default: 24,32,32 clipped)")
+    parser.add_argument("--patch_size", type=parse_size, help="window D,H,W (default: config.json's patch)")
+    parser.add_argument("--steps", type=parse_size, help="window steps D,H,W of `segment` (default: 24,32,32 clipped)")
     parser.add_argument("--batch_size", type=int, help="windows per model call inside `segment` (default: as predict)")
     parser.add_argument("--opset", type=int, help="ONNX opset (--format=onnx; default: tfbrats.serving.export's)")
     args = parser.parse_args(argv)

@@ -27,16 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def _triple(text: str) -> tuple[int, int, int]:
-    """Parses "D,H,W" into three positive integers."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers D,H,W; got {text!r}")
-    return values
+from tfbrats.cli import parse_size  # noqa: E402
 
 
 def output_path(output: Path, case_id: str) -> Path:
@@ -58,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_version", type=int, help="a version to ask for (default: the server's latest)")
     parser.add_argument("--signature", choices=(SEGMENT, SERVING_DEFAULT), default=SEGMENT)
     parser.add_argument("--input_channels", type=int, choices=(3, 4), default=3, help="the model's input channels")
-    parser.add_argument("--patch_size", type=_triple, default=DEFAULT_PATCH_SIZE,
+    parser.add_argument("--patch_size", type=parse_size, default=DEFAULT_PATCH_SIZE,
                         help="window D,H,W for --signature=serving_default (default: %(default)s)")
-    parser.add_argument("--steps", type=_triple, help="window steps D,H,W (default: 24,32,32 clipped to the window)")
+    parser.add_argument("--steps", type=parse_size, help="window steps D,H,W (default: 24,32,32 clipped to the window)")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per request")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one response")
     args = parser.parse_args(argv)
