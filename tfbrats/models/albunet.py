@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tfbrats.models.layers import FoldedConv3D, FoldedConv3DTranspose
+
 # torch's BatchNorm2d/3d defaults; Keras' momentum is 1 - torch's momentum.
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -28,12 +30,12 @@ def _encoder_conv(x, filters: int, kernel: int, stride: int, name: str):
     """A bias-free (1, k, k) convolution padded like torch's symmetric `padding=k // 2`."""
     if stride == 1:
         # For stride 1 and an odd kernel, Keras "same" pads symmetrically, exactly like torch.
-        return layers.Conv3D(filters, (1, kernel, kernel), padding="same", use_bias=False, name=name)(x)
+        return FoldedConv3D(filters, (1, kernel, kernel), padding="same", use_bias=False, name=name)(x)
     # Keras "same" on a stride-2 layer pads (k//2 - 1) before and k//2 after, torch pads k//2 on
     # both sides: every pretrained feature would shift by a pixel. Pad explicitly, then "valid".
     pad = kernel // 2
     x = layers.ZeroPadding3D((0, pad, pad), name=f"{name}_pad")(x)
-    return layers.Conv3D(
+    return FoldedConv3D(
         filters, (1, kernel, kernel), strides=(1, stride, stride), padding="valid", use_bias=False, name=name
     )(x)
 
@@ -53,7 +55,7 @@ def apply_basic_block(x, filters: int, stride: int, name: str):
     """
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv3D(
+        shortcut = FoldedConv3D(
             filters, 1, strides=(1, stride, stride), use_bias=False, name=f"{name}_downsample_conv"
         )(x)
         shortcut = _batch_norm(f"{name}_downsample_bn")(shortcut)
@@ -84,7 +86,7 @@ def apply_resnet34_encoder(x):
 
 def apply_conv_bn_relu(x, filters: int, kernel: tuple[int, int, int], name: str):
     """Decoder ConvBnRelu: a biased convolution ("same", stride 1: symmetric like torch), BN, ReLU."""
-    x = layers.Conv3D(filters, kernel, padding="same", name=f"{name}_conv")(x)
+    x = FoldedConv3D(filters, kernel, padding="same", name=f"{name}_conv")(x)
     x = _batch_norm(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -98,7 +100,7 @@ def apply_up_block(x, middle: int, filters: int, name: str):
     """Up(in, mid, out): ConvBnRelu (1,3,3) in->mid, Conv3DTranspose (1,4,4)/(1,2,2) mid->out, ReLU."""
     x = apply_conv_bn_relu(x, middle, (1, 3, 3), name=name)
     # Keras "same" here equals torch's ConvTranspose3d padding (0, 1, 1): output = 2 x input.
-    x = layers.Conv3DTranspose(filters, (1, 4, 4), strides=(1, 2, 2), padding="same", name=f"{name}_deconv")(x)
+    x = FoldedConv3DTranspose(filters, (1, 4, 4), strides=(1, 2, 2), padding="same", name=f"{name}_deconv")(x)
     return layers.ReLU(name=f"{name}_deconv_relu")(x)
 
 
@@ -121,7 +123,7 @@ def _build_albunet(inputs, num_classes: int, num_filters: int, depth_layers: boo
     d0 = apply_conv_bn_relu(d1, nf, (1, 3, 3), name="dec0")
     d0 = depth(d0, "depth4")
     # Logits in float32 also under a mixed-precision policy: the loss and softmax need the range.
-    outputs = layers.Conv3D(num_classes, 1, name="final", dtype="float32")(d0)
+    outputs = FoldedConv3D(num_classes, 1, name="final", dtype="float32")(d0)
     if head == "softmax":
         outputs = layers.Softmax(axis=-1, name="probabilities", dtype="float32")(outputs)
     return outputs
