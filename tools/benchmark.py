@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tfbrats  # noqa: F401  (sets TensorFlow's CPU defaults before TensorFlow loads)
+
 Runner = Callable[[argparse.Namespace], dict[str, Any]]
 
 
@@ -113,6 +115,7 @@ def _backend_facts() -> dict[str, Any]:
         import tensorflow as tf
 
         facts["device"] = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}"
+        facts["tf_enable_onednn_opts"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     return facts
 
 
@@ -172,6 +175,89 @@ def run_forward(args: argparse.Namespace) -> dict[str, Any]:
         "gflops": round(gflops, 1), "peak_gflops": round(peak, 1), "ratio_to_peak": round(gflops / peak, 3),
         "times": [round(t, 4) for t in times],
     }
+
+
+def _add_train_step_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patch", type=int, nargs=3, default=(24, 128, 128), metavar=("D", "H", "W"))
+    parser.add_argument("--batch", type=int, default=2, help="global batch size")
+    parser.add_argument("--steps", type=int, default=2, help="steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
+    parser.add_argument("--cases", type=int, default=4, help="synthetic cases the pipeline samples")
+    parser.add_argument("--shape", type=int, nargs=3, default=(160, 160, 96), metavar=("X", "Y", "Z"),
+                        help="shape of the synthetic cases")
+    parser.add_argument("--onednn_baseline", action="store_true",
+                        help="also time the in-memory step with TF_ENABLE_ONEDNN_OPTS=0 (in a subprocess)")
+    parser.add_argument("--in_memory_only", action="store_true", help=argparse.SUPPRESS)  # the baseline subprocess
+
+
+def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
+    """One AlbuNet3D Adam step with the multiple Dice loss, as `tfbrats.train` runs it.
+
+    The step is the training loop's own (`make_step_functions`, default strategy). It is timed
+    fed from a batch held in memory and fed by the tf.data pipeline with the default (paper)
+    augmentation and half the patches on tumor; their ratio is the input-bound ratio (1.0: the
+    model never waits for data). GFLOP count forward + backward as 3x the forward pass.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfbrats.data import AugmentConfig, find_cases, make_dataset, write_synthetic_dataset
+    from tfbrats.data.pipeline import resolve_source
+    from tfbrats.losses import MultipleDiceLoss
+    from tfbrats.models import AlbuNet3D
+    from tfbrats.training.loop import make_step_functions
+
+    peak = _peak_gflops(5)
+    with tempfile.TemporaryDirectory() as scratch:
+        write_synthetic_dataset(scratch, args.cases, args.shape, seed=0)
+        cases = resolve_source(find_cases(scratch).cases)
+    pipeline = make_dataset(cases, args.patch, args.batch, augment=AugmentConfig(), seed=0, foreground_fraction=0.5)
+    in_memory = tf.data.Dataset.from_tensors(next(iter(pipeline))).repeat()
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    strategy = tf.distribute.get_strategy()
+    model = AlbuNet3D(num_classes=4)
+    train_step, _ = make_step_functions(model, keras.optimizers.Adam(1e-3), MultipleDiceLoss(4), strategy)
+
+    def seconds_per_step(dataset: Any) -> tuple[float, list[float]]:
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+        def steps() -> None:
+            for _ in range(args.steps):
+                float(train_step(next(iterator))[0])
+
+        seconds, times = _median_seconds(steps, args.repeats, warmup=1)
+        return seconds / args.steps, [t / args.steps for t in times]
+
+    step_gflop = 3 * ALBUNET3D_GFLOP * args.batch * int(np.prod(args.patch)) / (24 * 128 * 128)
+    memory, memory_times = seconds_per_step(in_memory)
+    results: dict[str, Any] = {
+        "benchmark": "train_step", **_backend_facts(), "precision": args.precision, "batch": args.batch,
+        "patch": list(args.patch), "step_gflop": round(step_gflop, 2), "peak_gflops": round(peak, 1),
+        "in_memory_seconds": round(memory, 3), "gflops": round(step_gflop / memory, 1),
+        "ratio_to_peak": round(step_gflop / memory / peak, 3), "in_memory_times": [round(t, 3) for t in memory_times],
+    }
+    if args.in_memory_only:
+        return results
+    fed, fed_times = seconds_per_step(pipeline)
+    results.update({
+        "pipeline_seconds": round(fed, 3), "input_bound_ratio": round(fed / memory, 3),
+        "pipeline_times": [round(t, 3) for t in fed_times],
+    })
+    if args.onednn_baseline:
+        import subprocess
+
+        command = [sys.executable, __file__, "train_step", "--in_memory_only", "--patch", *map(str, args.patch),
+                   f"--batch={args.batch}", f"--steps={args.steps}", f"--repeats={args.repeats}",
+                   f"--precision={args.precision}", f"--cases={args.cases}", "--shape", *map(str, args.shape)]
+        finished = subprocess.run(command, capture_output=True, text=True, check=True,
+                                  env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"})
+        baseline = json.loads(finished.stdout)
+        results["onednn_off"] = {k: baseline[k] for k in ("in_memory_seconds", "peak_gflops", "ratio_to_peak")}
+        results["onednn_speedup"] = round(baseline["in_memory_seconds"] / memory, 2)
+    return results
 
 
 def _add_windows_arguments(parser: argparse.ArgumentParser) -> None:
@@ -382,6 +468,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
     "data": ("patches/s of the tf.data pipeline with and without augmentation", _add_data_arguments, run_data),
     "peak": ("GFLOP/s of one large Conv2D: the ceiling", _add_model_arguments, run_peak),
     "forward": ("AlbuNet3D forward on 24x128x128 windows", _add_model_arguments, run_forward),
+    "train_step": ("one AlbuNet3D optimizer step, in memory and fed by tf.data", _add_train_step_arguments,
+                   run_train_step),
     "predict": ("one BraTS-size case end to end per prediction mode", _add_predict_arguments, run_predict),
     "windows": ("sliding-window prediction of a BraTS-size brain in memory", _add_windows_arguments, run_windows),
     "onnx": ("one AlbuNet3D window in onnxruntime vs TensorFlow on the CPU", _add_onnx_arguments, run_onnx),

@@ -40,8 +40,7 @@ REPLICA_SCRIPT = textwrap.dedent("""
         with strategy.scope():
             model, optimizer = make_model(), make_optimizer()
             optimizer.build(model.trainable_variables)
-        train_step, _ = make_step_functions(model, optimizer, MultipleDiceLoss(reduction=None), strategy,
-                                            len(images))
+        train_step, _ = make_step_functions(model, optimizer, MultipleDiceLoss(), strategy)
         data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(images)).repeat()
         batches = iter(strategy.experimental_distribute_dataset(data))
         losses, counts = [], []

@@ -30,11 +30,15 @@ def test_a_few_training_steps_lower_the_loss(tiny_data, tmp_path):
     keras.utils.set_random_seed(0)
     model = build_model(config)
     optimizer = keras.optimizers.Adam(1e-3)
-    train_step, eval_step = make_step_functions(model, optimizer, MultipleDiceLoss(reduction=None), strategy, 4)
+    loss = MultipleDiceLoss()
+    train_step, eval_step = make_step_functions(model, optimizer, loss, strategy)
     losses = [float(train_step(batch)[0]) for _ in range(6)]
     assert losses[-1] < losses[0] - 0.01, losses
-    loss_sum, samples, counts = eval_step(batch)
-    assert float(samples) == 4 and counts.shape == (3, 3)
+    intersection, total, counts = eval_step(batch)
+    assert intersection.shape == total.shape == (4,) and counts.shape == (3, 3)
+    # The evaluation sums give the loss of the batch as the model now stands.
+    expected = loss(batch[1], model(batch[0], training=False))
+    np.testing.assert_allclose(float(loss.loss_from_sums(intersection, total)), float(expected), rtol=1e-5)
     assert float(counts[0, 1]) == np.count_nonzero(batch[1].numpy())  # WT reference voxels
 
 

@@ -17,17 +17,14 @@ def _softmax(logits):
 
 
 def _design_formula(labels, logits, num_classes, include_background, smooth):
-    """DESIGN §5 written out class by class and sample by sample, then averaged over the batch."""
+    """DESIGN §5 written out class by class, each sum over every voxel of the batch."""
     probabilities = _softmax(logits.astype(np.float64))
     classes = range(num_classes) if include_background else range(1, num_classes)
-    losses = []
-    for sample_labels, sample_p in zip(labels, probabilities):
-        dices = []
-        for c in classes:
-            r, p = (sample_labels == c).astype(np.float64), sample_p[..., c]
-            dices.append((2 * np.sum(r * p) + smooth) / (np.sum(r) + np.sum(p) + smooth))
-        losses.append(1 - np.mean(dices))
-    return np.mean(losses)
+    dices = []
+    for c in classes:
+        r, p = (labels == c).astype(np.float64), probabilities[..., c]
+        dices.append((2 * np.sum(r * p) + smooth) / (np.sum(r) + np.sum(p) + smooth))
+    return 1 - np.mean(dices)
 
 
 @pytest.fixture
@@ -62,12 +59,30 @@ def test_loss_is_zero_for_a_perfect_prediction(include_background):
     assert float(loss(labels, logits)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_reduction_none_gives_one_loss_per_sample(random_batch):
+def test_sums_of_parts_give_the_loss_of_the_whole(random_batch):
     labels, logits = random_batch
-    per_sample = keras.ops.convert_to_numpy(MultipleDiceLoss(4, reduction=None)(labels, logits))
-    assert per_sample.shape == (3,)
-    expected = [_design_formula(labels[i : i + 1], logits[i : i + 1], 4, True, 1.0) for i in range(3)]
-    np.testing.assert_allclose(per_sample, expected, rtol=1e-5)
+    loss = MultipleDiceLoss(4)
+    parts = [loss.sums(labels[i : i + 1], logits[i : i + 1]) for i in range(3)]
+    intersection = sum(keras.ops.convert_to_numpy(part[0]) for part in parts)
+    total = sum(keras.ops.convert_to_numpy(part[1]) for part in parts)
+    np.testing.assert_allclose(float(loss.loss_from_sums(intersection, total)), float(loss(labels, logits)), rtol=1e-6)
+
+
+def test_false_positives_in_a_sample_without_the_class_get_a_gradient():
+    """The reason the sums run over the batch: a per-sample Dice would all but ignore sample 1 here."""
+    import tensorflow as tf
+
+    labels = np.zeros((2, 1, 32, 32), "int32")
+    labels[0, 0, :8, :8] = 1  # tumor in sample 0 only
+    logits = np.zeros((2, 1, 32, 32, 2), "float32")
+    logits[..., 1] = 4.0  # both samples predict tumor everywhere
+    logits = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = MultipleDiceLoss(2)(labels, logits)
+    gradient = tape.gradient(value, logits).numpy()[..., 1]
+    # Raising the tumor logit where there is none costs as much in sample 1 as in sample 0.
+    assert gradient[1].mean() > 0
+    assert gradient[1].mean() == pytest.approx(gradient[0][labels[0] == 0].mean(), rel=0.05)
 
 
 def test_loss_round_trips_through_its_config():

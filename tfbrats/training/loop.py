@@ -3,8 +3,8 @@
 Keras 3's `Model.fit` does not run under `MultiWorkerMirroredStrategy`, so tfbrats trains with
 its own step: a `tf.function` that takes the next batch of a distributed dataset, runs
 `strategy.run` with a `tf.GradientTape` and Adam's `apply_gradients` (which all-reduces the
-gradients), with each replica's per-sample losses divided by the global batch, and reduces the
-loss and the region counts over the replicas.
+gradients), with the Dice loss of the global batch (its sums all-reduced over the replicas), and
+reduces the loss and the region counts over the replicas.
 
 A run folder (`TrainConfig.model_dir`) holds::
 
@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbrats.losses import MultipleDiceLoss, RegionDiceLoss
+from tfbrats.losses import MultipleDiceLoss, RegionDiceLoss, SoftDiceLoss
 from tfbrats.metrics import REGIONS, dice_from_counts, region_counts, regions_to_labels
 from tfbrats.models import AlbuNet2D, AlbuNet3D
 from tfbrats.training.config import (
@@ -99,46 +99,49 @@ def build_model(config: TrainConfig) -> keras.Model:
     )
 
 
-def make_loss(config: TrainConfig) -> keras.losses.Loss:
-    """The per-sample loss of a configuration's target (``reduction=None``, as the steps need).
+def make_loss(config: TrainConfig) -> SoftDiceLoss:
+    """The loss of a configuration's target.
 
     Example:
         >>> make_loss(TrainConfig(model_dir="x", target="regions")).name
         'region_dice_loss'
     """
     if config.target == "regions":
-        return RegionDiceLoss(reduction=None)
-    return MultipleDiceLoss(config.num_classes, include_background=config.include_background, reduction=None)
+        return RegionDiceLoss()
+    return MultipleDiceLoss(config.num_classes, include_background=config.include_background)
 
 
 def make_step_functions(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
-    loss: keras.losses.Loss,
+    loss: SoftDiceLoss,
     strategy: tf.distribute.Strategy,
-    global_batch_size: int,
     target: str = "classes",
 ) -> tuple[Callable, Callable]:
     """The distributed training and evaluation steps.
 
+    The loss is the Dice of the global batch: each replica computes its Dice `sums`, the sums are
+    all-reduced, and each replica differentiates the loss of the global sums through its own
+    share only, so the gradients the optimizer adds up over replicas are those of the global loss.
+
     Args:
         model: The model, created under `strategy.scope()`.
         optimizer: A Keras optimizer created under the same scope.
-        loss: A loss returning one value per sample (``reduction=None``).
+        loss: A `SoftDiceLoss` (`MultipleDiceLoss` or `RegionDiceLoss`).
         strategy: The distribution strategy.
-        global_batch_size: The batch summed over all replicas; each replica divides its
-            per-sample losses' sum by it, so the all-reduced gradient is that of the batch mean.
         target: "classes" (the model returns class logits) or "regions" (WT, TC, ET logits,
             whose region counts come from the nested labels `regions_to_labels` makes).
 
     Returns:
-        ``train_step(batch) -> (mean loss, counts)`` and ``eval_step(batch) -> (loss sum,
-        samples, counts)``, where `batch` is an element of a distributed dataset of
-        ``(images, labels)`` and `counts` are the (3, 3) `region_counts` summed over replicas.
+        ``train_step(batch) -> (loss, counts)`` and ``eval_step(batch) -> (intersection, total,
+        counts)``, where `batch` is an element of a distributed dataset of ``(images, labels)``,
+        `counts` are the (3, 3) `region_counts` and `intersection`, `total` the loss's `sums`, all
+        summed over replicas (the loss of several evaluation batches is
+        ``loss.loss_from_sums(sum of intersections, sum of totals)``).
 
     Example:
-        >>> train_step, eval_step = make_step_functions(model, optimizer, loss, strategy, 2)  # doctest: +SKIP
-        >>> mean_loss, counts = train_step(next(iterator))  # doctest: +SKIP
+        >>> train_step, eval_step = make_step_functions(model, optimizer, loss, strategy)  # doctest: +SKIP
+        >>> batch_loss, counts = train_step(next(iterator))  # doctest: +SKIP
     """
     variables = model.trainable_variables
 
@@ -149,17 +152,20 @@ def make_step_functions(
         return region_counts(labels, logits)
 
     def replica_train(images, labels):
+        context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            batch_loss = tf.nn.compute_average_loss(loss(labels, logits), global_batch_size=global_batch_size)
-        gradients = tape.gradient(batch_loss, variables)
+            sums = loss.sums(labels, logits)
+            global_sums = context.all_reduce(tf.distribute.ReduceOp.SUM, [tf.stop_gradient(s) for s in sums])
+            # Worth the global loss; its gradient is this replica's share of the global gradient.
+            replica_loss = loss.loss_from_sums(*(g + s - tf.stop_gradient(s) for g, s in zip(global_sums, sums)))
+        gradients = tape.gradient(replica_loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
-        return batch_loss, counts(labels, logits)
+        return replica_loss / context.num_replicas_in_sync, counts(labels, logits)
 
     def replica_eval(images, labels):
         logits = model(images, training=False)
-        per_sample = loss(labels, logits)
-        return tf.reduce_sum(per_sample), tf.cast(tf.size(per_sample), tf.float32), counts(labels, logits)
+        return (*loss.sums(labels, logits), counts(labels, logits))
 
     def reduce(values):
         return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in values)
@@ -354,8 +360,8 @@ def _train(
         optimizer.build(model.trainable_variables)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_dice_mean")
-    train_step, eval_step = make_step_functions(
-        model, optimizer, make_loss(config), strategy, config.batch_size, config.target)
+    loss = make_loss(config)
+    train_step, eval_step = make_step_functions(model, optimizer, loss, strategy, config.target)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best=best)
     manager = tf.train.CheckpointManager(checkpoint, str(write_dir / CHECKPOINT_DIR), max_to_keep=2)
     latest = tf.train.latest_checkpoint(str(model_dir / CHECKPOINT_DIR))
@@ -397,15 +403,16 @@ def _train(
             # The bar is finalized once, below, with the validation results added.
             progress.update(step + 1, [("loss", loss_sum / (step + 1)), *zip(DICE_NAMES, _dice(counts))],
                             finalize=False)
-        val_loss, samples, val_counts = 0.0, 0.0, np.zeros((3, 3))
+        intersection, total, val_counts = 0.0, 0.0, np.zeros((3, 3))
         batches = iter(val_data)
         for _ in range(validation_steps):
-            batch_loss, batch_samples, batch_counts = eval_step(next(batches))
-            val_loss, samples = val_loss + float(batch_loss), samples + float(batch_samples)
+            batch_intersection, batch_total, batch_counts = eval_step(next(batches))
+            intersection, total = intersection + batch_intersection.numpy(), total + batch_total.numpy()
             val_counts += batch_counts.numpy()
+        val_loss = float(loss.loss_from_sums(intersection, total))
         row = {"epoch": index + 1, "step": int(optimizer.iterations.numpy()), "loss": loss_sum / config.steps_per_epoch}
         row |= dict(zip(DICE_NAMES, _dice(counts)))
-        row |= {"val_loss": val_loss / samples, **{f"val_{n}": d for n, d in zip(DICE_NAMES, _dice(val_counts))}}
+        row |= {"val_loss": val_loss, **{f"val_{n}": d for n, d in zip(DICE_NAMES, _dice(val_counts))}}
         row["val_dice_mean"] = float(np.mean([row[f"val_{n}"] for n in DICE_NAMES]))
         row["seconds"] = time.monotonic() - started
         progress.update(config.steps_per_epoch, [(k, row[k]) for k in ("val_loss", *(f"val_{n}" for n in DICE_NAMES))],
