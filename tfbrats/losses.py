@@ -12,9 +12,11 @@ class SoftDiceLoss(keras.losses.Loss):
     """One minus the mean soft Dice of some channels, over every voxel of the whole batch.
 
     Subclasses say which channels: `probabilities_and_reference(y_true, y_pred)` returns the
-    (B, ..., C) probabilities and reference masks. Per channel l, with sums over every voxel n of
-    every sample, Dice_l = (2 sum_n r_ln p_ln + smooth) / (sum_n r_ln + sum_n p_ln + smooth), and
-    the loss is 1 - mean_l Dice_l: one number for the batch, whatever `reduction` says.
+    (B, ..., C) probabilities and reference masks, and `voxel_cross_entropy(y_true, y_pred)` the
+    (B, ...) cross-entropy of each voxel. Per channel l, with sums over every voxel n of every
+    sample, Dice_l = (2 sum_n r_ln p_ln + smooth) / (sum_n r_ln + sum_n p_ln + smooth), and the
+    loss is 1 - mean_l Dice_l (+ `cross_entropy_weight` x the mean cross-entropy): one number for
+    the batch, whatever `reduction` says.
 
     The sums run over the batch, as in the published code, not sample by sample: a sample without
     some class (a patch off the tumor, a case without enhancing tumor) would otherwise score
@@ -27,32 +29,49 @@ class SoftDiceLoss(keras.losses.Loss):
     `tfbrats.training.make_step_functions`), so every replica count gives the same loss.
     """
 
-    def __init__(self, smooth: float = 1.0, reduction: str | None = "sum_over_batch_size", name: str | None = None):
+    def __init__(self, smooth: float = 1.0, cross_entropy_weight: float = 0.0,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = None):
         if smooth < 0:
             raise ValueError(f"smooth must be >= 0; got {smooth}")
+        if cross_entropy_weight < 0:
+            raise ValueError(f"cross_entropy_weight must be >= 0; got {cross_entropy_weight}")
         super().__init__(name=name, reduction=reduction)
         self.smooth = smooth
+        self.cross_entropy_weight = cross_entropy_weight
 
     def probabilities_and_reference(self, y_true, y_pred):
         raise NotImplementedError
 
-    def sums(self, y_true, y_pred):
-        """(sum_n r_n p_n, sum_n r_n + sum_n p_n) per channel, over every voxel of the batch: two (C,) tensors."""
+    def voxel_cross_entropy(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def sums(self, y_true, y_pred) -> tuple:
+        """The batch's additive statistics, which `loss_from_sums` turns into the loss.
+
+        (sum_n r_n p_n, sum_n r_n + sum_n p_n), two (C,) tensors over every voxel of the batch,
+        then, with a cross-entropy term, its sum over the voxels and their number.
+        """
         probabilities, reference = self.probabilities_and_reference(y_true, y_pred)
         axes = tuple(range(len(probabilities.shape) - 1))
         intersection = ops.sum(reference * probabilities, axis=axes)
         total = ops.sum(reference, axis=axes) + ops.sum(probabilities, axis=axes)
-        return intersection, total
+        if not self.cross_entropy_weight:
+            return intersection, total
+        cross_entropy = self.voxel_cross_entropy(y_true, y_pred)
+        return intersection, total, ops.sum(cross_entropy), ops.cast(ops.size(cross_entropy), "float32")
 
-    def loss_from_sums(self, intersection, total):
+    def loss_from_sums(self, intersection, total, cross_entropy_sum=None, voxels=None):
         """The loss of a batch from its (possibly replica-summed) `sums`."""
-        return 1.0 - ops.mean((2.0 * intersection + self.smooth) / (total + self.smooth))
+        loss = 1.0 - ops.mean((2.0 * intersection + self.smooth) / (total + self.smooth))
+        if self.cross_entropy_weight:
+            loss = loss + self.cross_entropy_weight * cross_entropy_sum / voxels
+        return loss
 
     def call(self, y_true, y_pred):
         return self.loss_from_sums(*self.sums(y_true, y_pred))
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "smooth": self.smooth}
+        return {**super().get_config(), "smooth": self.smooth, "cross_entropy_weight": self.cross_entropy_weight}
 
 
 @keras.saving.register_keras_serializable(package="tfbrats")
@@ -60,7 +79,8 @@ class MultipleDiceLoss(SoftDiceLoss):
     """Multiple Dice loss on class logits: one minus the mean soft Dice of the classes (DESIGN §5).
 
     p are the softmax probabilities, r the one-hot reference; the Dice of each class is taken
-    over the whole batch (see `SoftDiceLoss`).
+    over the whole batch (see `SoftDiceLoss`). `cross_entropy_weight` > 0 adds that times the
+    mean categorical cross-entropy (nnU-Net's Dice + CE; not the paper's loss).
 
     Args:
         num_classes: K, the number of output channels (4: background, core, edema, enhancing).
@@ -68,6 +88,7 @@ class MultipleDiceLoss(SoftDiceLoss):
             False, over channels 1..K-1 only (the paper's formula with K = 3).
         smooth: Added to numerator and denominator, so a class absent from both the reference
             and the prediction scores Dice 1 instead of 0/0. 0 gives the bare formula.
+        cross_entropy_weight: Weight of an added mean cross-entropy over all K classes (0: none).
         reduction: Kept for Keras; the loss is one number per batch.
         name: The loss's name.
 
@@ -83,12 +104,13 @@ class MultipleDiceLoss(SoftDiceLoss):
         num_classes: int = 4,
         include_background: bool = True,
         smooth: float = 1.0,
+        cross_entropy_weight: float = 0.0,
         reduction: str | None = "sum_over_batch_size",
         name: str = "multiple_dice_loss",
     ):
         if num_classes < 2:
             raise ValueError(f"MultipleDiceLoss needs num_classes >= 2 (background and one class); got {num_classes}")
-        super().__init__(smooth=smooth, reduction=reduction, name=name)
+        super().__init__(smooth=smooth, cross_entropy_weight=cross_entropy_weight, reduction=reduction, name=name)
         self.num_classes = num_classes
         self.include_background = include_background
 
@@ -98,6 +120,10 @@ class MultipleDiceLoss(SoftDiceLoss):
         if not self.include_background:
             return probabilities[..., 1:], reference[..., 1:]
         return probabilities, reference
+
+    def voxel_cross_entropy(self, y_true, y_pred):
+        return ops.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), ops.cast(y_pred, "float32"),
+                                                   from_logits=True)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "include_background": self.include_background}
@@ -111,10 +137,12 @@ class RegionDiceLoss(SoftDiceLoss):
     the reference r is the region's mask from the integer labels (`labels_to_regions`); each
     region's Dice is taken over the whole batch (see `SoftDiceLoss`). There is no background
     term: each region is its own binary problem, and its sigmoid is pulled to 0 outside it.
+    `cross_entropy_weight` > 0 adds that times the binary cross-entropy averaged over the regions.
 
     Args:
         smooth: Added to numerator and denominator, so a region absent from both the reference
             and the prediction scores Dice 1 instead of 0/0. 0 gives the bare formula.
+        cross_entropy_weight: Weight of an added mean binary cross-entropy (0: none).
         reduction: Kept for Keras; the loss is one number per batch.
         name: The loss's name.
 
@@ -128,10 +156,11 @@ class RegionDiceLoss(SoftDiceLoss):
     def __init__(
         self,
         smooth: float = 1.0,
+        cross_entropy_weight: float = 0.0,
         reduction: str | None = "sum_over_batch_size",
         name: str = "region_dice_loss",
     ):
-        super().__init__(smooth=smooth, reduction=reduction, name=name)
+        super().__init__(smooth=smooth, cross_entropy_weight=cross_entropy_weight, reduction=reduction, name=name)
 
     def probabilities_and_reference(self, y_true, y_pred):
         if y_pred.shape[-1] != len(REGIONS):
@@ -139,3 +168,7 @@ class RegionDiceLoss(SoftDiceLoss):
                 f"RegionDiceLoss needs one logit per region {list(REGIONS)} (last axis 3); got shape {y_pred.shape}"
             )
         return ops.sigmoid(ops.cast(y_pred, "float32")), labels_to_regions(y_true)
+
+    def voxel_cross_entropy(self, y_true, y_pred):
+        per_region = ops.binary_crossentropy(labels_to_regions(y_true), ops.cast(y_pred, "float32"), from_logits=True)
+        return ops.mean(per_region, axis=-1)

@@ -49,6 +49,8 @@ _AUG_BLUR = flags.DEFINE_float("aug_blur", 0.2, "Probability of a Gaussian blur.
 _FOREGROUND = flags.DEFINE_float("foreground_fraction", 0.0, "Probability that a patch is centred on tumor.")
 _INCLUDE_BACKGROUND = flags.DEFINE_boolean(
     "include_background", True, "Average the Dice loss over background too (published code) or tumor classes only.")
+_CROSS_ENTROPY_WEIGHT = flags.DEFINE_float(
+    "cross_entropy_weight", 0.0, "Weight of a cross-entropy term added to the Dice loss (0: the paper's loss).")
 _TARGET = flags.DEFINE_enum(
     "target", "classes", ["classes", "regions"],
     "classes: softmax over the classes (the paper); regions: a sigmoid each for WT, TC, ET with a region Dice loss.")
@@ -119,6 +121,7 @@ def config_from_flags():
         augment=augment,
         foreground_fraction=_FOREGROUND.value,
         include_background=_INCLUDE_BACKGROUND.value,
+        cross_entropy_weight=_CROSS_ENTROPY_WEIGHT.value,
         mixed_precision=_MIXED_PRECISION.value,
         strategy=_STRATEGY.value,
         target=_TARGET.value,

@@ -186,9 +186,11 @@ def _add_train_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=4, help="synthetic cases the pipeline samples")
     parser.add_argument("--shape", type=int, nargs=3, default=(160, 160, 96), metavar=("X", "Y", "Z"),
                         help="shape of the synthetic cases")
-    parser.add_argument("--onednn_baseline", action="store_true",
-                        help="also time the in-memory step with TF_ENABLE_ONEDNN_OPTS=0 (in a subprocess)")
-    parser.add_argument("--in_memory_only", action="store_true", help=argparse.SUPPRESS)  # the baseline subprocess
+    parser.add_argument("--baselines", action="store_true",
+                        help="also time the in-memory step, each in a subprocess, with TF_ENABLE_ONEDNN_OPTS=0 and "
+                             "with Keras' own Conv3D layers in place of tfbrats' folded ones")
+    parser.add_argument("--in_memory_only", action="store_true", help=argparse.SUPPRESS)  # a baseline subprocess
+    parser.add_argument("--keras_conv3d", action="store_true", help=argparse.SUPPRESS)
 
 
 def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
@@ -218,6 +220,10 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
 
     keras.mixed_precision.set_global_policy(args.precision)
     strategy = tf.distribute.get_strategy()
+    if args.keras_conv3d:  # the baseline: the same graph built from Keras' own (unfolded) layers
+        from tfbrats.models import albunet
+
+        albunet.FoldedConv3D, albunet.FoldedConv3DTranspose = keras.layers.Conv3D, keras.layers.Conv3DTranspose
     model = AlbuNet3D(num_classes=4)
     train_step, _ = make_step_functions(model, keras.optimizers.Adam(1e-3), MultipleDiceLoss(4), strategy)
 
@@ -246,17 +252,19 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline_seconds": round(fed, 3), "input_bound_ratio": round(fed / memory, 3),
         "pipeline_times": [round(t, 3) for t in fed_times],
     })
-    if args.onednn_baseline:
+    if args.baselines:
         import subprocess
 
         command = [sys.executable, __file__, "train_step", "--in_memory_only", "--patch", *map(str, args.patch),
                    f"--batch={args.batch}", f"--steps={args.steps}", f"--repeats={args.repeats}",
                    f"--precision={args.precision}", f"--cases={args.cases}", "--shape", *map(str, args.shape)]
-        finished = subprocess.run(command, capture_output=True, text=True, check=True,
-                                  env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"})
-        baseline = json.loads(finished.stdout)
-        results["onednn_off"] = {k: baseline[k] for k in ("in_memory_seconds", "peak_gflops", "ratio_to_peak")}
-        results["onednn_speedup"] = round(baseline["in_memory_seconds"] / memory, 2)
+        for name, extra, environment in (("onednn_off", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+                                         ("keras_conv3d", ["--keras_conv3d"], {})):
+            finished = subprocess.run(command + extra, capture_output=True, text=True, check=True,
+                                      env={**os.environ, **environment})
+            baseline = json.loads(finished.stdout)
+            results[name] = {k: baseline[k] for k in ("in_memory_seconds", "peak_gflops", "ratio_to_peak")}
+            results[f"speedup_over_{name}"] = round(baseline["in_memory_seconds"] / memory, 2)
     return results
 
 

@@ -34,7 +34,7 @@ def test_a_few_training_steps_lower_the_loss(tiny_data, tmp_path):
     train_step, eval_step = make_step_functions(model, optimizer, loss, strategy)
     losses = [float(train_step(batch)[0]) for _ in range(6)]
     assert losses[-1] < losses[0] - 0.01, losses
-    intersection, total, counts = eval_step(batch)
+    counts, intersection, total = eval_step(batch)
     assert intersection.shape == total.shape == (4,) and counts.shape == (3, 3)
     # The evaluation sums give the loss of the batch as the model now stands.
     expected = loss(batch[1], model(batch[0], training=False))

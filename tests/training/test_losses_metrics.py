@@ -16,15 +16,16 @@ def _softmax(logits):
     return shifted / shifted.sum(-1, keepdims=True)
 
 
-def _design_formula(labels, logits, num_classes, include_background, smooth):
-    """DESIGN §5 written out class by class, each sum over every voxel of the batch."""
+def _design_formula(labels, logits, num_classes, include_background, smooth, cross_entropy_weight=0.0):
+    """DESIGN §5 written out class by class, each sum over every voxel of the batch (+ weighted mean CE)."""
     probabilities = _softmax(logits.astype(np.float64))
     classes = range(num_classes) if include_background else range(1, num_classes)
     dices = []
     for c in classes:
         r, p = (labels == c).astype(np.float64), probabilities[..., c]
         dices.append((2 * np.sum(r * p) + smooth) / (np.sum(r) + np.sum(p) + smooth))
-    return 1 - np.mean(dices)
+    of_label = np.take_along_axis(probabilities, labels[..., None], axis=-1)
+    return 1 - np.mean(dices) + cross_entropy_weight * np.mean(-np.log(of_label))
 
 
 @pytest.fixture
@@ -36,11 +37,12 @@ def random_batch():
 
 
 @pytest.mark.parametrize("include_background", [True, False])
-@pytest.mark.parametrize("smooth", [0.0, 1.0])
-def test_loss_equals_numpy(random_batch, include_background, smooth):
+@pytest.mark.parametrize(("smooth", "cross_entropy_weight"), [(0.0, 0.0), (1.0, 0.0), (1.0, 0.7)])
+def test_loss_equals_numpy(random_batch, include_background, smooth, cross_entropy_weight):
     labels, logits = random_batch
-    loss = MultipleDiceLoss(4, include_background=include_background, smooth=smooth)
-    expected = _design_formula(labels, logits, 4, include_background, smooth)
+    loss = MultipleDiceLoss(4, include_background=include_background, smooth=smooth,
+                            cross_entropy_weight=cross_entropy_weight)
+    expected = _design_formula(labels, logits, 4, include_background, smooth, cross_entropy_weight)
     np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-5)
 
 
@@ -59,13 +61,14 @@ def test_loss_is_zero_for_a_perfect_prediction(include_background):
     assert float(loss(labels, logits)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_sums_of_parts_give_the_loss_of_the_whole(random_batch):
+@pytest.mark.parametrize("cross_entropy_weight", [0.0, 0.5])
+def test_sums_of_parts_give_the_loss_of_the_whole(random_batch, cross_entropy_weight):
     labels, logits = random_batch
-    loss = MultipleDiceLoss(4)
+    loss = MultipleDiceLoss(4, cross_entropy_weight=cross_entropy_weight)
     parts = [loss.sums(labels[i : i + 1], logits[i : i + 1]) for i in range(3)]
-    intersection = sum(keras.ops.convert_to_numpy(part[0]) for part in parts)
-    total = sum(keras.ops.convert_to_numpy(part[1]) for part in parts)
-    np.testing.assert_allclose(float(loss.loss_from_sums(intersection, total)), float(loss(labels, logits)), rtol=1e-6)
+    added = [sum(keras.ops.convert_to_numpy(part[k]) for part in parts) for k in range(len(parts[0]))]
+    assert len(added) == (4 if cross_entropy_weight else 2)
+    np.testing.assert_allclose(float(loss.loss_from_sums(*added)), float(loss(labels, logits)), rtol=1e-6)
 
 
 def test_false_positives_in_a_sample_without_the_class_get_a_gradient():
@@ -86,9 +89,10 @@ def test_false_positives_in_a_sample_without_the_class_get_a_gradient():
 
 
 def test_loss_round_trips_through_its_config():
-    loss = MultipleDiceLoss(4, include_background=False, smooth=0.5)
+    loss = MultipleDiceLoss(4, include_background=False, smooth=0.5, cross_entropy_weight=0.25)
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
-    assert (type(clone), clone.include_background, clone.smooth) == (MultipleDiceLoss, False, 0.5)
+    assert (type(clone), clone.include_background, clone.smooth, clone.cross_entropy_weight) == (
+        MultipleDiceLoss, False, 0.5, 0.25)
 
 
 def _numpy_region_dice(labels, predicted, classes):

@@ -44,18 +44,20 @@ def test_any_probabilities_give_nested_labels():
     assert not (regions[..., 2] & ~regions[..., 1]).any() and not (regions[..., 1] & ~regions[..., 0]).any()
 
 
-@pytest.mark.parametrize("smooth", [1.0, 0.0])
-def test_region_dice_loss_equals_numpy(smooth):
+@pytest.mark.parametrize(("smooth", "cross_entropy_weight"), [(1.0, 0.0), (0.0, 0.0), (1.0, 0.6)])
+def test_region_dice_loss_equals_numpy(smooth, cross_entropy_weight):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 4, size=(2, 3, 8, 8))
     logits = rng.normal(size=(2, 3, 8, 8, 3)).astype(np.float32)
     p = 1 / (1 + np.exp(-logits.astype(np.float64)))
-    dices = []
+    dices, cross_entropies = [], []
     for region, classes in enumerate(((1, 2, 3), (1, 3), (3,))):
         r = np.isin(labels, classes).astype(np.float64)
         dices.append((2 * np.sum(r * p[..., region]) + smooth) / (np.sum(r) + np.sum(p[..., region]) + smooth))
-    loss = RegionDiceLoss(smooth=smooth)
-    np.testing.assert_allclose(float(loss(labels, logits)), 1 - np.mean(dices), rtol=1e-5)
+        cross_entropies.append(-np.mean(r * np.log(p[..., region]) + (1 - r) * np.log(1 - p[..., region])))
+    loss = RegionDiceLoss(smooth=smooth, cross_entropy_weight=cross_entropy_weight)
+    expected = 1 - np.mean(dices) + cross_entropy_weight * np.mean(cross_entropies)
+    np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-5)
     assert RegionDiceLoss.from_config(loss.get_config()).smooth == smooth
 
 

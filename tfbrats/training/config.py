@@ -49,6 +49,8 @@ class TrainConfig:
         augment: Augmentation of training patches, or None for none.
         foreground_fraction: Probability that a patch (training and validation) is centred on tumor.
         include_background: Average the Dice loss over all classes (True) or tumor classes only.
+        cross_entropy_weight: Weight of a cross-entropy term added to the Dice loss (0: the
+            paper's Dice loss alone).
         mixed_precision: Compute in bfloat16 (`mixed_bfloat16`), keeping float32 weights and logits.
         strategy: "default", "mirrored" or "multi_worker" (TF_CONFIG).
         target: "classes" (softmax over the classes, multiple Dice loss) or "regions" (sigmoid
@@ -80,6 +82,7 @@ class TrainConfig:
     augment: AugmentConfig | None = dataclasses.field(default_factory=AugmentConfig)
     foreground_fraction: float = 0.0
     include_background: bool = True
+    cross_entropy_weight: float = 0.0
     mixed_precision: bool = False
     strategy: str = "mirrored"
     target: str = "classes"
@@ -126,6 +129,8 @@ def _static_problems(config: TrainConfig) -> list[str]:
         problems.append(f"learning_rate must be > 0; got {config.learning_rate}")
     if config.num_folds < 2 or not 0 <= config.fold < config.num_folds:
         problems.append(f"need num_folds >= 2 and 0 <= fold < num_folds; got fold {config.fold} of {config.num_folds}")
+    if config.cross_entropy_weight < 0:
+        problems.append(f"cross_entropy_weight must be >= 0; got {config.cross_entropy_weight}")
     if not 0.0 <= config.foreground_fraction <= 1.0:
         problems.append(f"foreground_fraction is a probability in [0, 1]; got {config.foreground_fraction}")
     if config.encoder_weights is not None and not Path(config.encoder_weights).is_file():

@@ -107,8 +107,9 @@ def make_loss(config: TrainConfig) -> SoftDiceLoss:
         'region_dice_loss'
     """
     if config.target == "regions":
-        return RegionDiceLoss()
-    return MultipleDiceLoss(config.num_classes, include_background=config.include_background)
+        return RegionDiceLoss(cross_entropy_weight=config.cross_entropy_weight)
+    return MultipleDiceLoss(config.num_classes, include_background=config.include_background,
+                            cross_entropy_weight=config.cross_entropy_weight)
 
 
 def make_step_functions(
@@ -133,11 +134,10 @@ def make_step_functions(
             whose region counts come from the nested labels `regions_to_labels` makes).
 
     Returns:
-        ``train_step(batch) -> (loss, counts)`` and ``eval_step(batch) -> (intersection, total,
-        counts)``, where `batch` is an element of a distributed dataset of ``(images, labels)``,
-        `counts` are the (3, 3) `region_counts` and `intersection`, `total` the loss's `sums`, all
-        summed over replicas (the loss of several evaluation batches is
-        ``loss.loss_from_sums(sum of intersections, sum of totals)``).
+        ``train_step(batch) -> (loss, counts)`` and ``eval_step(batch) -> (counts, *sums)``, where
+        `batch` is an element of a distributed dataset of ``(images, labels)``, `counts` are the
+        (3, 3) `region_counts` and `sums` the loss's `sums`, all summed over replicas (the loss of
+        several evaluation batches is `loss.loss_from_sums` of their added sums).
 
     Example:
         >>> train_step, eval_step = make_step_functions(model, optimizer, loss, strategy)  # doctest: +SKIP
@@ -165,7 +165,7 @@ def make_step_functions(
 
     def replica_eval(images, labels):
         logits = model(images, training=False)
-        return (*loss.sums(labels, logits), counts(labels, logits))
+        return (counts(labels, logits), *loss.sums(labels, logits))
 
     def reduce(values):
         return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in values)
@@ -403,13 +403,14 @@ def _train(
             # The bar is finalized once, below, with the validation results added.
             progress.update(step + 1, [("loss", loss_sum / (step + 1)), *zip(DICE_NAMES, _dice(counts))],
                             finalize=False)
-        intersection, total, val_counts = 0.0, 0.0, np.zeros((3, 3))
+        val_counts, val_sums = np.zeros((3, 3)), None
         batches = iter(val_data)
         for _ in range(validation_steps):
-            batch_intersection, batch_total, batch_counts = eval_step(next(batches))
-            intersection, total = intersection + batch_intersection.numpy(), total + batch_total.numpy()
+            batch_counts, *batch_sums = eval_step(next(batches))
             val_counts += batch_counts.numpy()
-        val_loss = float(loss.loss_from_sums(intersection, total))
+            batch_sums = [value.numpy() for value in batch_sums]
+            val_sums = batch_sums if val_sums is None else [a + b for a, b in zip(val_sums, batch_sums)]
+        val_loss = float(loss.loss_from_sums(*val_sums))
         row = {"epoch": index + 1, "step": int(optimizer.iterations.numpy()), "loss": loss_sum / config.steps_per_epoch}
         row |= dict(zip(DICE_NAMES, _dice(counts)))
         row |= {"val_loss": val_loss, **{f"val_{n}": d for n, d in zip(DICE_NAMES, _dice(val_counts))}}
