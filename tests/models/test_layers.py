@@ -12,7 +12,8 @@ CONV_CASES = [
     # kernel, strides, padding, use_bias
     ((1, 3, 3), (1, 1, 1), "same", False),
     ((1, 7, 7), (1, 2, 2), "valid", False),
-    ((1, 1, 1), (1, 2, 2), "valid", False),
+    ((1, 1, 1), (1, 2, 2), "valid", False),  # oneDNN's strided 1x1 Conv2D filter gradient is wrong
+    ((1, 1, 1), (1, 2, 2), "same", False),
     ((1, 1, 1), (1, 1, 1), "valid", True),
     ((3, 1, 1), (1, 1, 1), "same", True),
     ((3, 1, 1), (2, 1, 1), "valid", False),
@@ -42,7 +43,7 @@ def _outputs_and_gradients(layer, x):
 
 @pytest.mark.parametrize(("kernel", "strides", "padding", "use_bias"), CONV_CASES)
 def test_folded_conv_equals_conv3d(kernel, strides, padding, use_bias):
-    x = np.random.default_rng(0).normal(size=(2, 5, 12, 10, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(2, 5, 13, 10, 3)).astype("float32")
     folded, plain = _pair(FoldedConv3D, layers.Conv3D, x, filters=4, kernel_size=kernel, strides=strides,
                           padding=padding, use_bias=use_bias)
     for ours, theirs in zip(_outputs_and_gradients(folded, x), _outputs_and_gradients(plain, x)):
