@@ -49,8 +49,8 @@ class FoldedConv3D(layers.Conv3D):
             raise ValueError(f"{type(self).__name__} supports groups=1 only, got {self.groups}")
         kd, kh, kw = self.kernel_size
         self._slice_wise = kd == 1 and self.strides[0] == 1 and self.dilation_rate[0] == 1
-        self._depth_wise = kh == kw == 1 and self.strides[1:] == (1, 1) and self.dilation_rate[1:] == (1, 1)
-        if not (self._slice_wise or self._depth_wise):
+        depth_wise = kh == kw == 1 and self.strides[1:] == (1, 1) and self.dilation_rate[1:] == (1, 1)
+        if not (self._slice_wise or depth_wise):
             raise ValueError(
                 f"{type(self).__name__} needs a kernel flat along depth (1, kh, kw) or in-plane (kd, 1, 1) "
                 f"with stride 1 along the flat axes; got kernel {self.kernel_size}, strides {self.strides}"
