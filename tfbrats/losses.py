@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfbrats.metrics import REGIONS, labels_to_regions
+from tfbrats.labels import REGIONS, labels_to_regions
 
 
 class SoftDiceLoss(keras.losses.Loss):

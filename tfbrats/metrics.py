@@ -1,13 +1,11 @@
 """Per-region Dice (whole tumor, tumor core, enhancing tumor) as Keras metrics, in `keras.ops`.
 
-Regions are unions of the internal classes 0..3 (DESIGN §4): WT = {1, 2, 3}, TC = {1, 3},
-ET = {3}. The predicted class of a voxel is the argmax over the last axis of `y_pred` (logits
-or probabilities). Dice is accumulated over every voxel seen since the last reset, as
-2 |P & R| / (|P| + |R|), and is 1 when both are empty (the BraTS convention).
+Regions are unions of the internal classes 0..3 (WT = {1, 2, 3}, TC = {1, 3}, ET = {3}). The
+predicted class of a voxel is the argmax over the last axis of `y_pred` (logits or probabilities).
+Dice is accumulated over every voxel seen since the last reset, as 2 |P & R| / (|P| + |R|), and is
+1 when both are empty (the BraTS convention).
 
-`labels_to_regions` and `regions_to_labels` convert between class labels and the nested region
-masks (ET inside TC inside WT) that region-based training (``--target=regions``) predicts; the
-training loss and metrics and whole-patient prediction all use them.
+Regions and the targets that read network outputs are defined in `tfbrats.labels`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+from tfbrats.labels import REGIONS, in_classes
 
 
 def region_counts(y_true, y_pred):
@@ -37,49 +35,10 @@ def region_counts(y_true, y_pred):
     predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
     rows = []
     for classes in REGIONS.values():
-        reference = _in_classes(labels, classes)
-        prediction = _in_classes(predicted, classes)
+        reference = in_classes(labels, classes)
+        prediction = in_classes(predicted, classes)
         rows.append(ops.stack([ops.sum(reference * prediction), ops.sum(reference), ops.sum(prediction)]))
     return ops.stack(rows)
-
-
-def labels_to_regions(labels):
-    """Nested region masks WT, TC, ET from internal labels 0..3: float32 of shape S + (3,).
-
-    Example:
-        >>> keras.ops.convert_to_numpy(labels_to_regions(np.array([0, 1, 2, 3]))).tolist()
-        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
-    """
-    labels = ops.cast(labels, "int32")
-    return ops.stack([_in_classes(labels, classes) for classes in REGIONS.values()], axis=-1)
-
-
-def regions_to_labels(probabilities, threshold: float = 0.5):
-    """Internal labels 0..3 (uint8) from WT, TC, ET probabilities S + (3,), nested ET in TC in WT.
-
-    A voxel is tumor when its WT probability exceeds `threshold` (edema, 2, unless more applies),
-    core when its TC probability does too (necrosis, 1), and enhancing when, within the core, its
-    ET probability does as well (3); a TC or ET outside WT is ignored, as is an ET outside TC.
-
-    Example:
-        >>> p = np.array([[0.2, 0.9, 0.9], [0.8, 0.3, 0.9], [0.8, 0.7, 0.1], [0.8, 0.7, 0.6]])
-        >>> keras.ops.convert_to_numpy(regions_to_labels(p)).tolist()
-        [0, 2, 1, 3]
-    """
-    above = ops.greater(probabilities, threshold)
-    whole = above[..., 0]
-    core = ops.logical_and(whole, above[..., 1])
-    enhancing = ops.logical_and(core, above[..., 2])
-    labels = ops.where(enhancing, 3, ops.where(core, 1, ops.where(whole, 2, 0)))
-    return ops.cast(labels, "uint8")
-
-
-def _in_classes(labels, classes: tuple[int, ...]):
-    """A float32 mask of the voxels whose label is one of `classes`."""
-    mask = ops.zeros(ops.shape(labels), dtype="float32")
-    for value in classes:
-        mask = mask + ops.cast(ops.equal(labels, value), "float32")
-    return mask
 
 
 def dice_from_counts(counts):

@@ -192,7 +192,7 @@ def segment(
     if target == "regions":
         import keras
 
-        from tfbrats.metrics import regions_to_labels
+        from tfbrats.labels import regions_to_labels
 
         labels = keras.ops.convert_to_numpy(regions_to_labels(probabilities))
     else:

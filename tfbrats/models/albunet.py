@@ -164,6 +164,7 @@ class AlbuNet3D(keras.Model):
         encoder_weights: str | None = None,
         head: str = "logits",
         name: str = "albunet3d",
+        segmentation: dict | None = None,
         **kwargs,
     ):
         if head not in HEADS:
@@ -178,6 +179,9 @@ class AlbuNet3D(keras.Model):
         self.input_channels = input_channels
         self.depth_layers = depth_layers
         self.head = head
+        # How outputs become a segmentation (target, channels, window, post-processing): JSON that
+        # travels inside the .keras file; tfbrats.inference reads it, the network never does.
+        self.segmentation = segmentation
         if encoder_weights is not None:
             from tfbrats.models.weights import load_encoder_weights
 
@@ -196,6 +200,7 @@ class AlbuNet3D(keras.Model):
             "depth_layers": self.depth_layers,
             "head": self.head,
             "name": self.name,
+            "segmentation": self.segmentation,
         }
 
     @classmethod
@@ -218,10 +223,11 @@ class AlbuNet2D(AlbuNet3D):
 
     def __init__(self, num_classes: int = 4, num_filters: int = 16, input_channels: int = 3,
                  encoder_weights: str | None = None, head: str = "logits", name: str = "albunet2d",
-                 **kwargs):
+                 segmentation: dict | None = None, **kwargs):
         kwargs.pop("depth_layers", None)
         super().__init__(num_classes=num_classes, num_filters=num_filters, input_channels=input_channels,
-                         depth_layers=False, encoder_weights=encoder_weights, head=head, name=name, **kwargs)
+                         depth_layers=False, encoder_weights=encoder_weights, head=head, name=name,
+                         segmentation=segmentation, **kwargs)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from tfbrats.data import AugmentConfig, Case, PreprocessedCase
+from tfbrats.labels import TARGETS
 from tfbrats.training.strategy import STRATEGIES
 
 MODELS = ("albunet3d", "albunet2d")
-# classes: softmax over the classes 0..3 (the paper); regions: one sigmoid each for WT, TC, ET.
-TARGETS = ("classes", "regions")
 SPATIAL_MULTIPLE = 32
 CONFIG_NAME = "config.json"
 # Settings that may differ when a run is resumed: more epochs extend it; the rest do not change results.
@@ -101,7 +100,7 @@ def _static_problems(config: TrainConfig) -> list[str]:
     if config.strategy not in STRATEGIES:
         problems.append(f"strategy must be one of {STRATEGIES}; got {config.strategy!r}")
     if config.target not in TARGETS:
-        problems.append(f"target must be one of {TARGETS}; got {config.target!r}")
+        problems.append(f"target must be one of {list(TARGETS)}; got {config.target!r}")
     if not 0.0 <= config.modality_dropout <= 1.0:
         problems.append(f"modality_dropout is a probability in [0, 1]; got {config.modality_dropout}")
     if config.input_channels not in (3, 4):

@@ -40,8 +40,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbrats.losses import MultipleDiceLoss, RegionDiceLoss, SoftDiceLoss
-from tfbrats.metrics import REGIONS, dice_from_counts, region_counts, regions_to_labels
+from tfbrats.labels import REGIONS, Target, get_target
+from tfbrats.losses import SoftDiceLoss
+from tfbrats.metrics import dice_from_counts, region_counts
 from tfbrats.models import AlbuNet2D, AlbuNet3D
 from tfbrats.training.config import (
     CONFIG_NAME,
@@ -93,10 +94,20 @@ def build_model(config: TrainConfig) -> keras.Model:
         'albunet2d'
     """
     model_class = AlbuNet3D if config.model == "albunet3d" else AlbuNet2D
-    outputs = config.num_classes if config.target == "classes" else len(REGIONS)
     return model_class(
-        num_classes=outputs, input_channels=config.input_channels, encoder_weights=config.encoder_weights
+        num_classes=target_of(config).num_outputs, input_channels=config.input_channels,
+        encoder_weights=config.encoder_weights,
     )
+
+
+def target_of(config: TrainConfig) -> Target:
+    """The `tfbrats.labels.Target` a configuration trains.
+
+    Example:
+        >>> target_of(TrainConfig(model_dir="x", target="regions")).num_outputs
+        3
+    """
+    return get_target(config.target, config.num_classes)
 
 
 def make_loss(config: TrainConfig) -> SoftDiceLoss:
@@ -106,10 +117,8 @@ def make_loss(config: TrainConfig) -> SoftDiceLoss:
         >>> make_loss(TrainConfig(model_dir="x", target="regions")).name
         'region_dice_loss'
     """
-    if config.target == "regions":
-        return RegionDiceLoss(cross_entropy_weight=config.cross_entropy_weight)
-    return MultipleDiceLoss(config.num_classes, include_background=config.include_background,
-                            cross_entropy_weight=config.cross_entropy_weight)
+    return target_of(config).make_loss(
+        include_background=config.include_background, cross_entropy_weight=config.cross_entropy_weight)
 
 
 def make_step_functions(
@@ -117,7 +126,7 @@ def make_step_functions(
     optimizer: keras.optimizers.Optimizer,
     loss: SoftDiceLoss,
     strategy: tf.distribute.Strategy,
-    target: str = "classes",
+    target: Target | None = None,
 ) -> tuple[Callable, Callable]:
     """The distributed training and evaluation steps.
 
@@ -130,8 +139,8 @@ def make_step_functions(
         optimizer: A Keras optimizer created under the same scope.
         loss: A `SoftDiceLoss` (`MultipleDiceLoss` or `RegionDiceLoss`).
         strategy: The distribution strategy.
-        target: "classes" (the model returns class logits) or "regions" (WT, TC, ET logits,
-            whose region counts come from the nested labels `regions_to_labels` makes).
+        target: What the model's outputs are (`tfbrats.labels.Target`; default: 4 classes); the
+            region counts score the labels the target makes of them, as prediction writes them.
 
     Returns:
         ``train_step(batch) -> (loss, counts)`` and ``eval_step(batch) -> (counts, *sums)``, where
@@ -144,12 +153,10 @@ def make_step_functions(
         >>> batch_loss, counts = train_step(next(iterator))  # doctest: +SKIP
     """
     variables = model.trainable_variables
+    target = target or get_target("classes")
 
     def counts(labels, logits):
-        if target == "regions":
-            # Score the labels prediction writes: one-hot of the nested labels of the region sigmoids.
-            logits = tf.one_hot(tf.cast(regions_to_labels(tf.sigmoid(logits)), tf.int32), len(REGIONS) + 1)
-        return region_counts(labels, logits)
+        return region_counts(labels, target.one_hot_labels(logits))
 
     def replica_train(images, labels):
         context = tf.distribute.get_replica_context()
@@ -361,7 +368,7 @@ def _train(
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_dice_mean")
     loss = make_loss(config)
-    train_step, eval_step = make_step_functions(model, optimizer, loss, strategy, config.target)
+    train_step, eval_step = make_step_functions(model, optimizer, loss, strategy, target_of(config))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best=best)
     manager = tf.train.CheckpointManager(checkpoint, str(write_dir / CHECKPOINT_DIR), max_to_keep=2)
     latest = tf.train.latest_checkpoint(str(model_dir / CHECKPOINT_DIR))

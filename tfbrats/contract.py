@@ -1,0 +1,267 @@
+"""The segmentation contract: everything that turns a network's outputs into a patient's label map.
+
+A contract says which target the outputs are (`tfbrats.labels`), which input channels in which
+order, how a volume is tiled (`Window`), which post-processing follows (`PostProcessing`) and
+which label values are written. Training writes it into the model file (the AlbuNet's
+``segmentation`` config, so a `.keras` alone is enough), the run folder keeps the tuned choice,
+and every door applies it through the same code: `tfbrats.predict`, the Python API, the exported
+SavedModel and its clients. `finish_segmentation` is that code for everything after the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from tfbrats.labels import ET_CLASS, Target, get_target, target_from_json
+
+CONTRACT_VERSION = 1
+DEFAULT_CHANNELS = ("flair", "t1ce", "t2")
+# The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
+DEFAULT_PATCH_3D = (24, 128, 128)
+DEFAULT_PATCH_2D = (1, 128, 128)
+DEFAULT_STEPS = (24, 32, 32)
+BLENDS = ("mean", "gaussian")
+NECROSIS_CLASS = 1
+
+
+class ContractError(ValueError):
+    """A model, run folder or export whose segmentation contract is missing or contradicts another."""
+
+
+def _triple(values, what: str) -> tuple[int, int, int]:
+    values = tuple(int(v) for v in values)
+    if len(values) != 3 or min(values) < 1:
+        raise ContractError(f"{what} must be three positive sizes (D, H, W); got {values}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """How a volume is tiled: window size, steps, batch, blending, test-time mirroring.
+
+    Args:
+        patch_size: The window (D, H, W), normally the training patch; None is a single pass
+            over the whole (padded) volume.
+        steps: Distance between window starts (D, H, W).
+        batch_size: Windows per network call.
+        blend: "mean" (every window counts the same) or "gaussian" (window centres count more).
+        mirror_tta: Average the predictions of the 8 mirrorings of the volume (8x the cost).
+
+    Example:
+        >>> Window(patch_size=(8, 64, 64), steps=(8, 32, 32)).to_json()["patch_size"]
+        [8, 64, 64]
+    """
+
+    patch_size: tuple[int, int, int] | None = DEFAULT_PATCH_3D
+    steps: tuple[int, int, int] = DEFAULT_STEPS
+    batch_size: int = 2
+    blend: str = "mean"
+    mirror_tta: bool = False
+
+    def __post_init__(self):
+        if self.patch_size is not None:
+            object.__setattr__(self, "patch_size", _triple(self.patch_size, "window patch_size"))
+        object.__setattr__(self, "steps", _triple(self.steps, "window steps"))
+        if self.blend not in BLENDS:
+            raise ContractError(f"window blend must be one of {BLENDS}; got {self.blend!r}")
+        if self.batch_size < 1:
+            raise ContractError(f"window batch_size must be >= 1; got {self.batch_size}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"patch_size": list(self.patch_size) if self.patch_size else None, "steps": list(self.steps),
+                "batch_size": self.batch_size, "blend": self.blend, "mirror_tta": self.mirror_tta}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Window:
+        return cls(patch_size=tuple(values["patch_size"]) if values.get("patch_size") else None,
+                   steps=tuple(values.get("steps", DEFAULT_STEPS)), batch_size=int(values.get("batch_size", 2)),
+                   blend=values.get("blend", "mean"), mirror_tta=bool(values.get("mirror_tta", False)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PostProcessing:
+    """What happens to the labels after the network, in this order.
+
+    Args:
+        brain_mask: Voxels that are zero in every input channel (outside the brain) are background.
+        min_component_voxels: Connected tumor components (26-connectivity, whole tumor) smaller
+            than this are removed (set to background); 0 keeps all.
+        min_et_voxels: When a case has fewer enhancing-tumor voxels than this in all, they become
+            necrosis (BraTS scores a stray ET on a case without ET as Dice 0); 0 keeps them.
+
+    Example:
+        >>> PostProcessing(min_et_voxels=200).describe()
+        'brain mask; ET below 200 voxels -> necrosis'
+    """
+
+    brain_mask: bool = True
+    min_component_voxels: int = 0
+    min_et_voxels: int = 0
+
+    def __post_init__(self):
+        for name in ("min_component_voxels", "min_et_voxels"):
+            if getattr(self, name) < 0:
+                raise ContractError(f"post-processing {name} must be >= 0; got {getattr(self, name)}")
+
+    def describe(self) -> str:
+        """A short human-readable summary (what the demo and the sidecar print)."""
+        parts = ["brain mask"] if self.brain_mask else []
+        if self.min_component_voxels:
+            parts.append(f"tumor components below {self.min_component_voxels} voxels removed")
+        if self.min_et_voxels:
+            parts.append(f"ET below {self.min_et_voxels} voxels -> necrosis")
+        return "; ".join(parts) or "none"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> PostProcessing:
+        return cls(brain_mask=bool(values.get("brain_mask", True)),
+                   min_component_voxels=int(values.get("min_component_voxels", 0)),
+                   min_et_voxels=int(values.get("min_et_voxels", 0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationContract:
+    """Target, channels, window, post-processing and written label values of a model.
+
+    Args:
+        target: What the network outputs (`tfbrats.labels.Target`).
+        channels: The input channels in order (modality names as `tfbrats.data` uses them).
+        window: The tiling.
+        postprocessing: The post-processing.
+        label_values: Value written for each internal class 1..3 (e.g. ``{3: 4}`` writes ET as 4);
+            None writes each dataset's own values.
+        chosen_by: How the post-processing was chosen (e.g. "validation: 4 cases, run runs/demo").
+
+    Example:
+        >>> contract = SegmentationContract(get_target("regions"), window=Window(patch_size=(8, 64, 64)))
+        >>> SegmentationContract.from_json(contract.to_json()) == contract
+        True
+    """
+
+    target: Target = dataclasses.field(default_factory=lambda: get_target("classes"))
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    window: Window = dataclasses.field(default_factory=Window)
+    postprocessing: PostProcessing = dataclasses.field(default_factory=PostProcessing)
+    label_values: dict[int, int] | None = None
+    chosen_by: str = "defaults"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if self.label_values is not None:
+            object.__setattr__(self, "label_values", {int(k): int(v) for k, v in self.label_values.items()})
+
+    def replace(self, **changes) -> SegmentationContract:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CONTRACT_VERSION,
+            "target": self.target.to_json(),
+            "channels": list(self.channels),
+            "window": self.window.to_json(),
+            "postprocessing": self.postprocessing.to_json(),
+            "label_values": {str(k): v for k, v in self.label_values.items()} if self.label_values else None,
+            "chosen_by": self.chosen_by,
+        }
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> SegmentationContract:
+        version = values.get("version")
+        if version != CONTRACT_VERSION:
+            raise ContractError(f"segmentation contract version {version!r}; this tfbrats reads version "
+                                f"{CONTRACT_VERSION}")
+        return cls(
+            target=target_from_json(values["target"]),
+            channels=tuple(values["channels"]),
+            window=Window.from_json(values["window"]),
+            postprocessing=PostProcessing.from_json(values.get("postprocessing", {})),
+            label_values=values.get("label_values"),
+            chosen_by=values.get("chosen_by", "defaults"),
+        )
+
+
+def brain_region(image: np.ndarray) -> np.ndarray:
+    """Voxels that are non-zero in at least one channel of a (..., C) image (the brain after preprocessing).
+
+    Example:
+        >>> brain_region(np.array([[[0.0, 0.0], [0.0, 1.0]]])).tolist()
+        [[False, True]]
+    """
+    return np.any(np.asarray(image) != 0, axis=-1)
+
+
+def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Sets connected tumor components (26-connected, any label > 0) smaller than `min_voxels` to 0.
+
+    Example:
+        >>> labels = np.zeros((1, 5, 5), np.uint8); labels[0, 0, 0] = 2; labels[0, 2:5, 2:5] = 1
+        >>> int(remove_small_components(labels, 2).sum())
+        9
+    """
+    if not min_voxels:
+        return labels
+    from scipy import ndimage
+
+    components, count = ndimage.label(labels > 0, structure=np.ones((3,) * labels.ndim, bool))
+    if not count:
+        return labels
+    sizes = np.bincount(components.ravel())
+    small = sizes < min_voxels
+    small[0] = False
+    return np.where(small[components], np.uint8(0), labels).astype(labels.dtype)
+
+
+def relabel_small_enhancing(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Relabels all enhancing tumor (3) as necrosis (1) when a case has fewer than `min_voxels` of it.
+
+    BraTS scores an ET prediction on a case without ET as Dice 0 and HD95 373.13, so a few stray
+    ET voxels cost far more than missing a tiny enhancing region.
+
+    Example:
+        >>> relabel_small_enhancing(np.array([0, 3, 3, 2], np.uint8), 3).tolist()
+        [0, 1, 1, 2]
+    """
+    count = int(np.count_nonzero(labels == ET_CLASS))
+    if 0 < count < min_voxels:
+        labels = np.where(labels == ET_CLASS, np.uint8(NECROSIS_CLASS), labels).astype(labels.dtype)
+    return labels
+
+
+def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcessing) -> np.ndarray:
+    """Applies `steps` to internal labels (D, H, W); `image` (D, H, W, C) is needed for the brain mask.
+
+    Example:
+        >>> labels = np.array([[[3, 3, 1]]], np.uint8); image = np.ones((1, 1, 3, 1))
+        >>> postprocess(labels, image, PostProcessing(min_et_voxels=5)).tolist()
+        [[[1, 1, 1]]]
+    """
+    labels = np.asarray(labels, dtype=np.uint8)
+    if steps.brain_mask:
+        if image is None:
+            raise ContractError("the brain-mask step needs the image (zero in every channel = outside the brain)")
+        labels = np.where(brain_region(image), labels, np.uint8(0)).astype(np.uint8)
+    labels = remove_small_components(labels, steps.min_component_voxels)
+    return relabel_small_enhancing(labels, steps.min_et_voxels)
+
+
+def finish_segmentation(probabilities: np.ndarray, image: np.ndarray | None,
+                        contract: SegmentationContract) -> np.ndarray:
+    """Probabilities (D, H, W, outputs) -> internal labels (D, H, W), as the contract says.
+
+    The one function every door uses after the network: the target's labels, then `postprocess`.
+
+    Example:
+        >>> p = np.zeros((1, 1, 2, 4)); p[..., 0, 3] = 1; p[..., 1, 0] = 1
+        >>> finish_segmentation(p, np.ones((1, 1, 2, 3)), SegmentationContract()).tolist()
+        [[[3, 0]]]
+    """
+    labels = contract.target.to_labels_numpy(np.asarray(probabilities))
+    return postprocess(labels, image, contract.postprocessing)
+
