@@ -4,16 +4,19 @@
 
 `--input` is a dataset root (any layout `tfbrats.data.find_cases` knows), a manifest, or one case
 folder. Each case is preprocessed exactly as in training, tiled with overlapping windows (the
-training patch, steps 24 x 32 x 32 as in the paper), uncropped and written as
+training patch, steps 24 x 32 x 32 as in the paper), post-processed, uncropped and written as
 `<output>/<case_id>.nii.gz` with the input's affine and header and the dataset's own labels
-(ET = 4 for BraTS 2020). Finished cases are skipped on a rerun unless `--overwrite`.
+(ET = 4 for BraTS 2020). The window, the target and the post-processing come from the model's
+segmentation contract (chosen on validation by `python -m tfbrats.tune`); a flag overrides one
+setting, and the sidecar `<output>/<case_id>.json` records what was applied. A rerun skips cases
+made by the same model and contract and recomputes the others; `--overwrite` recomputes all.
 
 A case may lack some of its modalities (FLAIR, T1c, T2, and T1 for 4-channel models), not all:
 each missing one is filled with zeros (the z-scored brain mean, what `--modality_dropout` training
 fills), named in the log, and recorded in `<output>/<case_id>.json` beside the prediction (missing
 modalities, the fill, the model's modality dropout, and a warning when it had none, as then the
-result on an incomplete case is unreliable). A `--target=regions` model (config.json) has its WT,
-TC, ET probabilities turned into nested labels.
+result on an incomplete case is unreliable). A `--target=regions` model has its WT, TC, ET
+probabilities turned into nested labels.
 """
 
 from __future__ import annotations
@@ -24,27 +27,33 @@ from argparse import ArgumentTypeError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "Training run folder (best.keras/final.keras) or a .keras file.")
 _INPUT = flags.DEFINE_string("input", None, "Dataset root, manifest CSV, or a single case folder.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for <case_id>.nii.gz predictions.")
-_PATCH = flags.DEFINE_list("patch_size", None, "Window D,H,W (default: the training patch from config.json).")
-_STEPS = flags.DEFINE_list("steps", ["24", "32", "32"], "Window steps D,H,W (clipped to the window size).")
+# Unset flags keep what the model's contract says (its training patch, the tuned post-processing).
+_PATCH = flags.DEFINE_list("patch_size", None, "Window D,H,W (default: the model's contract, the training patch).")
+_STEPS = flags.DEFINE_list("steps", None, "Window steps D,H,W, clipped to the window (default: the contract's).")
 _FULL_VOLUME = flags.DEFINE_bool("full_volume", False, "One pass over the whole cropped volume, no windows.")
-_BLEND = flags.DEFINE_enum("blend", "mean", ["mean", "gaussian"], "How overlapping windows are averaged.")
-_MIRROR = flags.DEFINE_bool("mirror_tta", False, "Average over mirrored copies (8x the work in 3-D).")
-_BATCH = flags.DEFINE_integer("batch_size", 2, "Windows per forward pass.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+_BLEND = flags.DEFINE_enum("blend", None, ["mean", "gaussian"], "How overlapping windows are averaged.")
+_MIRROR = flags.DEFINE_bool("mirror_tta", None, "Average over mirrored copies (8x the work in 3-D).")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Windows per forward pass.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                                "Compute precision (bfloat16 is faster on CPUs with AVX512_BF16 and on GPUs).")
-_MIN_ET = flags.DEFINE_integer("min_et_voxels", 0, "Relabel enhancing tumor as necrosis when it has fewer voxels.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute cases whose output already exists.")
+_BRAIN_MASK = flags.DEFINE_bool("brain_mask", None, "Set voxels outside the brain (zero in every channel) to "
+                                "background.")
+_MIN_COMPONENT = flags.DEFINE_integer("min_component_voxels", None, "Remove tumor components with fewer voxels.")
+_MIN_ET = flags.DEFINE_integer("min_et_voxels", None, "Relabel enhancing tumor as necrosis when it has fewer voxels.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute every case, even those made by this model and contract.")
 flags.mark_flags_as_required(["model", "input", "output"])
 
 
-def _triple(values: list[str], name: str) -> tuple[int, int, int]:
+def _triple(values: list[str] | None, name: str) -> tuple[int, int, int] | None:
     from tfbrats.cli import parse_size
 
+    if not values:
+        return None
     try:
         return parse_size(",".join(values))
     except ArgumentTypeError as error:
@@ -56,19 +65,23 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from tfbrats.data import find_cases
-    from tfbrats.inference.predict import WindowSettings, load_model, predict_cases
+    from tfbrats.inference.model import load_model, override_contract
+    from tfbrats.inference.predict import predict_cases
 
     index = find_cases(_INPUT.value)
     loaded = load_model(_MODEL.value, _PRECISION.value)
-    patch = None if _FULL_VOLUME.value else (_triple(_PATCH.value, "patch_size") if _PATCH.value else loaded.patch_size)
-    steps = _triple(_STEPS.value, "steps")
-    if patch is not None:
-        steps = tuple(min(step, size) for step, size in zip(steps, patch))
-    window = WindowSettings(patch, steps, _BATCH.value, _BLEND.value, _MIRROR.value)
-    logging.info("%d cases (%s layout) with %s, windows %s", len(index.cases), index.layout, loaded.path, window)
-    summary = predict_cases(index.cases, loaded, _OUTPUT.value, window, _MIN_ET.value, _OVERWRITE.value)
+    contract = override_contract(
+        loaded.contract, patch_size=_triple(_PATCH.value, "patch_size"), full_volume=_FULL_VOLUME.value,
+        steps=_triple(_STEPS.value, "steps"), batch_size=_BATCH.value, blend=_BLEND.value, mirror_tta=_MIRROR.value,
+        brain_mask=_BRAIN_MASK.value, min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value)
+    print(f"{len(index.cases)} cases ({index.layout} layout); model {loaded.path}; target {contract.target.name}; "
+          f"window {contract.window.patch_size or 'full volume'}; post-processing: "
+          f"{contract.postprocessing.describe()} ({contract.chosen_by})")
+    summary = predict_cases(index.cases, loaded, _OUTPUT.value, contract, _OVERWRITE.value)
     print(f"wrote {len(summary.written)} predictions to {_OUTPUT.value}"
-          + (f"; skipped {len(summary.skipped)} already done (use --overwrite to redo)" if summary.skipped else ""))
+          + (f" ({len(summary.recomputed)} recomputed: made by another model or contract)"
+             if summary.recomputed else "")
+          + (f"; skipped {len(summary.skipped)} already done by this model and contract" if summary.skipped else ""))
     for case_id, reason in summary.failed.items():
         print(f"FAILED {case_id}: {reason}", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -8,13 +8,19 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tfbrats.contract import SegmentationContract, Window, relabel_small_enhancing
 from tfbrats.data import find_cases
 from tfbrats.data.synthetic import write_synthetic_dataset
-from tfbrats.inference.predict import WindowSettings, load_model, predict_cases, remove_small_enhancing
+from tfbrats.inference.model import load_model, override_contract
+from tfbrats.inference.predict import predict_cases
 from tfbrats.models import AlbuNet2D
 
 REPO = Path(__file__).parents[2]
-WINDOW = WindowSettings(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
+
+
+def small_windows(loaded):
+    """The model's contract with 1x32x32 windows (fast on tiny cases)."""
+    return override_contract(loaded.contract, patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +39,8 @@ def model_file(tmp_path_factory):
 
 def test_predictions_keep_geometry_and_dataset_labels(dataset, model_file, tmp_path):
     cases = find_cases(dataset).cases
-    summary = predict_cases(cases, load_model(model_file), tmp_path, WINDOW, progress=False)
+    loaded = load_model(model_file)
+    summary = predict_cases(cases, loaded, tmp_path, small_windows(loaded), progress=False)
     assert not summary.failed and len(summary.written) == 3
     for case in cases:
         source = nib.load(case.images["flair"])
@@ -53,11 +60,11 @@ def test_predictions_keep_geometry_and_dataset_labels(dataset, model_file, tmp_p
 def test_rerun_skips_finished_cases_and_a_bad_case_does_not_stop_the_others(dataset, model_file, tmp_path):
     cases = find_cases(dataset).cases
     loaded = load_model(model_file)
-    predict_cases(cases[:1], loaded, tmp_path, WINDOW, progress=False)
+    predict_cases(cases[:1], loaded, tmp_path, small_windows(loaded), progress=False)
     broken = tmp_path / "broken_flair.nii.gz"
     broken.write_bytes(cases[2].images["flair"].read_bytes()[:300])
     bad_case = type(cases[2])(cases[2].case_id, {**cases[2].images, "flair": broken}, None, 4)
-    summary = predict_cases([cases[0], cases[1], bad_case], loaded, tmp_path, WINDOW, progress=False)
+    summary = predict_cases([cases[0], cases[1], bad_case], loaded, tmp_path, small_windows(loaded), progress=False)
     assert summary.skipped == [cases[0].case_id]
     assert [p.name for p in summary.written] == [f"{cases[1].case_id}.nii.gz"]
     assert list(summary.failed) == [cases[2].case_id]
@@ -70,9 +77,9 @@ def test_small_enhancing_tumor_becomes_necrosis():
     labels = np.zeros((4, 4, 4), np.uint8)
     labels[0, 0, :3] = 3
     labels[1] = 2
-    cleaned = remove_small_enhancing(labels, min_voxels=4)
+    cleaned = relabel_small_enhancing(labels, min_voxels=4)
     assert not (cleaned == 3).any() and (cleaned == 1).sum() == 3 and (cleaned == 2).sum() == 16
-    np.testing.assert_array_equal(remove_small_enhancing(labels, min_voxels=3), labels)
+    np.testing.assert_array_equal(relabel_small_enhancing(labels, min_voxels=3), labels)
 
 
 def test_load_model_reports_a_folder_without_models(tmp_path):
@@ -117,5 +124,6 @@ def test_voxels_outside_the_brain_are_background():
         out[..., 2] = 1.0
         return out
 
-    labels = segment(PreprocessedCase(image, None, meta), everywhere_edema, WindowSettings((1, 32, 32), (1, 32, 32)))
+    contract = SegmentationContract(window=Window((1, 32, 32), (1, 32, 32)))
+    labels = segment(PreprocessedCase(image, None, meta), everywhere_edema, contract)
     np.testing.assert_array_equal(labels, np.where(image[..., 0] > 0, 2, 0))

@@ -9,10 +9,9 @@ import pytest
 
 from tfbrats.data import find_cases
 from tfbrats.data.synthetic import write_synthetic_dataset
-from tfbrats.inference.predict import WindowSettings, load_model, predict_cases
+from tfbrats.inference.model import load_model, override_contract
+from tfbrats.inference.predict import predict_cases
 from tfbrats.models import AlbuNet2D
-
-WINDOW = WindowSettings(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,9 @@ def _run_folder(path, num_classes: int, bias=None, **config):
 
 def _predict(case_folder, model_path, output):
     cases = find_cases(case_folder).cases
-    summary = predict_cases(cases, load_model(model_path), output, WINDOW, progress=False)
+    loaded = load_model(model_path)
+    contract = override_contract(loaded.contract, patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
+    summary = predict_cases(cases, loaded, output, contract, progress=False)
     assert not summary.failed, summary.failed
     case_id = cases[0].case_id
     image = nib.load(output / f"{case_id}.nii.gz")
@@ -88,9 +89,9 @@ def test_a_complete_case_gets_a_sidecar_with_nothing_missing(tmp_path):
 def test_a_region_model_writes_nested_dataset_labels(incomplete_case, tmp_path):
     # Region logits +9 everywhere: every voxel is WT, TC and ET, so the labels are ET (4 in BraTS 2020).
     run = _run_folder(tmp_path / "all", 3, bias=[9.0, 9.0, 9.0], target="regions", modality_dropout=0.25)
-    assert load_model(run).target == "regions"
+    assert load_model(run).target.name == "regions"
     labels, sidecar = _predict(incomplete_case, run, tmp_path / "out_all")
-    assert sidecar["target"] == "regions"
+    assert sidecar["contract"]["target"]["name"] == "regions"
     assert set(np.unique(labels)) <= {0, 4} and (labels == 4).any()
     # WT and TC without ET is the core label 1; ET without TC is ignored.
     run = _run_folder(tmp_path / "core", 3, bias=[9.0, 9.0, -9.0], target="regions")
@@ -103,5 +104,5 @@ def test_a_region_model_writes_nested_dataset_labels(incomplete_case, tmp_path):
 
 def test_a_region_config_with_a_class_model_is_refused(tmp_path):
     run = _run_folder(tmp_path / "run", 4, target="regions")
-    with pytest.raises(ValueError, match="has 4 outputs, not 3"):
+    with pytest.raises(ValueError, match="but the model has 4 outputs"):
         load_model(run)

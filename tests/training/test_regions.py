@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from tfbrats.data import find_cases
-from tfbrats.inference.predict import WindowSettings, load_model, predict_cases
-from tfbrats.losses import RegionDiceLoss
+from tfbrats.inference.model import load_model, override_contract
+from tfbrats.inference.predict import predict_cases
 from tfbrats.labels import labels_to_regions, regions_to_labels
+from tfbrats.losses import RegionDiceLoss
 from tfbrats.training import ConfigError, TrainConfig, check_config, train
 
 
@@ -95,8 +96,9 @@ def test_a_tiny_region_run_with_dropout_records_its_settings(tiny_data, tmp_path
     # Its prediction of a case without FLAIR: valid dataset labels and a sidecar without warning.
     case = find_cases(tiny_data).cases[0]
     case = dataclasses.replace(case, images={k: v for k, v in case.images.items() if k != "flair"})
-    window = WindowSettings(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
-    summary = predict_cases([case], load_model(tmp_path), tmp_path / "predictions", window, progress=False)
+    loaded = load_model(tmp_path)
+    contract = override_contract(loaded.contract, patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
+    summary = predict_cases([case], loaded, tmp_path / "predictions", contract, progress=False)
     assert not summary.failed, summary.failed
     labels = np.asarray(nib.load(summary.written[0]).dataobj)
     assert labels.shape == nib.load(case.images["t2"]).shape and set(np.unique(labels)) <= {0, 1, 2, 4}

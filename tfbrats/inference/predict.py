@@ -1,8 +1,11 @@
-"""Whole-patient prediction: a trained model, preprocessed cases in, NIfTI label maps out.
+"""Whole-patient prediction: a model and its contract, preprocessed cases in, NIfTI label maps out.
 
-Cases may lack modalities: a missing one is filled with zeros (the z-scored brain mean, as
-modality-dropout training fills it), logged, and recorded with a warning when the model was not
-trained with modality dropout in a JSON sidecar ``<case_id>.json`` next to each prediction.
+Every case goes the same way (`segment`): the contract's window (`sliding_window`), then
+`tfbrats.contract.finish_segmentation` (the target's labels, the brain mask, the post-processing),
+then back to the original grid. A JSON sidecar ``<case_id>.json`` beside each prediction records
+the model (path and weights fingerprint), the contract applied, and any missing modalities
+(filled with zeros, the z-scored brain mean, with a warning when the model was not trained with
+modality dropout). A rerun recomputes a case whose sidecar names another model or contract.
 """
 
 from __future__ import annotations
@@ -10,216 +13,65 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from tfbrats.contract import SegmentationContract, finish_segmentation
 from tfbrats.data import MISSING_FILL, Case, PreprocessedCase, load_case, uncrop, write_labels_nifti
+from tfbrats.files import write_json
+from tfbrats.inference.model import LoadedModel, make_predictor
 from tfbrats.inference.sliding_window import sliding_window
 
 log = logging.getLogger(__name__)
 
-MODEL_FILES = ("best.keras", "final.keras")
-# The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
-DEFAULT_PATCH_3D = (24, 128, 128)
-DEFAULT_PATCH_2D = (1, 128, 128)
-DEFAULT_STEPS = (24, 32, 32)
-TARGETS = ("classes", "regions")
+
+def window_probabilities(image: np.ndarray, predictor: Callable[[np.ndarray], np.ndarray],
+                         contract: SegmentationContract) -> np.ndarray:
+    """The network's probabilities (D, H, W, outputs) over a preprocessed image, by the contract's window."""
+    window = contract.window
+    return sliding_window(image, predictor, patch_size=window.patch_size, steps=window.steps,
+                          batch_size=window.batch_size, blend=window.blend, mirror_tta=window.mirror_tta,
+                          num_classes=contract.target.num_outputs)
 
 
-@dataclasses.dataclass(frozen=True)
-class WindowSettings:
-    """How a volume is tiled: window size, steps, batch, blending, test-time mirroring.
-
-    `patch_size=None` is the single full-volume pass.
-    """
-
-    patch_size: tuple[int, int, int] | None = DEFAULT_PATCH_3D
-    steps: tuple[int, int, int] = DEFAULT_STEPS
-    batch_size: int = 2
-    blend: str = "mean"
-    mirror_tta: bool = False
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    """A Keras model with what its training run recorded (`config.json`), if anything."""
-
-    model: object
-    path: Path
-    run_config: dict
-
-    @property
-    def patch_size(self) -> tuple[int, int, int]:
-        if "patch_size" in self.run_config:
-            return tuple(int(v) for v in self.run_config["patch_size"])
-        return DEFAULT_PATCH_3D if getattr(self.model, "depth_layers", True) else DEFAULT_PATCH_2D
-
-    @property
-    def input_channels(self) -> int:
-        return int(self.model.input_shape[-1])
-
-    @property
-    def target(self) -> str:
-        """What the outputs are: "classes" (softmax over classes) or "regions" (sigmoid per WT, TC, ET)."""
-        return self.run_config.get("target", "classes")
-
-    @property
-    def modality_dropout(self) -> float:
-        """The run's modality dropout probability; 0 when it had none or nothing was recorded."""
-        return float(self.run_config.get("modality_dropout", 0.0))
-
-
-PRECISIONS = ("float32", "mixed_bfloat16")
-
-
-def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
-    """Load a `.keras` file, or the best (else final) model of a training run folder.
-
-    Args:
-        path: a `.keras` file or a `--model_dir` of `python -m tfbrats.train`.
-        precision: "float32", or "mixed_bfloat16" to compute in bfloat16 (faster on CPUs with
-            AVX512_BF16 and on GPUs; the logits stay float32).
+def segment(case: PreprocessedCase, predictor: Callable[[np.ndarray], np.ndarray],
+            contract: SegmentationContract) -> np.ndarray:
+    """Segments one preprocessed case: internal labels 0..3 on its original (D, H, W) grid.
 
     Example:
-        >>> loaded = load_model("runs/demo")  # doctest: +SKIP
-        >>> loaded.patch_size  # doctest: +SKIP
-        (16, 96, 96)
+        >>> predictor = make_predictor(loaded.model, loaded.target)  # doctest: +SKIP
+        >>> labels = segment(load_case(case), predictor, loaded.contract)  # doctest: +SKIP
     """
-    import keras
-
-    import tfbrats.models  # noqa: F401  (registers the AlbuNet classes for deserialisation)
-
-    path = Path(path)
-    run_dir = path if path.is_dir() else path.parent
-    if path.is_dir():
-        candidates = [path / name for name in MODEL_FILES if (path / name).is_file()]
-        if not candidates:
-            raise FileNotFoundError(f"{path}: no {' or '.join(MODEL_FILES)} in this folder; is it a training run?")
-        path = candidates[0]
-    elif not path.is_file():
-        raise FileNotFoundError(f"model not found: {path}; give a .keras file or a training run folder")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    config_path = run_dir / "config.json"
-    run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    model = keras.models.load_model(path, compile=False)
-    target = run_config.get("target", "classes")
-    if target not in TARGETS:
-        raise ValueError(f"{config_path}: target is {target!r}; expected one of {TARGETS}")
-    if target == "regions" and model.output_shape[-1] != 3:
-        raise ValueError(
-            f"{config_path} says target 'regions' but model {path} has {model.output_shape[-1]} outputs, not 3 "
-            "(WT, TC, ET); is the config.json from another run?"
-        )
-    if precision != "float32":
-        # A saved model keeps the dtype policy it was built with: rebuild it under the new one.
-        previous = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy(precision)
-        try:
-            rebuilt = type(model).from_config(model.get_config())
-        finally:
-            keras.mixed_precision.set_global_policy(previous)
-        rebuilt.set_weights(model.get_weights())
-        model = rebuilt
-    return LoadedModel(model, path, run_config)
-
-
-def make_predictor(model, target: str = "classes") -> Callable[[np.ndarray], np.ndarray]:
-    """A batch predictor returning probabilities, compiled once per window shape.
-
-    Args:
-        model: The Keras model.
-        target: "classes" (softmax over the classes, unless the model has a softmax head) or
-            "regions" (a sigmoid on each of the WT, TC, ET logits).
-    """
-    import keras
-
-    def probabilities(x):
-        out = model(x, training=False)
-        if target == "regions":
-            return keras.ops.sigmoid(out)
-        return out if getattr(model, "head", "logits") == "softmax" else keras.ops.softmax(out, axis=-1)
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        probabilities = tf.function(probabilities, reduce_retracing=True)
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return keras.ops.convert_to_numpy(probabilities(batch))
-
-    return predict
-
-
-def remove_small_enhancing(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Relabel all enhancing tumor (3) as necrosis (1) when there are fewer than `min_voxels` of it.
-
-    BraTS scores an ET prediction on a case without ET as Dice 0 and HD95 373.13, so a few
-    stray ET voxels cost far more than missing a tiny enhancing region.
-    """
-    count = int(np.count_nonzero(labels == 3))
-    if 0 < count < min_voxels:
-        labels = np.where(labels == 3, np.uint8(1), labels)
-    return labels
-
-
-def segment(
-    case: PreprocessedCase,
-    predictor: Callable[[np.ndarray], np.ndarray],
-    window: WindowSettings,
-    min_et_voxels: int = 0,
-    target: str = "classes",
-) -> np.ndarray:
-    """Segment one preprocessed case: internal labels 0..3 on its original (D, H, W) grid.
-
-    With ``target="regions"`` the predictor returns WT, TC, ET probabilities, turned into nested
-    labels by `tfbrats.metrics.regions_to_labels`; else class probabilities, argmax. Voxels outside
-    the brain (zero in every channel) are background whatever the network says.
-    """
-    probabilities = sliding_window(
-        case.image,
-        predictor,
-        patch_size=window.patch_size,
-        steps=window.steps,
-        batch_size=window.batch_size,
-        blend=window.blend,
-        mirror_tta=window.mirror_tta,
-    )
-    if target == "regions":
-        import keras
-
-        from tfbrats.labels import regions_to_labels
-
-        labels = keras.ops.convert_to_numpy(regions_to_labels(probabilities))
-    else:
-        labels = np.argmax(probabilities, axis=-1).astype(np.uint8)
-    labels[~np.any(case.image != 0, axis=-1)] = 0
-    if min_et_voxels:
-        labels = remove_small_enhancing(labels, min_et_voxels)
-    return uncrop(labels, case.meta)
+    probabilities = window_probabilities(case.image, predictor, contract)
+    return uncrop(finish_segmentation(probabilities, case.image, contract), case.meta)
 
 
 @dataclasses.dataclass
 class PredictionSummary:
-    """What a folder prediction did: files written, cases skipped as done, cases that failed."""
+    """What a folder prediction did: files written, cases skipped as done, cases redone, cases that failed.
+
+    `recomputed` lists cases whose earlier output was made by another model or contract.
+    """
 
     written: list[Path] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
+    recomputed: list[str] = dataclasses.field(default_factory=list)
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def missing_modality_report(case_id: str, channels: Sequence[str], missing: Sequence[str], loaded: LoadedModel) -> dict:
-    """The JSON sidecar of one prediction: which modalities were missing, how they were filled, and a warning.
+def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[str], loaded: LoadedModel,
+                      contract: SegmentationContract) -> dict:
+    """The JSON sidecar of one prediction: model, contract, missing modalities and a warning.
 
     The warning is set when modalities are missing and the model's run records no modality
     dropout: such a model never saw a zero-filled channel, so its result is unreliable.
 
     Example:
-        >>> missing_modality_report("c1", ("flair", "t1ce", "t2"), ("t2",), loaded)["warning"]  # doctest: +SKIP
+        >>> record = prediction_record("c1", ("flair", "t1ce", "t2"), ("t2",), loaded,  # doctest: +SKIP
+        ...                            loaded.contract)
+        >>> record["warning"]  # doctest: +SKIP
         'model runs/demo/best.keras was trained without modality dropout (its config.json records none): ...'
     """
     warning = None
@@ -235,7 +87,9 @@ def missing_modality_report(case_id: str, channels: Sequence[str], missing: Sequ
     return {
         "case_id": case_id,
         "model": str(loaded.path),
-        "target": loaded.target,
+        "model_sha256": loaded.fingerprint,
+        "contract": contract.to_json(),
+        "postprocessing": contract.postprocessing.describe(),
         "channels": list(channels),
         "missing": list(missing),
         "fill": f"{MISSING_FILL:g} (the z-scored brain mean), every voxel of a missing channel" if missing else None,
@@ -245,69 +99,76 @@ def missing_modality_report(case_id: str, channels: Sequence[str], missing: Sequ
     }
 
 
-def _write_json_atomic(values: dict, path: Path) -> None:
-    """Writes `values` as JSON to a temporary file beside `path`, then renames it over `path`."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _made_by(sidecar: Path, loaded: LoadedModel, contract: SegmentationContract) -> str | None:
+    """Why an existing prediction is stale (another model or contract), or None when it is current."""
     try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(values, f, indent=2)
-            f.write("\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return f"its sidecar {sidecar.name} is missing or unreadable"
+    if record.get("model_sha256") != loaded.fingerprint:
+        return f"it was made by another model ({record.get('model')}, weights {str(record.get('model_sha256'))[:12]})"
+    if record.get("contract") != contract.to_json():
+        return "it was made with another segmentation contract (window or post-processing)"
+    return None
 
 
 def predict_cases(
     cases: Sequence[Case],
     loaded: LoadedModel,
     output_dir: str | Path,
-    window: WindowSettings,
-    min_et_voxels: int = 0,
+    contract: SegmentationContract | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PredictionSummary:
-    """Predict every case into `output_dir/<case_id>.nii.gz`; a failing case does not stop the others.
+    """Predicts every case into `output_dir/<case_id>.nii.gz`; a failing case does not stop the others.
 
-    A case may lack some modalities (not all): they are filled with zeros, logged, and listed in
-    the sidecar `output_dir/<case_id>.json` (see `missing_modality_report`) written beside every
-    prediction, with a warning when the model was trained without modality dropout.
+    A case whose prediction exists is skipped when its sidecar names the same model (weights
+    fingerprint) and contract, and recomputed (and logged) otherwise. A case may lack some
+    modalities (not all): they are filled with zeros, logged, and listed in the sidecar.
 
     Args:
-        cases: cases to segment (segmentations, if any, are ignored).
-        loaded: the model (see `load_model`).
-        output_dir: where the NIfTI files and their JSON sidecars go.
-        window: tiling settings.
-        min_et_voxels: see `remove_small_enhancing`; 0 keeps predictions as they are.
-        overwrite: recompute cases whose output already exists.
-        progress: show a progress bar over cases.
+        cases: Cases to segment (segmentations, if any, are ignored).
+        loaded: The model (see `tfbrats.inference.load_model`).
+        output_dir: Where the NIfTI files and their JSON sidecars go.
+        contract: The contract to apply; None applies the model's own (`loaded.contract`).
+        overwrite: Recompute every case, current or not.
+        progress: Show a progress bar over cases.
+
+    Example:
+        >>> cases = find_cases("data/val").cases  # doctest: +SKIP
+        >>> summary = predict_cases(cases, load_model("runs/demo"), "predictions")  # doctest: +SKIP
     """
     import keras
 
+    contract = contract or loaded.contract
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    predictor = make_predictor(loaded.model, loaded.target)
+    predictor = make_predictor(loaded.model, contract.target)
     summary = PredictionSummary()
     bar = keras.utils.Progbar(len(cases), unit_name="case") if progress else None
     for number, case in enumerate(cases, start=1):
         target = output_dir / f"{case.case_id}.nii.gz"
-        if target.exists() and not overwrite:
+        sidecar = output_dir / f"{case.case_id}.json"
+        stale = _made_by(sidecar, loaded, contract) if target.exists() and not overwrite else None
+        if target.exists() and not overwrite and stale is None:
             summary.skipped.append(case.case_id)
         else:
+            if stale:
+                log.warning("case %s: recomputing %s: %s", case.case_id, target, stale)
+                summary.recomputed.append(case.case_id)
             try:
                 image_only = dataclasses.replace(case, seg=None)
-                preprocessed = load_case(image_only, input_channels=loaded.input_channels, allow_missing=True)
+                preprocessed = load_case(image_only, input_channels=len(contract.channels), allow_missing=True)
                 meta = preprocessed.meta
-                report = missing_modality_report(case.case_id, meta.channels, meta.missing, loaded)
+                report = prediction_record(case.case_id, meta.channels, meta.missing, loaded, contract)
                 if meta.missing:
                     log.warning("case %s: missing modalities %s, filled with zeros (model trained with modality "
                                 "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)
                 if report["warning"]:
                     log.warning("case %s: %s", case.case_id, report["warning"])
-                labels = segment(preprocessed, predictor, window, min_et_voxels, loaded.target)
+                labels = segment(preprocessed, predictor, contract)
                 # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
-                _write_json_atomic(report, output_dir / f"{case.case_id}.json")
+                write_json(sidecar, report)
                 summary.written.append(write_labels_nifti(labels, meta, target))
             except Exception as error:  # one bad case must not stop a folder of hundreds
                 log.error("case %s failed: %s", case.case_id, error)

@@ -1,0 +1,160 @@
+"""The segmentation contract: carried by the model file, checked against its run, applied once, recorded."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tfbrats.contract import (
+    ContractError,
+    PostProcessing,
+    SegmentationContract,
+    Window,
+    finish_segmentation,
+    postprocess,
+    remove_small_components,
+)
+from tfbrats.data import find_cases
+from tfbrats.data.synthetic import write_synthetic_dataset
+from tfbrats.inference.model import load_model, save_with_contract
+from tfbrats.inference.predict import predict_cases
+from tfbrats.labels import get_target
+from tfbrats.models import AlbuNet2D
+
+SMALL = Window(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cases")
+    write_synthetic_dataset(root, cases=2, shape=(40, 44, 12), seed=11)
+    return find_cases(root).cases
+
+
+def _regions_model(seed: int = 0) -> AlbuNet2D:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = AlbuNet2D(num_classes=3)
+    kernel, bias = model.get_layer("final").get_weights()
+    # Random features, biased towards tumor so that every label appears.
+    model.get_layer("final").set_weights([kernel * 20.0, bias + np.array([0.5, 0.0, 0.0], np.float32)])
+    return model
+
+
+def test_a_regions_keras_file_alone_segments_like_its_run_folder(cases, tmp_path):
+    run = tmp_path / "run"
+    contract = SegmentationContract(get_target("regions"), window=SMALL,
+                                    postprocessing=PostProcessing(min_component_voxels=3, min_et_voxels=20))
+    save_with_contract(_regions_model(), contract, run / "best.keras")
+    (run / "config.json").write_text(json.dumps({"model": "albunet2d", "target": "regions", "patch_size": [1, 32, 32],
+                                                 "input_channels": 3}))
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run / "best.keras", alone / "copied.keras")
+
+    from_run, from_file = load_model(run), load_model(alone / "copied.keras")
+    assert from_file.contract == from_run.contract == contract
+    assert from_file.fingerprint == from_run.fingerprint
+    predict_cases(cases, from_run, tmp_path / "a", progress=False)
+    predict_cases(cases, from_file, tmp_path / "b", progress=False)
+    import nibabel as nib
+
+    for case in cases:
+        a = np.asarray(nib.load(tmp_path / "a" / f"{case.case_id}.nii.gz").dataobj)
+        b = np.asarray(nib.load(tmp_path / "b" / f"{case.case_id}.nii.gz").dataobj)
+        np.testing.assert_array_equal(a, b)
+        assert set(np.unique(a)) <= {0, 1, 2, 4}
+        assert json.loads((tmp_path / "b" / f"{case.case_id}.json").read_text())["contract"] == contract.to_json()
+
+
+def test_a_model_and_an_unrelated_config_json_are_refused_naming_both(tmp_path):
+    contract = SegmentationContract(get_target("regions"), window=SMALL)
+    save_with_contract(_regions_model(), contract, tmp_path / "best.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"target": "classes", "patch_size": [8, 64, 64]}))
+    with pytest.raises(ContractError, match="best.keras and .*config.json disagree.*target 'regions' in the model"):
+        load_model(tmp_path)
+
+
+def test_a_three_output_model_without_any_record_is_never_read_as_three_classes(tmp_path):
+    AlbuNet2D(num_classes=3).save(tmp_path / "old.keras")
+    with pytest.raises(ContractError, match="3 outputs and records no target"):
+        load_model(tmp_path / "old.keras")
+
+
+def test_a_rerun_recomputes_cases_made_by_another_model_or_contract(cases, tmp_path):
+    first = tmp_path / "first.keras"
+    second = tmp_path / "second.keras"
+    save_with_contract(AlbuNet2D(num_classes=4), SegmentationContract(window=SMALL), first)
+    save_with_contract(AlbuNet2D(num_classes=4), SegmentationContract(window=SMALL), second)
+    out = tmp_path / "out"
+    loaded = load_model(first)
+    assert len(predict_cases(cases, loaded, out, progress=False).written) == 2
+    again = predict_cases(cases, loaded, out, progress=False)
+    assert len(again.skipped) == 2 and not again.written
+    tuned = loaded.contract.replace(postprocessing=PostProcessing(min_et_voxels=100))
+    changed = predict_cases(cases, loaded, out, tuned, progress=False)
+    assert len(changed.recomputed) == 2 and len(changed.written) == 2
+    other = predict_cases(cases, load_model(second), out, progress=False)
+    assert len(other.recomputed) == 2
+    record = json.loads((out / f"{cases[0].case_id}.json").read_text())
+    assert record["model"].endswith("second.keras") and record["model_sha256"] == load_model(second).fingerprint
+
+
+def test_small_components_are_removed_as_an_independent_count_says():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((6, 20, 20)) < 0.08).astype(np.uint8) * rng.integers(1, 4, (6, 20, 20)).astype(np.uint8)
+    labels[2:5, 5:12, 5:12] = 2
+    kept = remove_small_components(labels, 4)
+    # Independent: flood-fill each tumor voxel's 26-neighbourhood component by BFS.
+    tumor = labels > 0
+    seen = np.zeros_like(tumor)
+    expected = labels.copy()
+    for start in zip(*np.nonzero(tumor)):
+        if seen[start]:
+            continue
+        stack, component = [start], []
+        seen[start] = True
+        while stack:
+            voxel = stack.pop()
+            component.append(voxel)
+            for offset in np.ndindex(3, 3, 3):
+                n = tuple(v + o - 1 for v, o in zip(voxel, offset))
+                if all(0 <= c < s for c, s in zip(n, labels.shape)) and tumor[n] and not seen[n]:
+                    seen[n] = True
+                    stack.append(n)
+        if len(component) < 4:
+            for voxel in component:
+                expected[voxel] = 0
+    np.testing.assert_array_equal(kept, expected)
+    assert (kept[2:5, 5:12, 5:12] == 2).all()
+    assert ndimage.label(kept > 0, np.ones((3, 3, 3)))[1] < ndimage.label(tumor, np.ones((3, 3, 3)))[1]
+
+
+def test_finish_segmentation_applies_target_then_brain_mask_then_components_then_et():
+    probabilities = np.zeros((1, 4, 6, 4), np.float32)
+    probabilities[..., 0] = 1.0
+    probabilities[0, 0, 0] = [0, 0, 0, 1]  # an isolated ET voxel: a 1-voxel component
+    probabilities[0, 2:4, 2:6] = [0, 0, 1, 0]  # 8 voxels of edema
+    probabilities[0, 3, 5] = [0, 0, 0, 1]  # ET inside the edema, outside the brain below
+    image = np.ones((1, 4, 6, 2), np.float32)
+    image[0, 3, 5] = 0
+    contract = SegmentationContract(postprocessing=PostProcessing(min_component_voxels=2, min_et_voxels=1))
+    labels = finish_segmentation(probabilities, image, contract)
+    expected = np.zeros((1, 4, 6), np.uint8)
+    expected[0, 2:4, 2:6] = 2
+    expected[0, 3, 5] = 0
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(postprocess(labels, None, PostProcessing(brain_mask=False)), labels)
+    with pytest.raises(ContractError, match="needs the image"):
+        postprocess(labels, None, PostProcessing())
+
+
+def test_contract_json_round_trip_and_bad_versions():
+    contract = SegmentationContract(get_target("regions"), ("flair", "t1ce", "t2", "t1"), SMALL,
+                                    PostProcessing(False, 10, 200), {3: 4}, "validation")
+    assert SegmentationContract.from_json(json.loads(json.dumps(contract.to_json()))) == contract
+    with pytest.raises(ContractError, match="version"):
+        SegmentationContract.from_json({**contract.to_json(), "version": 99})
