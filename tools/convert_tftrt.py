@@ -64,11 +64,12 @@ def convert(input_dir: Path, output_dir: Path, precision: str) -> Path:
     import numpy as np
     import tensorflow as tf
 
-    from tfbrats.serving.export import read_metadata, write_folder_atomically
+    from tfbrats.files import atomic_folder
+    from tfbrats.serving.export import read_metadata
     from tfbrats.serving.signatures import IMAGE_INPUT, METADATA_FILE, SERVING_DEFAULT
 
     metadata = read_metadata(input_dir)
-    window = metadata["window"]
+    window = metadata["contract"]["window"]
     shape = tuple(window["patch_size"]) + (metadata["input_channels"],)
 
     def engine_inputs():
@@ -90,12 +91,11 @@ def convert(input_dir: Path, output_dir: Path, precision: str) -> Path:
     converted["tensorrt"] = {"precision": precision, "source": str(input_dir),
                              "engine_batch_sizes": sorted({1, window["batch_size"]})}
 
-    def write(folder: Path) -> None:
+    with atomic_folder(output_dir) as folder:
         converter.save(str(folder))
         (folder / METADATA_FILE).parent.mkdir(exist_ok=True)
         (folder / METADATA_FILE).write_text(json.dumps(converted, indent=2) + "\n")
-
-    return write_folder_atomically(output_dir, write)
+    return output_dir
 
 
 def main(argv: list[str] | None = None) -> int:

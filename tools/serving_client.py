@@ -10,10 +10,13 @@ the original grid and written with the input's affine and header and the dataset
 values (`tfbrats.data.write_labels_nifti`). --output is a `.nii.gz`/`.nii` file, or a folder that
 gets `<case_id>.nii.gz`.
 
---signature=segment (default) sends the whole volume in one request and the server runs the
-sliding window with the settings of the export. --signature=serving_default runs the window here
-and sends batches of patches (for a TF-TRT conversion, which keeps only that signature); then
---patch_size, --steps and --batch_size apply. gRPC (tensorflow-serving-api; port 8500 by default)
+--signature=segment (default) sends the whole volume in one request: the server runs the sliding
+window and the model's segmentation contract as far as the graph can, and this client applies the
+post-processing steps the server names in its answer, so the labels are those of
+`python -m tfbrats.predict`. --signature=serving_default runs the window and the whole contract
+here and sends batches of patches (for a TF-TRT conversion, which keeps only that signature); it
+needs --metadata, the export's version folder (or its assets.extra/tfbrats.json), for the
+contract. gRPC (tensorflow-serving-api; port 8500 by default)
 sends binary tensors; REST (port 8501) sends JSON text, about 5 times larger, and needs no
 TensorFlow on the client.
 """
@@ -21,13 +24,12 @@ TensorFlow on the client.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from tfbrats.cli import parse_size  # noqa: E402
 
 
 def output_path(output: Path, case_id: str) -> Path:
@@ -36,7 +38,7 @@ def output_path(output: Path, case_id: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfbrats.serving.signatures import DEFAULT_BATCH_SIZE, DEFAULT_PATCH_SIZE, SEGMENT, SERVING_DEFAULT
+    from tfbrats.serving.signatures import SEGMENT, SERVING_DEFAULT
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", required=True, help="host:port of tensorflow_model_server")
@@ -49,28 +51,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_version", type=int, help="a version to ask for (default: the server's latest)")
     parser.add_argument("--signature", choices=(SEGMENT, SERVING_DEFAULT), default=SEGMENT)
     parser.add_argument("--input_channels", type=int, choices=(3, 4), default=3, help="the model's input channels")
-    parser.add_argument("--patch_size", type=parse_size, default=DEFAULT_PATCH_SIZE,
-                        help="window D,H,W for --signature=serving_default (default: %(default)s)")
-    parser.add_argument("--steps", type=parse_size, help="window steps D,H,W (default: 24,32,32 clipped to the window)")
-    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per request")
+    parser.add_argument("--metadata", type=Path, help="the export's version folder or its tfbrats.json "
+                        "(--signature=serving_default: the contract to apply here)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one response")
     args = parser.parse_args(argv)
+    if args.signature == SERVING_DEFAULT and args.metadata is None:
+        parser.error("--signature=serving_default needs --metadata (the export's folder) for the contract")
 
+    from tfbrats.contract import SegmentationContract
     from tfbrats.data import CaseError, find_cases, load_case, uncrop, write_labels_nifti
     from tfbrats.serving.client import GrpcPredictClient, RestPredictClient, ServingError, segment_volume
 
+    contract = None
+    if args.metadata is not None:
+        metadata_file = args.metadata if args.metadata.is_file() else args.metadata / "assets.extra" / "tfbrats.json"
+        contract = SegmentationContract.from_json(json.loads(metadata_file.read_text())["contract"])
     try:
         cases = find_cases(args.case).cases
         if len(cases) != 1:
             parser.error(f"--case must be one case folder; {args.case} holds {len(cases)} cases")
-        case = load_case(cases[0], args.input_channels)
+        channels = len(contract.channels) if contract else args.input_channels
+        case = load_case(cases[0], channels)
     except (CaseError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     client_type = GrpcPredictClient if args.grpc else RestPredictClient
     client = client_type(args.server, args.model_name, args.model_version, args.timeout)
     try:
-        labels = segment_volume(client, case.image, args.signature, args.patch_size, args.steps, args.batch_size)
+        labels = segment_volume(client, case.image, args.signature, contract)
     except ServingError as error:
         print(f"error: case {case.meta.case_id}: {error}", file=sys.stderr)
         return 1

@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import pytest
 
+from tfbrats.contract import SegmentationContract, Window
+from tfbrats.inference.model import save_with_contract
 from tfbrats.models import AlbuNet3D
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +20,8 @@ PATCH = (4, 32, 32)
 STEPS = (2, 16, 16)
 BATCH = 3
 VOLUME_SHAPE = (6, 40, 50, 3)
+# The contract the run's model carries: the windows above, the brain mask, no other post-processing.
+CONTRACT = SegmentationContract(window=Window(PATCH, STEPS, BATCH))
 
 
 def run_tool(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -40,9 +44,9 @@ def model() -> keras.Model:
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, model: keras.Model) -> Path:
-    """A training run folder as `python -m tfbrats.train` leaves it: best.keras and config.json."""
+    """A training run folder as `python -m tfbrats.train` leaves it: best.keras (with its contract) and config.json."""
     folder = tmp_path_factory.mktemp("run")
-    model.save(folder / "best.keras")
+    save_with_contract(model, CONTRACT, folder / "best.keras")
     (folder / "config.json").write_text(json.dumps({"model": "albunet3d", "patch_size": list(PATCH)}))
     return folder
 

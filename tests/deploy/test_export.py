@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.deploy.conftest import BATCH, PATCH, STEPS, run_tool
+from tests.deploy.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
+from tfbrats.contract import Window
 from tfbrats.inference import sliding_window
-from tfbrats.inference.predict import make_predictor
+from tfbrats.inference.model import make_predictor
+from tfbrats.labels import get_target
 from tfbrats.serving.export import export_saved_model, read_metadata
 
 pytestmark = pytest.mark.slow
@@ -34,10 +36,11 @@ def test_serving_default_equals_the_keras_model(signatures, model):
 
 def test_segment_labels_equal_numpy_sliding_window(signatures, model, volume):
     served = signatures["segment"](volume=tf.constant(volume))
-    assert set(served) == {"labels"}
+    assert set(served) == {"labels", "client_postprocessing"}
+    assert served["client_postprocessing"].numpy().tolist() == [0, 0, 0]  # nothing is left to the client
     labels = served["labels"].numpy()
     assert labels.dtype == np.int32 and labels.shape == volume.shape[:3]
-    probabilities = sliding_window(volume, make_predictor(model), PATCH, STEPS, BATCH)
+    probabilities = sliding_window(volume, make_predictor(model, get_target("classes")), PATCH, STEPS, BATCH)
     np.testing.assert_array_equal(labels, probabilities.argmax(-1))
     assert len(np.unique(labels)) > 1  # a constant map would prove little
 
@@ -45,7 +48,7 @@ def test_segment_labels_equal_numpy_sliding_window(signatures, model, volume):
 def test_segment_pads_a_volume_smaller_than_the_window(signatures, model):
     small = np.random.default_rng(3).normal(size=(3, 20, 70, 3)).astype(np.float32)
     labels = signatures["segment"](volume=tf.constant(small))["labels"].numpy()
-    expected = sliding_window(small, make_predictor(model), PATCH, STEPS, BATCH).argmax(-1)
+    expected = sliding_window(small, make_predictor(model, get_target("classes")), PATCH, STEPS, BATCH).argmax(-1)
     np.testing.assert_array_equal(labels, expected)
 
 
@@ -59,9 +62,12 @@ def test_each_weight_is_stored_once(exported, model):
 def test_metadata_records_the_window_and_the_run(exported, run_dir):
     metadata = read_metadata(exported)
     assert metadata["format"] == "saved_model"
-    assert metadata["window"] == {"patch_size": list(PATCH), "steps": list(STEPS), "batch_size": BATCH, "blend": "mean"}
+    assert metadata["contract"] == CONTRACT.to_json()
+    assert metadata["contract"]["window"] == {"patch_size": list(PATCH), "steps": list(STEPS), "batch_size": BATCH,
+                                              "blend": "mean", "mirror_tta": False}
     assert metadata["input_channels"] == 3 and metadata["channels"] == ["flair", "t1ce", "t2"]
-    assert metadata["num_classes"] == 4 and metadata["model"]["class"] == "AlbuNet3D"
+    assert len(metadata["outputs"]) == 4 and metadata["model"]["class"] == "AlbuNet3D"
+    assert metadata["postprocessing_in_graph"] == "brain mask" and metadata["postprocessing_in_client"] == "none"
     assert metadata["source"] == str(run_dir / "best.keras")
     assert metadata["run_config"]["patch_size"] == list(PATCH)
     assert set(metadata["signatures"]) == {"serving_default", "segment"}
@@ -94,12 +100,12 @@ def test_cli_refuses_to_overwrite_a_version(exported, run_dir):
 def test_library_refuses_to_overwrite_a_version(tmp_path: Path, model):
     (tmp_path / "3").mkdir()
     with pytest.raises(FileExistsError, match="export as version 4"):
-        export_saved_model(model, tmp_path, 3, PATCH)
+        export_saved_model(model, tmp_path, 3, CONTRACT)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3"]
 
 
 def test_a_failed_export_leaves_nothing(tmp_path: Path, model):
     # H = 33 is no multiple of 32: tracing `segment` fails inside the temporary folder.
     with pytest.raises(ValueError, match="multiple of 32"):
-        export_saved_model(model, tmp_path, 1, (4, 33, 32))
+        export_saved_model(model, tmp_path, 1, CONTRACT.replace(window=Window((4, 33, 32), STEPS)))
     assert list(tmp_path.iterdir()) == []

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import BATCH, PATCH, STEPS, run_tool
+from tests.deploy.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
 from tfbrats.inference import sliding_window
-from tfbrats.inference.predict import make_predictor
+from tfbrats.inference.model import make_predictor, save_with_contract
+from tfbrats.labels import get_target
 from tfbrats.models import AlbuNet3D
 from tfbrats.serving.export import read_metadata
 
@@ -21,7 +22,7 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory, model) -> Path:
     logits_model = AlbuNet3D(head="logits")
     logits_model.set_weights(model.get_weights())
     run = tmp_path_factory.mktemp("run_logits")
-    logits_model.save(run / "final.keras")
+    save_with_contract(logits_model, CONTRACT, run / "final.keras")
     (run / "config.json").write_text(json.dumps({"patch_size": list(PATCH)}))
     base = tmp_path_factory.mktemp("onnx_models") / "albunet3d"
     done = run_tool("export.py", f"--model={run}", f"--output={base}", "--version=1", "--format=onnx")
@@ -51,7 +52,7 @@ def test_onnxruntime_in_the_sliding_window_gives_the_same_labels(session, model,
         return session.run(None, {"image": windows})[0]
 
     labels = sliding_window(volume, onnx_predictor, PATCH, STEPS, BATCH).argmax(-1)
-    expected = sliding_window(volume, make_predictor(model), PATCH, STEPS, BATCH).argmax(-1)
+    expected = sliding_window(volume, make_predictor(model, get_target("classes")), PATCH, STEPS, BATCH).argmax(-1)
     np.testing.assert_array_equal(labels, expected)
 
 
@@ -60,7 +61,7 @@ def test_onnx_metadata_travels_inside_the_model(onnx_export):
     assert [p.name for p in onnx_export.iterdir()] == ["model.onnx"]
     metadata = read_metadata(onnx_export)
     assert metadata["format"] == "onnx" and metadata["model"]["head"] == "logits"
-    assert metadata["window"]["patch_size"] == list(PATCH)
+    assert metadata["contract"] == CONTRACT.to_json()
 
 
 def test_window_steps_are_refused_for_onnx(tmp_path: Path):

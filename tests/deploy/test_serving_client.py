@@ -10,11 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import BATCH, PATCH, STEPS, run_tool
+from tests.deploy.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
 from tests.deploy.standin_server import StandInModel, start_grpc, start_rest
+from tfbrats.contract import finish_segmentation
 from tfbrats.data import find_cases, labels_to_dataset, load_case, uncrop, write_synthetic_dataset, xyz_to_dhw
 from tfbrats.inference import sliding_window
-from tfbrats.inference.predict import make_predictor
+from tfbrats.inference.model import make_predictor
+from tfbrats.labels import get_target
 from tfbrats.serving.client import GrpcPredictClient, RestPredictClient, ServingError, segment_volume
 
 pytestmark = pytest.mark.slow
@@ -47,8 +49,9 @@ def case(case_dir: Path):
 
 @pytest.fixture(scope="module")
 def expected_labels(case, model) -> np.ndarray:
-    """tfbrats' own prediction of the cropped case with the export's window settings."""
-    return sliding_window(case.image, make_predictor(model), PATCH, STEPS, BATCH).argmax(-1).astype(np.uint8)
+    """tfbrats' own prediction of the cropped case with the export's contract."""
+    probabilities = sliding_window(case.image, make_predictor(model, get_target("classes")), PATCH, STEPS, BATCH)
+    return finish_segmentation(probabilities, case.image, CONTRACT)
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
@@ -67,14 +70,14 @@ def test_client_writes_the_tfbrats_prediction(transport, servers, case_dir, case
 
 def test_window_in_the_client_over_serving_default(servers, case, expected_labels):
     with GrpcPredictClient(servers["grpc"], MODEL_NAME, version=1) as client:
-        labels = segment_volume(client, case.image, "serving_default", PATCH, STEPS, BATCH)
+        labels = segment_volume(client, case.image, "serving_default", CONTRACT)
     np.testing.assert_array_equal(labels, expected_labels)
 
 
 def test_rest_segment_of_a_volume_smaller_than_the_window(servers, model):
     small = np.random.default_rng(5).normal(size=(3, 20, 70, 3)).astype(np.float32)
     labels = segment_volume(RestPredictClient(servers["rest"], MODEL_NAME), small)
-    expected = sliding_window(small, make_predictor(model), PATCH, STEPS, BATCH).argmax(-1)
+    expected = sliding_window(small, make_predictor(model, get_target("classes")), PATCH, STEPS, BATCH).argmax(-1)
     np.testing.assert_array_equal(labels, expected)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ from tfbrats.data.io import (
     xyz_to_dhw,
 )
 from tfbrats.data.modalities import MISSING_FILL
+from tfbrats.data.orientation import reorient, reoriented_zooms, to_training_transform, undo_reorient
+from tfbrats.files import atomic_path
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -49,6 +49,9 @@ class CaseMeta:
         channels: The modality key of each channel.
         missing: The channels that had no file and were filled with `MISSING_FILL` (see
             `load_case`'s ``allow_missing``); empty for a complete case.
+        orientation: The nibabel orientation transform (3 rows of (axis, flip)) that brought the
+            input's voxel axes to BraTS' (`tfbrats.data.orientation`); `box`, `original_shape`
+            and `spacing` are in that orientation, and writing undoes it.
 
     Example:
         >>> meta = load_case(case).meta  # doctest: +SKIP
@@ -65,6 +68,7 @@ class CaseMeta:
     et_label: int
     channels: tuple[str, ...]
     missing: tuple[str, ...] = ()
+    orientation: tuple[tuple[float, float], ...] = ((0.0, 1.0), (1.0, 1.0), (2.0, 1.0))
 
     def to_json(self) -> dict[str, Any]:
         """The metadata as JSON-serialisable values (the header as base64 of its bytes)."""
@@ -79,6 +83,7 @@ class CaseMeta:
             "et_label": self.et_label,
             "channels": list(self.channels),
             "missing": list(self.missing),
+            "orientation": [list(row) for row in self.orientation],
         }
 
     @classmethod
@@ -96,6 +101,8 @@ class CaseMeta:
             et_label=int(values["et_label"]),
             channels=tuple(values["channels"]),
             missing=tuple(values.get("missing", ())),  # caches written before `missing` existed
+            # Caches written before reorientation existed stored the input's own voxel order.
+            orientation=tuple(tuple(float(v) for v in row) for row in values.get("orientation", cls.orientation)),
         )
 
 
@@ -240,7 +247,13 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
     channels = channels_for(input_channels)
     images = check_case(case, input_channels, allow_missing)
     present = [key for key in channels if key in images]
-    volumes = {k: xyz_to_dhw(read_voxels(case.case_id, case.images[k], images[k], k)) for k in present}
+    reference = images[present[0]]
+    transform = to_training_transform(reference.affine)
+
+    def read(key: str, path: Path) -> np.ndarray:
+        return xyz_to_dhw(reorient(read_voxels(case.case_id, path, images[key], key), transform))
+
+    volumes = {k: read(k, case.images[k]) for k in present}
     shape = volumes[present[0]].shape
     brain = np.zeros(shape, dtype=bool)
     for volume in volumes.values():
@@ -261,11 +274,10 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
     )
     label = None
     if case.seg is not None:
-        seg = xyz_to_dhw(read_voxels(case.case_id, case.seg, images["seg"], "seg"))
+        seg = read("seg", case.seg)
         check_labels(case.case_id, case.seg, seg, case.et_label)
         label = np.ascontiguousarray(crop(labels_to_internal(seg, case.et_label), box))
-    reference = images[present[0]]
-    zooms = reference.header.get_zooms()[:3]
+    zooms = reoriented_zooms(reference.header.get_zooms()[:3], transform)
     meta = CaseMeta(
         case_id=case.case_id,
         box=box,
@@ -276,6 +288,7 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
         et_label=case.et_label,
         channels=channels,
         missing=tuple(k for k in channels if k not in volumes),
+        orientation=tuple(tuple(float(v) for v in row) for row in transform),
     )
     return PreprocessedCase(np.ascontiguousarray(image, dtype=np.float32), label, meta)
 
@@ -283,7 +296,8 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
 def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> Path:
     """Writes internal labels ``(D, H, W)`` in the original grid as a NIfTI file, atomically.
 
-    The file gets the input's affine and header, uint8 data and the dataset's own ET value;
+    The file gets the input's voxel order (the reorientation of `load_case` undone), affine and
+    header, uint8 data and the dataset's own ET value;
     it is written to a temporary file in the same folder and renamed, so readers never see a
     half-written file.
 
@@ -295,26 +309,17 @@ def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> 
     Example:
         >>> write_labels_nifti(uncrop(pred, meta), meta, "out/BraTS20_Validation_001.nii.gz")  # doctest: +SKIP
     """
-    path = Path(path)
     if tuple(labels.shape) != tuple(meta.original_shape):
         raise ValueError(
             f"case {meta.case_id}: labels of shape {labels.shape} do not match the original grid "
             f"{meta.original_shape}; uncrop them first"
         )
-    data = dhw_to_xyz(labels_to_dataset(labels, meta.et_label))
+    data = undo_reorient(dhw_to_xyz(labels_to_dataset(labels, meta.et_label)), meta.orientation)
     header = meta.header.copy()
     header.set_data_dtype(np.uint8)
     image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
     image = image_class(np.ascontiguousarray(data), meta.affine, header)
     image.header.set_slope_inter(1, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         image.to_filename(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

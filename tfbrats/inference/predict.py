@@ -62,9 +62,11 @@ class PredictionSummary:
 
 
 def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[str], loaded: LoadedModel,
-                      contract: SegmentationContract) -> dict:
+                      contract: SegmentationContract, orientation: Sequence[Sequence[float]] | None = None) -> dict:
     """The JSON sidecar of one prediction: model, contract, missing modalities and a warning.
 
+    `orientation` is the case's voxel-axis transform to BraTS' orientation (see
+    `tfbrats.data.orientation`), recorded so a reader knows the input was permuted or flipped.
     The warning is set when modalities are missing and the model's run records no modality
     dropout: such a model never saw a zero-filled channel, so its result is unreliable.
 
@@ -90,6 +92,7 @@ def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[s
         "model_sha256": loaded.fingerprint,
         "contract": contract.to_json(),
         "postprocessing": contract.postprocessing.describe(),
+        "orientation_transform": [list(row) for row in orientation] if orientation is not None else None,
         "channels": list(channels),
         "missing": list(missing),
         "fill": f"{MISSING_FILL:g} (the z-scored brain mean), every voxel of a missing channel" if missing else None,
@@ -160,7 +163,8 @@ def predict_cases(
                 image_only = dataclasses.replace(case, seg=None)
                 preprocessed = load_case(image_only, input_channels=len(contract.channels), allow_missing=True)
                 meta = preprocessed.meta
-                report = prediction_record(case.case_id, meta.channels, meta.missing, loaded, contract)
+                report = prediction_record(case.case_id, meta.channels, meta.missing, loaded, contract,
+                                           meta.orientation)
                 if meta.missing:
                     log.warning("case %s: missing modalities %s, filled with zeros (model trained with modality "
                                 "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)

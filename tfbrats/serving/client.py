@@ -11,9 +11,11 @@ Both clients answer `predict(signature, inputs, output) -> numpy array`:
   costs about 20 bytes a number as text.
 
 `segment_volume` sends a preprocessed volume to the `segment` signature (the server runs the
-sliding window), or runs `tfbrats.inference.sliding_window` here with the server's
-`serving_default` as the predictor (for a server that has only that signature, e.g. a TF-TRT
-conversion).
+sliding window and the contract's steps it can) and applies the steps the server leaves to it,
+or runs the whole contract here (`tfbrats.inference.predict.window_probabilities` and
+`tfbrats.contract.finish_segmentation`) with the server's `serving_default` as the predictor (for a
+server that has only that signature, e.g. a TF-TRT conversion). Either way the labels are those
+`python -m tfbrats.predict` writes.
 """
 
 from __future__ import annotations
@@ -26,17 +28,16 @@ from typing import Protocol
 
 import numpy as np
 
-from tfbrats.inference import sliding_window
+from tfbrats.contract import PostProcessing, SegmentationContract, finish_segmentation, postprocess
+from tfbrats.inference.predict import window_probabilities
 from tfbrats.serving.signatures import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PATCH_SIZE,
+    CLIENT_POSTPROCESSING_OUTPUT,
     IMAGE_INPUT,
     LABELS_OUTPUT,
     PROBABILITIES_OUTPUT,
     SEGMENT,
     SERVING_DEFAULT,
     VOLUME_INPUT,
-    default_steps,
 )
 
 # TensorFlow Serving accepts messages up to 2 GiB; gRPC clients stop at 4 MiB unless told otherwise.
@@ -48,7 +49,11 @@ class ServingError(RuntimeError):
 
 
 class PredictClient(Protocol):
-    """Anything that runs one Predict request and returns the named output as a numpy array."""
+    """Anything that runs one Predict request and returns the named outputs as numpy arrays."""
+
+    def predict_outputs(self, signature: str, inputs: Mapping[str, np.ndarray],
+                        outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Runs `signature` on `inputs` and returns the outputs named in `outputs`."""
 
     def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
         """Runs `signature` on `inputs` and returns its output `output`."""
@@ -81,6 +86,11 @@ class GrpcPredictClient:
 
     def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
         """Sends one PredictRequest, asking for `output` alone, and returns it."""
+        return self.predict_outputs(signature, inputs, [output])[output]
+
+    def predict_outputs(self, signature: str, inputs: Mapping[str, np.ndarray],
+                        outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Sends one PredictRequest, asking for `outputs` (its output_filter), and returns them."""
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -92,7 +102,7 @@ class GrpcPredictClient:
             request.model_spec.version.value = self.version
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
-        request.output_filter.append(output)
+        request.output_filter.extend(outputs)
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
@@ -100,9 +110,10 @@ class GrpcPredictClient:
                 f"gRPC Predict on {self.server} (model {self.model_name!r}, signature {signature!r}) failed: "
                 f"{error.code().name}: {error.details()}"
             ) from error
-        if output not in response.outputs:
-            raise ServingError(f"{self.server} answered outputs {sorted(response.outputs)}, not {output!r}")
-        return tf.make_ndarray(response.outputs[output])
+        missing = [name for name in outputs if name not in response.outputs]
+        if missing:
+            raise ServingError(f"{self.server} answered outputs {sorted(response.outputs)}, not {missing}")
+        return {name: tf.make_ndarray(response.outputs[name]) for name in outputs}
 
     def close(self) -> None:
         """Closes the channel."""
@@ -137,6 +148,11 @@ class RestPredictClient:
 
     def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
         """Posts `{"signature_name", "inputs"}` and returns `output` from the response's "outputs"."""
+        return self.predict_outputs(signature, inputs, [output])[output]
+
+    def predict_outputs(self, signature: str, inputs: Mapping[str, np.ndarray],
+                        outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Posts `{"signature_name", "inputs"}` and returns the named `outputs` of the response."""
         body = {"signature_name": signature, "inputs": {name: np.asarray(v).tolist() for name, v in inputs.items()}}
         request = urllib.request.Request(
             self.url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -151,35 +167,37 @@ class RestPredictClient:
             raise ServingError(f"cannot reach {self.url}: {error.reason}") from error
         if "outputs" not in payload:
             raise ServingError(f"POST {self.url} answered without 'outputs': keys {sorted(payload)}")
-        outputs = payload["outputs"]
+        answered = payload["outputs"]
         # TensorFlow Serving leaves the name out when a signature has a single output.
-        if isinstance(outputs, dict):
-            if output not in outputs:
-                raise ServingError(f"POST {self.url} answered outputs {sorted(outputs)}, not {output!r}")
-            outputs = outputs[output]
-        return np.asarray(outputs)
+        if not isinstance(answered, dict):
+            if len(outputs) != 1:
+                raise ServingError(f"POST {self.url} answered a single unnamed output; expected {list(outputs)}")
+            return {outputs[0]: np.asarray(answered)}
+        missing = [name for name in outputs if name not in answered]
+        if missing:
+            raise ServingError(f"POST {self.url} answered outputs {sorted(answered)}, not {missing}")
+        return {name: np.asarray(answered[name]) for name in outputs}
 
 
 def segment_volume(
     client: PredictClient,
     image: np.ndarray,
     signature: str = SEGMENT,
-    patch_size: Sequence[int] = DEFAULT_PATCH_SIZE,
-    steps: Sequence[int] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    contract: SegmentationContract | None = None,
 ) -> np.ndarray:
     """Internal labels `(D, H, W)` of a preprocessed image `(D, H, W, C)` from a served tfbrats model.
 
     Args:
-        client: a `GrpcPredictClient` or `RestPredictClient`.
+        client: A `GrpcPredictClient` or `RestPredictClient`.
         image: float32 `(D, H, W, C)` as `tfbrats.data.load_case` makes it.
-        signature: "segment" (one request; the server's window settings apply) or
-            "serving_default" (the window runs here: one request per `batch_size` windows).
-        patch_size, steps, batch_size: the window, for "serving_default" only; steps None takes
-            DESIGN's (24, 32, 32) limited to the patch.
+        signature: "segment" (one request: the server runs the window and the contract's in-graph
+            steps; the steps it returns as `client_postprocessing` run here) or "serving_default"
+            (the whole contract runs here, one request per window batch: `contract` is needed).
+        contract: The model's contract (`tfbrats.serving.export.read_metadata(folder)["contract"]`
+            through `SegmentationContract.from_json`), for "serving_default".
 
     Returns:
-        uint8 labels 0..K-1.
+        uint8 internal labels 0..3, as `python -m tfbrats.predict` computes them.
 
     Example:
         >>> labels = segment_volume(GrpcPredictClient("localhost:8500", "albunet3d"), case.image)  # doctest: +SKIP
@@ -188,14 +206,20 @@ def segment_volume(
     if image.ndim != 4:
         raise ValueError(f"segment_volume needs an image (D, H, W, C); got shape {image.shape}")
     if signature == SEGMENT:
-        labels = client.predict(SEGMENT, {VOLUME_INPUT: image}, LABELS_OUTPUT)
+        answer = client.predict_outputs(SEGMENT, {VOLUME_INPUT: image}, [LABELS_OUTPUT, CLIENT_POSTPROCESSING_OUTPUT])
+        labels = answer[LABELS_OUTPUT]
+        brain_mask, components, enhancing = (int(v) for v in np.ravel(answer[CLIENT_POSTPROCESSING_OUTPUT]))
+        steps = PostProcessing(brain_mask=bool(brain_mask), min_component_voxels=components, min_et_voxels=enhancing)
+        labels = postprocess(np.asarray(labels, np.uint8), image, steps)
     elif signature == SERVING_DEFAULT:
+        if contract is None:
+            raise ValueError("the serving_default signature returns window probabilities: give the model's contract "
+                             "(read_metadata(export)['contract']) so the window and post-processing run here")
 
         def remote(windows: np.ndarray) -> np.ndarray:
             return client.predict(SERVING_DEFAULT, {IMAGE_INPUT: windows}, PROBABILITIES_OUTPUT)
 
-        steps = default_steps(patch_size) if steps is None else steps
-        labels = sliding_window(image, remote, patch_size, steps, batch_size).argmax(axis=-1)
+        labels = finish_segmentation(window_probabilities(image, remote, contract), image, contract)
     else:
         raise ValueError(f"signature must be {SEGMENT!r} or {SERVING_DEFAULT!r}; got {signature!r}")
     if labels.shape != image.shape[:3]:

@@ -4,14 +4,20 @@ A SavedModel goes to `<output>/<version>/`, the layout `tensorflow_model_server 
 watches, with two signatures:
 
 - `serving_default`: `image` float32 `(B, D, H, W, C)`, a batch of patches (H and W multiples of
-  32) -> `probabilities` float32 `(B, D, H, W, K)`;
+  32) -> `probabilities` float32 `(B, D, H, W, K)` (the target's activation: softmax over classes,
+  or a sigmoid per region WT, TC, ET);
 - `segment`: `volume` float32 `(D, H, W, C)`, one preprocessed (z-scored, cropped) volume of any
-  size -> `labels` int32 `(D, H, W)`, the internal classes 0..K-1, by the sliding window of
-  `tfbrats.inference` run inside the graph (`tfbrats.serving.window`).
+  size -> `labels` int32 `(D, H, W)` (internal classes 0..3) and `client_postprocessing` int32
+  `(3,)`: the model's segmentation contract applied in the graph as far as TensorFlow can (the
+  sliding window, the target's labels, the brain mask, the ET volume threshold), and the steps
+  left to the client as (brain_mask, min_component_voxels, min_et_voxels) for
+  `tfbrats.contract.postprocess`. TensorFlow has no connected-component op, so when the contract
+  removes small components, that step and the ET threshold after it run in the client.
 
-The window settings and the model's description are written to `assets.extra/tfbrats.json`: the
+The contract and the model's description are written to `assets.extra/tfbrats.json`: the
 SavedModel folder that libraries keep for files that go with the model but that the graph does not
-load (TensorFlow Serving ignores it, apart from its warm-up file).
+load (TensorFlow Serving ignores it, apart from its warm-up file). An ONNX export stores the same
+description in the model's metadata.
 
 A version is written to a hidden temporary folder beside it and renamed into place when complete,
 so a server that polls `<output>` never loads a half-written model; an existing version is never
@@ -21,10 +27,7 @@ overwritten (servers cache versions by number).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,10 @@ import keras
 import tensorflow as tf
 
 import tfbrats
+from tfbrats.contract import ET_CLASS, NECROSIS_CLASS, PostProcessing, SegmentationContract
+from tfbrats.files import atomic_folder
 from tfbrats.serving.signatures import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PATCH_SIZE,
+    CLIENT_POSTPROCESSING_OUTPUT,
     IMAGE_INPUT,
     LABELS_OUTPUT,
     METADATA_FILE,
@@ -44,72 +48,116 @@ from tfbrats.serving.signatures import (
     SEGMENT,
     SERVING_DEFAULT,
     VOLUME_INPUT,
-    default_steps,
 )
 from tfbrats.serving.window import sliding_window_graph
 
 ONNX_OPSET = 17
-INTERNAL_CLASSES = ("background", "necrotic/non-enhancing core", "edema", "enhancing tumor")
+
+
+def split_postprocessing(post: PostProcessing) -> tuple[PostProcessing, PostProcessing]:
+    """The steps the graph runs and the steps left to the client, in `postprocess`'s order.
+
+    The graph runs the brain mask and, unless components are to be removed (no TensorFlow op
+    does that), the ET threshold; whatever follows the first step it cannot do runs in the client.
+
+    Example:
+        >>> graph, client = split_postprocessing(PostProcessing(min_component_voxels=10, min_et_voxels=200))
+        >>> graph.describe(), client.describe()
+        ('brain mask', 'tumor components below 10 voxels removed; ET below 200 voxels -> necrosis')
+    """
+    if post.min_component_voxels:
+        return PostProcessing(brain_mask=post.brain_mask), PostProcessing(
+            brain_mask=False, min_component_voxels=post.min_component_voxels, min_et_voxels=post.min_et_voxels)
+    return post, PostProcessing(brain_mask=False)
+
+
+def _graph_postprocess(labels: tf.Tensor, volume: tf.Tensor, post: PostProcessing) -> tf.Tensor:
+    """`tfbrats.contract.postprocess` in TensorFlow ops, for the steps `split_postprocessing` gives the graph."""
+    if post.min_component_voxels:
+        raise ValueError("component removal has no TensorFlow op; split_postprocessing leaves it to the client")
+    if post.brain_mask:
+        labels = tf.where(tf.reduce_any(tf.not_equal(volume, 0.0), axis=-1), labels, tf.zeros_like(labels))
+    if post.min_et_voxels:
+        enhancing = tf.equal(labels, ET_CLASS)
+        count = tf.reduce_sum(tf.cast(enhancing, tf.int64))
+        relabel = tf.logical_and(count > 0, count < post.min_et_voxels)
+        labels = tf.where(tf.logical_and(relabel, enhancing), tf.fill(tf.shape(labels), NECROSIS_CLASS), labels)
+    return labels
+
+
+def _client_steps(post: PostProcessing) -> list[int]:
+    return [int(post.brain_mask), post.min_component_voxels, post.min_et_voxels]
+
+
+def _check_graph_window(contract: SegmentationContract) -> None:
+    window = contract.window
+    if window.patch_size is None or window.blend != "mean" or window.mirror_tta:
+        raise ValueError(
+            f"the in-graph window runs fixed windows with mean blending and no mirroring; the contract asks for "
+            f"{window} — export with a patch size, blend 'mean' and no mirror TTA (tools/export.py --patch_size ...)"
+        )
 
 
 def export_saved_model(
     model: keras.Model,
     output: str | Path,
     version: int,
-    patch_size: Sequence[int] = DEFAULT_PATCH_SIZE,
-    steps: Sequence[int] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    head: str | None = None,
+    contract: SegmentationContract,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes `<output>/<version>/` with the `serving_default` and `segment` signatures.
 
     Args:
-        model: a Keras model mapping `(B, D, H, W, C)` to `(B, D, H, W, K)`.
-        output: the model's base folder (TensorFlow Serving's `--model_base_path`).
-        version: the version number (a non-negative integer); must not exist yet.
-        patch_size: the window `(d, h, w)` of the `segment` signature (the training patch).
-        steps: window steps; None takes `tfbrats.predict`'s (24, 32, 32) clipped to the patch.
-        batch_size: windows per model call inside `segment`.
-        head: "logits" (a softmax is added) or "softmax"; None reads the model's `head` attribute
-            (a model without one is taken to return logits, as `tfbrats.predict` does).
-        extra_metadata: more entries for `assets.extra/tfbrats.json` (e.g. the run's config).
+        model: A Keras model mapping `(B, D, H, W, C)` to `(B, D, H, W, K)` (logits, or class
+            probabilities when its `head` attribute is "softmax").
+        output: The model's base folder (TensorFlow Serving's `--model_base_path`).
+        version: The version number (a non-negative integer); must not exist yet.
+        contract: The segmentation contract (`tfbrats.inference.load_model(...).contract`): its
+            window, target and post-processing make the `segment` signature.
+        extra_metadata: More entries for `assets.extra/tfbrats.json` (e.g. the source model).
 
     Returns:
         The version folder.
 
     Raises:
-        FileExistsError: the version exists.
-        ValueError: bad window settings, version or head.
+        FileExistsError: The version exists.
+        ValueError: A bad version, or a window the graph cannot run.
 
     Example:
-        >>> export_saved_model(AlbuNet3D(head="softmax"), "saved_models/albunet3d", 1)  # doctest: +SKIP
+        >>> loaded = tfbrats.inference.model.load_model("runs/3d")  # doctest: +SKIP
+        >>> export_saved_model(loaded.model, "saved_models/albunet3d", 1, loaded.contract)  # doctest: +SKIP
         PosixPath('saved_models/albunet3d/1')
     """
-    patch = _check_triple(patch_size, "patch_size")
-    step = default_steps(patch) if steps is None else _check_triple(steps, "steps")
-    head = _resolve_head(model, head)
-    probabilities = _probability_function(model, head)
-    channels, num_classes = _io_sizes(model)
+    _check_graph_window(contract)
+    window = contract.window
+    probabilities = _probability_function(model, contract)
+    channels, outputs = _io_sizes(model, contract)
+    graph_steps, client_steps = split_postprocessing(contract.postprocessing)
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {PROBABILITIES_OUTPUT: probabilities(image)}
 
     def segment(volume: tf.Tensor) -> dict[str, tf.Tensor]:
-        volume_probabilities = sliding_window_graph(volume, probabilities, patch, step, num_classes, batch_size)
-        return {LABELS_OUTPUT: tf.argmax(volume_probabilities, axis=-1, output_type=tf.int32)}
+        volume_probabilities = sliding_window_graph(volume, probabilities, window.patch_size, window.steps, outputs,
+                                                    window.batch_size)
+        labels = tf.cast(contract.target.to_labels(volume_probabilities), tf.int32)
+        return {LABELS_OUTPUT: _graph_postprocess(labels, volume, graph_steps),
+                CLIENT_POSTPROCESSING_OUTPUT: tf.constant(_client_steps(client_steps), tf.int32)}
 
-    metadata = _metadata(model, head, channels, num_classes, extra_metadata)
+    metadata = _metadata(model, contract, channels, extra_metadata)
     metadata["format"] = "saved_model"
-    metadata["window"] = {"patch_size": list(patch), "steps": list(step), "batch_size": batch_size, "blend": "mean"}
+    metadata["postprocessing_in_graph"] = graph_steps.describe()
+    metadata["postprocessing_in_client"] = client_steps.describe()
     metadata["signatures"] = {
         SERVING_DEFAULT: {
             "inputs": {IMAGE_INPUT: "float32 (B, D, H, W, C), H and W multiples of 32"},
-            "outputs": {PROBABILITIES_OUTPUT: "float32 (B, D, H, W, K)"},
+            "outputs": {PROBABILITIES_OUTPUT: f"float32 (B, D, H, W, {outputs}), {contract.target.activation}"},
         },
         SEGMENT: {
             "inputs": {VOLUME_INPUT: "float32 (D, H, W, C), preprocessed like tfbrats.data.load_case"},
-            "outputs": {LABELS_OUTPUT: "int32 (D, H, W), internal classes"},
+            "outputs": {LABELS_OUTPUT: "int32 (D, H, W), internal classes 0..3",
+                        CLIENT_POSTPROCESSING_OUTPUT: "int32 (3,): brain_mask, min_component_voxels, min_et_voxels "
+                        "still to apply with tfbrats.contract.postprocess"},
         },
     }
 
@@ -132,48 +180,47 @@ def export_onnx(
     model: keras.Model,
     output: str | Path,
     version: int,
-    patch_size: Sequence[int] = DEFAULT_PATCH_SIZE,
-    head: str | None = None,
+    contract: SegmentationContract,
     opset: int = ONNX_OPSET,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes `<output>/<version>/model.onnx`: patches `image` -> `probabilities`, via tf2onnx.
 
-    The input is `(batch, d, h, w, C)` with the batch free and the window fixed to `patch_size`
-    (the sliding window runs outside, e.g. `tfbrats.inference.sliding_window`). The same
-    description as the SavedModel's is stored in the model's metadata under the key "tfbrats".
-    The layout is the one Triton Inference Server reads.
+    The input is `(batch, d, h, w, C)` with the batch free and the window fixed to the contract's
+    patch; the sliding window and the rest of the contract run outside
+    (`tfbrats.serving.onnx.OnnxSegmenter`), from the contract stored in the model's metadata under
+    the key "tfbrats". The layout is the one Triton Inference Server reads.
 
     Args:
-        model, output, version, head, extra_metadata: as `export_saved_model`.
-        patch_size: the window `(d, h, w)` the ONNX model takes.
-        opset: the ONNX opset.
+        model, output, version, contract, extra_metadata: As `export_saved_model`.
+        opset: The ONNX opset.
 
     Returns:
         The version folder.
 
     Example:
-        >>> export_onnx(AlbuNet3D(head="softmax"), "onnx_models/albunet3d", 1)  # doctest: +SKIP
+        >>> export_onnx(loaded.model, "onnx_models/albunet3d", 1, loaded.contract)  # doctest: +SKIP
         PosixPath('onnx_models/albunet3d/1')
     """
     import onnx
     import tf2onnx
 
-    patch = _check_triple(patch_size, "patch_size")
-    head = _resolve_head(model, head)
-    probabilities = _probability_function(model, head)
-    channels, num_classes = _io_sizes(model)
+    patch = contract.window.patch_size
+    if patch is None:
+        raise ValueError("an ONNX export needs a fixed window (the contract's patch_size is None: a full-volume "
+                         "pass); export with --patch_size")
+    probabilities = _probability_function(model, contract)
+    channels, outputs = _io_sizes(model, contract)
     spec = tf.TensorSpec((None,) + patch + (channels,), tf.float32, name=IMAGE_INPUT)
 
     @tf.function(input_signature=[spec])
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {PROBABILITIES_OUTPUT: tf.identity(probabilities(image), name=PROBABILITIES_OUTPUT)}
 
-    metadata = _metadata(model, head, channels, num_classes, extra_metadata)
+    metadata = _metadata(model, contract, channels, extra_metadata)
     metadata["format"] = "onnx"
-    metadata["window"] = {"patch_size": list(patch), "steps": list(default_steps(patch)), "blend": "mean"}
     metadata["inputs"] = {IMAGE_INPUT: f"float32 (B, {patch[0]}, {patch[1]}, {patch[2]}, {channels})"}
-    metadata["outputs"] = {PROBABILITIES_OUTPUT: f"float32 (B, {patch[0]}, {patch[1]}, {patch[2]}, {num_classes})"}
+    metadata["outputs"] = {PROBABILITIES_OUTPUT: f"float32 (B, {patch[0]}, {patch[1]}, {patch[2]}, {outputs})"}
 
     def write(folder: Path) -> None:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
@@ -203,99 +250,51 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     raise FileNotFoundError(f"{version_dir} holds no tfbrats export ({METADATA_FILE} or {ONNX_FILE} with metadata)")
 
 
-def _check_triple(values: Sequence[int], name: str) -> tuple[int, int, int]:
-    values = tuple(int(v) for v in values)
-    if len(values) != 3 or min(values) < 1:
-        raise ValueError(f"{name} must be three positive integers (d, h, w); got {values}")
-    return values
+def _io_sizes(model: keras.Model, contract: SegmentationContract) -> tuple[int, int]:
+    """Input channels and outputs, which the signatures fix; both must agree with the contract."""
+    channels, outputs = model.input_shape[-1], model.output_shape[-1]
+    if channels is None or outputs is None:
+        raise ValueError(f"model {model.name} must have known channel counts; got input {model.input_shape}, "
+                         f"output {model.output_shape}")
+    if int(outputs) != contract.target.num_outputs or int(channels) != len(contract.channels):
+        raise ValueError(f"model {model.name} ({channels} channels in, {outputs} out) does not match its contract "
+                         f"({len(contract.channels)} channels, {contract.target.num_outputs} {contract.target.name})")
+    return int(channels), int(outputs)
 
 
-def _io_sizes(model: keras.Model) -> tuple[int, int]:
-    """Input channels and output classes, which the signatures fix."""
-    channels, num_classes = model.input_shape[-1], model.output_shape[-1]
-    if channels is None or num_classes is None:
-        raise ValueError(
-            f"model {model.name} must have known channel counts; got input {model.input_shape}, "
-            f"output {model.output_shape}"
-        )
-    return int(channels), int(num_classes)
-
-
-def _resolve_head(model: keras.Model, head: str | None) -> str:
-    """`head`, else the model's `head` attribute, else "logits" (as `tfbrats.predict` assumes)."""
-    head = head or getattr(model, "head", "logits")
-    if head not in ("logits", "softmax"):
-        raise ValueError(
-            f"head must be 'logits' or 'softmax' (what model {model.name} returns); got {head!r}"
-        )
-    return head
-
-
-def _probability_function(model: keras.Model, head: str) -> Callable[[tf.Tensor], tf.Tensor]:
-    """The model in inference mode, with a softmax appended when it returns logits."""
+def _probability_function(model: keras.Model, contract: SegmentationContract) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model in inference mode followed by the target's activation (none for a softmax head)."""
+    softmax_head = getattr(model, "head", "logits") == "softmax" and contract.target.activation == "softmax"
 
     def probabilities(image: tf.Tensor) -> tf.Tensor:
         out = tf.cast(model(image, training=False), tf.float32)
-        return tf.nn.softmax(out, axis=-1) if head == "logits" else out
+        return out if softmax_head else tf.convert_to_tensor(contract.target.probabilities(out))
 
     return probabilities
 
 
-def _metadata(
-    model: keras.Model, head: str, channels: int, num_classes: int, extra: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The description shared by both formats (the caller adds format, window and signatures)."""
-    from tfbrats.data import channels_for
-
+def _metadata(model: keras.Model, contract: SegmentationContract, channels: int,
+              extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The description shared by both formats (the caller adds format and signatures)."""
+    config = {k: v for k, v in model.get_config().items() if k != "segmentation"}
     metadata: dict[str, Any] = {
         "tfbrats_version": tfbrats.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
-        "model": {"class": type(model).__name__, "config": model.get_config(), "head": head},
+        "model": {"class": type(model).__name__, "config": config, "head": getattr(model, "head", "logits")},
+        "contract": contract.to_json(),
         "input_channels": channels,
-        "channels": list(channels_for(channels)) if channels in (3, 4) else None,
+        "channels": list(contract.channels),
         "preprocessing": "tfbrats.data.load_case: channels in the order above, each z-scored over its "
         "nonzero voxels (background 0), cropped to the bounding box of the nonzero voxels",
-        "num_classes": num_classes,
-        "classes": list(INTERNAL_CLASSES) if num_classes == len(INTERNAL_CLASSES) else None,
+        "outputs": list(contract.target.output_names),
     }
     metadata.update(extra or {})
     return metadata
 
 
-def write_folder_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Runs `write(folder)` on a hidden temporary folder beside `target`, then renames it to `target`.
-
-    A reader (a server polling the parent folder) sees either no `target` or a complete one; when
-    `write` fails, the temporary folder is removed and nothing is left behind.
-
-    Raises:
-        FileExistsError: `target` exists (before or after writing): it is never replaced.
-
-    Example:
-        >>> write_folder_atomically("saved_models/albunet3d/2", lambda folder: ...)  # doctest: +SKIP
-    """
-    target = Path(target)
-    if target.exists():
-        raise FileExistsError(f"{target} already exists and is never overwritten; choose another folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A name that is not a number: TensorFlow Serving ignores the folder until it is renamed.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        write(staging)
-        # mkdtemp makes the folder private; a server often runs as another user.
-        os.chmod(staging, 0o755)
-        if target.exists():
-            raise FileExistsError(f"{target} appeared while it was being written; the new one is discarded")
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
 def _write_version(output: Path, version: int, write: Callable[[Path], None]) -> Path:
-    """`write_folder_atomically(output / version)`, with TensorFlow Serving's version rules."""
+    """Writes `output / version` atomically with `write(folder)`, with TensorFlow Serving's version rules."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise ValueError(f"version must be a non-negative integer (TensorFlow Serving's version); got {version!r}")
     target = output / str(version)
@@ -305,4 +304,6 @@ def _write_version(output: Path, version: int, write: Callable[[Path], None]) ->
             f"{target} already exists and versions are never overwritten (servers cache them by number); "
             f"export as version {max(taken) + 1} or remove {target} yourself"
         )
-    return write_folder_atomically(target, write)
+    with atomic_folder(target) as staging:
+        write(staging)
+    return target
