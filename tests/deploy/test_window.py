@@ -63,7 +63,7 @@ def test_one_traced_function_serves_every_volume_size():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"steps": (5, 16, 16)}, "exceeds patch_size"),
+        ({"steps": (5, 16, 16)}, r"must be in 1..patch_size\[0\] = 4"),
         ({"patch_size": (4, 32)}, "three positive integers"),
         ({"batch_size": 0}, "batch_size"),
     ],

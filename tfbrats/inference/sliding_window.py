@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from tfbrats.inference.window_geometry import check_triple, check_window, padding, window_starts
+
 BLEND_MODES = ("mean", "gaussian")
 # Sigma of the centre weighting as a fraction of the window size, as nnU-Net and MONAI use.
 GAUSSIAN_SIGMA_SCALE = 0.125
@@ -32,11 +34,11 @@ def sliding_window(
 ) -> np.ndarray:
     """Predict class probabilities for a whole volume from overlapping windows.
 
-    Windows start every `steps` voxels along each axis, and one more window is aligned to the end
-    of an axis when the steps do not reach it, so every voxel is covered. An axis shorter than the
-    window is zero-padded (symmetrically) to the window size, and the padding is cropped from the
-    result. Overlapping outputs are averaged, uniformly (`blend="mean"`, the paper's choice) or
-    weighted by a Gaussian centred on each window (`blend="gaussian"`, sigma = 1/8 of the window).
+    Windows are placed as `tfbrats.inference.window_geometry` says (every `steps` voxels, the last
+    aligned to the end of each axis, an axis shorter than the window zero-padded symmetrically),
+    and the padding is cropped from the result. Overlapping outputs are averaged, uniformly
+    (`blend="mean"`, the paper's choice) or weighted by a Gaussian centred on each window
+    (`blend="gaussian"`, sigma = 1/8 of the window).
 
     Args:
         volume: image `(D, H, W, C)`, already normalised as the predictor expects.
@@ -73,20 +75,13 @@ def sliding_window(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     shape = volume.shape[:3]
     if patch_size is None:
-        patch = tuple(-(-s // m) * m for s, m in zip(shape, _triple(pad_multiple, "pad_multiple")))
+        patch = tuple(-(-s // m) * m for s, m in zip(shape, check_triple(pad_multiple, "pad_multiple")))
         step = patch
     else:
-        patch = _triple(patch_size, "patch_size")
-        step = _triple(steps, "steps")
-        for axis, (p, s) in enumerate(zip(patch, step)):
-            if not 1 <= s <= p:
-                raise ValueError(
-                    f"steps[{axis}] = {s} must be in 1..patch_size[{axis}] = {p}, "
-                    "or some voxels would never be predicted"
-                )
+        patch, step = check_window(patch_size, steps)
 
     padded, crop = _pad_to_at_least(volume, patch)
-    starts = [_window_starts(n, p, s) for n, p, s in zip(padded.shape[:3], patch, step)]
+    starts = [window_starts(n, p, s).tolist() for n, p, s in zip(padded.shape[:3], patch, step)]
     corners = list(itertools.product(*starts))
     weights = _gaussian_weights(patch) if blend == "gaussian" else None
     flips = _flip_axes(patch) if mirror_tta else [()]
@@ -118,30 +113,14 @@ def sliding_window(
     return np.ascontiguousarray(probs[crop]) if padded is not volume else probs
 
 
-def _triple(values: Sequence[int], name: str) -> tuple[int, int, int]:
-    """Checks that `values` holds three positive integers (depth, height, width)."""
-    values = tuple(int(v) for v in values)
-    if len(values) != 3 or min(values) < 1:
-        raise ValueError(f"{name} must be three positive integers (d, h, w); got {values}")
-    return values
-
-
 def _pad_to_at_least(volume: np.ndarray, patch: tuple[int, int, int]) -> tuple[np.ndarray, tuple[slice, ...]]:
     """Zero-pads each spatial axis symmetrically up to the window size; returns the crop back."""
-    pads = [max(p - n, 0) for n, p in zip(volume.shape[:3], patch)]
-    if not any(pads):
+    widths = [tuple(int(v) for v in padding(n, p)) for n, p in zip(volume.shape[:3], patch)]
+    if not any(before or after for before, after in widths):
         return volume, (slice(None),) * 3
-    widths = [(pad // 2, pad - pad // 2) for pad in pads] + [(0, 0)]
+    widths.append((0, 0))
     crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, volume.shape[:3]))
     return np.pad(volume, widths), crop
-
-
-def _window_starts(size: int, patch: int, step: int) -> list[int]:
-    """Window starts every `step` voxels, plus one aligned to the end if the steps miss it."""
-    starts = list(range(0, size - patch + 1, step))
-    if starts[-1] + patch < size:
-        starts.append(size - patch)
-    return starts
 
 
 def _gaussian_weights(patch: tuple[int, int, int]) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The sliding window of `tfbrats.inference.sliding_window` written in TensorFlow ops.
 
 It runs inside a graph (a SavedModel signature), so a server can take a whole volume of any
-size and return its segmentation in one request. Window placement follows the numpy version
-exactly: windows start every `steps` voxels and one more is aligned to the end of each axis, an
-axis shorter than the window is zero-padded symmetrically, and overlapping outputs are averaged
-uniformly ("mean" blending). Window outputs are added in the same order as the numpy version,
+size and return its segmentation in one request. Window placement is the numpy version's: both
+call `tfbrats.inference.window_geometry` (here with TensorFlow's range and minimum, as the sizes
+are known only when a volume arrives), and overlapping outputs are averaged uniformly ("mean"
+blending). Window outputs are added in the same order as the numpy version,
 so the two agree to the last bit when the predictor does.
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
+
+from tfbrats.inference.window_geometry import check_window, padding, window_starts
 
 GraphPredictor = Callable[[tf.Tensor], tf.Tensor]
 
@@ -45,11 +47,7 @@ def sliding_window_graph(
         >>> sliding_window_graph(volume, uniform, (8, 64, 64), (8, 32, 32), num_classes=4).shape
         TensorShape([30, 100, 90, 4])
     """
-    patch = _check_triple(patch_size, "patch_size")
-    step = _check_triple(steps, "steps")
-    for axis, (p, s) in enumerate(zip(patch, step)):
-        if s > p:
-            raise ValueError(f"steps[{axis}] = {s} exceeds patch_size[{axis}] = {p}: some voxels would be skipped")
+    patch, step = check_window(patch_size, steps)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     volume = tf.convert_to_tensor(volume, tf.float32)
@@ -60,12 +58,11 @@ def sliding_window_graph(
     shape = tf.shape(volume)[:3]
     patch_t = tf.constant(patch, tf.int32)
     # Pad an axis shorter than the window symmetrically up to the window (the numpy rule).
-    pad = tf.maximum(patch_t - shape, 0)
-    before = pad // 2
-    padded = tf.pad(volume, tf.concat([tf.stack([before, pad - before], axis=1), [[0, 0]]], axis=0))
+    before, after = padding(shape, patch_t, tf.maximum)
+    padded = tf.pad(volume, tf.concat([tf.stack([before, after], axis=1), [[0, 0]]], axis=0))
     padded_shape = tf.shape(padded)[:3]
 
-    starts = [_window_starts(padded_shape[axis], patch[axis], step[axis]) for axis in range(3)]
+    starts = [window_starts(padded_shape[axis], patch[axis], step[axis], tf.range, tf.minimum) for axis in range(3)]
     # Depth-major order, as itertools.product in the numpy version: the sums match bit for bit.
     corners = tf.reshape(tf.stack(tf.meshgrid(*starts, indexing="ij"), axis=-1), (-1, 3))
     num_windows = tf.shape(corners)[0]
@@ -105,22 +102,8 @@ def sliding_window_graph(
     return tf.slice(probabilities, tf.concat([before, [0]], axis=0), tf.concat([shape, [num_classes]], axis=0))
 
 
-def _check_triple(values: Sequence[int], name: str) -> tuple[int, int, int]:
-    """Three positive Python integers (depth, height, width), or ValueError naming the argument."""
-    values = tuple(int(v) for v in values)
-    if len(values) != 3 or min(values) < 1:
-        raise ValueError(f"{name} must be three positive integers (d, h, w); got {values}")
-    return values
-
-
 def _probability_shape(num_classes: int) -> tf.TensorShape:
     return tf.TensorShape([None, None, None, num_classes])
-
-
-def _window_starts(size: tf.Tensor, patch: int, step: int) -> tf.Tensor:
-    """Starts every `step` voxels, plus one aligned to the end unless the last start already is."""
-    regular = tf.range(0, size - patch + 1, step)
-    return tf.unique(tf.concat([regular, [size - patch]], axis=0)).y
 
 
 def _coverage(size: tf.Tensor, starts: tf.Tensor, patch: int) -> tf.Tensor:
