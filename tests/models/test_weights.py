@@ -183,3 +183,9 @@ def test_reference_checkpoint_with_wrong_class_count(tmp_path):
     path = _save(ref.reference_albunet3d_state(num_classes=3), tmp_path / "three.safetensors")
     with pytest.raises(WeightsError, match="'final.weight' has shape"):
         AlbuNet3D.from_reference_checkpoint(path, num_classes=4)
+
+
+def test_reference_checkpoint_into_albunet2d_names_the_depth_keys(tmp_path):
+    path = _save(ref.reference_albunet3d_state(num_classes=4), tmp_path / "reference.safetensors")
+    with pytest.raises(WeightsError, match=r"28 keys are not part of albunet2d: 'depth1\.bn\.bias'"):
+        AlbuNet2D.from_reference_checkpoint(path, num_classes=4)
