@@ -220,11 +220,8 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
 
     keras.mixed_precision.set_global_policy(args.precision)
     strategy = tf.distribute.get_strategy()
-    if args.keras_conv3d:  # the baseline: the same graph built from Keras' own (unfolded) layers
-        from tfbrats.models import albunet
-
-        albunet.FoldedConv3D, albunet.FoldedConv3DTranspose = keras.layers.Conv3D, keras.layers.Conv3DTranspose
-    model = AlbuNet3D(num_classes=4)
+    # The baseline --keras_conv3d: the same graph built from Keras' own (unfolded) Conv3D layers.
+    model = AlbuNet3D(num_classes=4, conv="keras" if args.keras_conv3d else "folded")
     train_step, _ = make_step_functions(model, keras.optimizers.Adam(1e-3), MultipleDiceLoss(4), strategy)
 
     def seconds_per_step(dataset: Any) -> tuple[float, list[float]]:

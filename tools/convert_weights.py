@@ -3,7 +3,8 @@
     python tools/convert_weights.py --input resnet34-b627a593.pth --output encoder.weights.h5
     python tools/convert_weights.py --input model.safetensors --output encoder.weights.h5
 
-The output loads with `AlbuNet3D(encoder_weights="encoder.weights.h5")` without torch.
+The output loads without torch: `AlbuNet3D.from_encoder_weights("encoder.weights.h5")`, or
+`tfbrats.models.load_encoder_weights(model, "encoder.weights.h5")` into a model already built.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="Keras weights file to write (*.weights.h5)")
     args = parser.parse_args(argv)
 
-    from tfbrats.models import AlbuNet3D
+    from tfbrats.models import resnet34_encoder
     from tfbrats.models.weights import save_encoder_weights, torchvision_encoder_weights
 
-    converted = torchvision_encoder_weights(args.input, AlbuNet3D())
+    converted = torchvision_encoder_weights(args.input, resnet34_encoder())
     save_encoder_weights(converted, args.output)
     count = sum(w.size for weights in converted.values() for w in weights)
     print(f"wrote {args.output}: {len(converted)} encoder layers, {count:,} numbers")

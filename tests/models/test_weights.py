@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.models import torch_reference as ref
-from tfbrats.models import AlbuNet2D, AlbuNet3D, WeightsError, from_reference_checkpoint, load_encoder_weights
-from tfbrats.models.weights import read_safetensors
+from tfbrats.models import AlbuNet2D, AlbuNet3D, WeightsError, load_encoder_weights
+from tfbrats.models.state_dict import read_safetensors
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 REPO = Path(__file__).parents[2]
@@ -25,7 +25,7 @@ def torchvision_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pretrained(torchvision_file):
-    return AlbuNet3D(encoder_weights=str(torchvision_file))
+    return AlbuNet3D.from_encoder_weights(torchvision_file)
 
 
 def _layer_output(model, name, x):
@@ -67,7 +67,8 @@ def test_stride_two_block_pads_like_torch(pretrained):
 
 
 def test_fourth_channel_is_mean_of_rgb_kernels(torchvision_file):
-    model = AlbuNet2D(input_channels=4, encoder_weights=str(torchvision_file))
+    model = AlbuNet2D.from_encoder_weights(torchvision_file, input_channels=4)
+    assert type(model) is AlbuNet2D and model.input_channels == 4
     kernel = model.get_layer("stem_conv").kernel.numpy()
     torch_kernel = ref.torchvision_resnet34_state(seed=0)["conv1.weight"]  # (O, I, kh, kw)
     np.testing.assert_allclose(kernel[0, :, :, :3], np.transpose(torch_kernel, (2, 3, 1, 0)), atol=0)
@@ -81,7 +82,7 @@ def test_convert_tool_writes_keras_weights_that_load_identically(torchvision_fil
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    model = AlbuNet3D(encoder_weights=str(output))
+    model = AlbuNet3D.from_encoder_weights(output)
     for layer in ("stem_conv", "layer3_block5_bn2", "layer4_block0_downsample_conv"):
         for a, b in zip(model.get_layer(layer).get_weights(), pretrained.get_layer(layer).get_weights()):
             np.testing.assert_array_equal(a, b)
@@ -127,7 +128,7 @@ def test_wrong_shape_names_key_and_both_shapes(tmp_path):
 
 def test_missing_file_says_where_weights_come_from(tmp_path):
     with pytest.raises(FileNotFoundError, match="resnet34.tv_in1k"):
-        AlbuNet3D(encoder_weights=str(tmp_path / "nowhere.safetensors"))
+        AlbuNet3D.from_encoder_weights(tmp_path / "nowhere.safetensors")
 
 
 def test_truncated_safetensors_is_a_clear_error(torchvision_file, tmp_path):
@@ -143,7 +144,7 @@ def reference_model(tmp_path_factory):
     assert len(state) == 594
     path = tmp_path_factory.mktemp("reference") / "albunet3d.safetensors"
     safetensors_numpy.save_file(state, str(path))
-    return state, from_reference_checkpoint(path, num_classes=4, num_filters=16)
+    return state, AlbuNet3D.from_reference_checkpoint(path, num_classes=4, num_filters=16)
 
 
 def test_reference_checkpoint_encoder_with_biases_equals_numpy(reference_model):
@@ -181,4 +182,10 @@ def test_reference_transposed_conv_kernel_layout(reference_model):
 def test_reference_checkpoint_with_wrong_class_count(tmp_path):
     path = _save(ref.reference_albunet3d_state(num_classes=3), tmp_path / "three.safetensors")
     with pytest.raises(WeightsError, match="'final.weight' has shape"):
-        from_reference_checkpoint(path, num_classes=4)
+        AlbuNet3D.from_reference_checkpoint(path, num_classes=4)
+
+
+def test_reference_checkpoint_into_albunet2d_names_the_depth_keys(tmp_path):
+    path = _save(ref.reference_albunet3d_state(num_classes=4), tmp_path / "reference.safetensors")
+    with pytest.raises(WeightsError, match=r"28 keys are not part of albunet2d: 'depth1\.bn\.bias'"):
+        AlbuNet2D.from_reference_checkpoint(path, num_classes=4)

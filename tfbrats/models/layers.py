@@ -36,8 +36,9 @@ class FoldedConv3D(layers.Conv3D):
     with in-plane stride 1 convolves along depth only: height and width become one axis.
 
     Example:
+        >>> import numpy as np
         >>> layer = FoldedConv3D(8, (1, 3, 3), padding="same")
-        >>> layer(np.zeros((2, 4, 16, 16, 3), "float32")).shape
+        >>> tuple(layer(np.zeros((2, 4, 16, 16, 3), "float32")).shape)
         (2, 4, 16, 16, 8)
     """
 
@@ -83,8 +84,9 @@ class FoldedConv3DTranspose(layers.Conv3DTranspose):
     Same arguments, weights and outputs as `Conv3DTranspose` (channels-last, no output padding).
 
     Example:
+        >>> import numpy as np
         >>> layer = FoldedConv3DTranspose(8, (1, 4, 4), strides=(1, 2, 2), padding="same")
-        >>> layer(np.zeros((2, 4, 16, 16, 3), "float32")).shape
+        >>> tuple(layer(np.zeros((2, 4, 16, 16, 3), "float32")).shape)
         (2, 4, 32, 32, 8)
     """
 

@@ -1,8 +1,10 @@
-"""Pretrained weights: torchvision ResNet34 (ImageNet) into the lifted encoder, and whole
-reference checkpoints (the published PyTorch AlbuNet3D) into an AlbuNet3D.
+"""Pretrained weights into an AlbuNet, by layer name: torchvision's ResNet34 (ImageNet) into the
+encoder, and whole checkpoints of the published PyTorch AlbuNet3D.
 
 Conversions map names, never positions: every torch key is translated to a Keras layer name
-(`stem_conv`, `layer2_block0_downsample_bn`, `dec5_deconv`, ...) and checked for shape.
+(`stem_conv`, `layer2_block0_downsample_bn`, `dec5_deconv`, ...) and checked for shape. The
+functions take a built model and fill it in place; `AlbuNet3D.from_encoder_weights` and
+`AlbuNet3D.from_reference_checkpoint` build and fill in one call.
 
 Layouts: a torch Conv2d kernel (O, I, kh, kw) becomes the Keras Conv3D kernel (1, kh, kw, I, O);
 a Conv3d kernel (O, I, kd, kh, kw) becomes (kd, kh, kw, I, O); a ConvTranspose3d kernel
@@ -11,109 +13,16 @@ a Conv3d kernel (O, I, kd, kh, kw) becomes (kd, kh, kw, I, O); a ConvTranspose3d
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 
-from tfbrats.models.albunet import RESNET34_BLOCKS, AlbuNet3D, apply_resnet34_encoder
+from tfbrats.files import atomic_path
+from tfbrats.models.resnet import RESNET34_BLOCKS, resnet34_encoder
+from tfbrats.models.state_dict import WEIGHTS_HELP, WeightsError, read_state_dict
 
-WEIGHTS_HELP = (
-    "ImageNet ResNet34 weights in torchvision's format come from torchvision "
-    "(resnet34-b627a593.pth, saved by `torchvision.models.resnet34(weights='IMAGENET1K_V1')`) or from "
-    "timm's resnet34.tv_in1k (model.safetensors, the same weights); convert either once with "
-    "`python tools/convert_weights.py --input FILE --output encoder.weights.h5`."
-)
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")  # Keras order: gamma, beta, mean, var
-
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
-}
-
-
-class WeightsError(ValueError):
-    """A weights file that does not fit the model: missing key, wrong shape, unreadable file."""
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a `.safetensors` file into numpy arrays (no torch, no safetensors package needed).
-
-    Args:
-        path: the file.
-
-    Returns:
-        Mapping of tensor name to array (bfloat16 is widened to float32).
-
-    Example:
-        >>> state = read_safetensors("model.safetensors")
-        >>> state["conv1.weight"].shape
-        (64, 3, 7, 7)
-    """
-    data = Path(path).read_bytes()
-    if len(data) < 8:
-        raise WeightsError(f"{path}: not a safetensors file (only {len(data)} bytes)")
-    (header_size,) = struct.unpack("<Q", data[:8])
-    if 8 + header_size > len(data):
-        raise WeightsError(f"{path}: not a safetensors file or truncated (header of {header_size} bytes announced)")
-    try:
-        header = json.loads(data[8 : 8 + header_size])
-    except ValueError as error:
-        raise WeightsError(f"{path}: unreadable safetensors header ({error})") from None
-    body = memoryview(data)[8 + header_size :]
-    state = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        if end > len(body):
-            raise WeightsError(f"{path}: tensor {name!r} ends at byte {end}, past the end of the file: truncated")
-        raw = body[begin:end]
-        if entry["dtype"] == "BF16":
-            array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        elif entry["dtype"] in _SAFETENSORS_DTYPES:
-            array = np.frombuffer(raw, _SAFETENSORS_DTYPES[entry["dtype"]])
-        else:
-            raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {entry['dtype']}")
-        state[name] = array.reshape(entry["shape"]).copy()
-    return state
-
-
-def _read_torch(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import torch
-    except ImportError:
-        raise WeightsError(
-            f"{path}: reading .pth files needs PyTorch (`pip install -e '.[torch]'`), "
-            "or convert the file to .safetensors elsewhere"
-        ) from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state dict (name -> tensor), found {type(state).__name__}")
-    return {name: value.detach().cpu().numpy() for name, value in state.items() if hasattr(value, "detach")}
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a torch-style state dict from `.safetensors` (numpy) or `.pth`/`.pt` (needs torch).
-
-    Args:
-        path: the weights file.
-
-    Returns:
-        Mapping of torch key (e.g. "layer1.0.conv1.weight") to numpy array.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}. {WEIGHTS_HELP}")
-    if path.suffix == ".safetensors":
-        return read_safetensors(path)
-    if path.suffix in (".pth", ".pt", ".bin"):
-        return _read_torch(path)
-    raise WeightsError(f"{path}: unknown weights format {path.suffix!r}; expected .safetensors, .pth or .weights.h5")
 
 
 def _encoder_layers(reference: bool) -> list[tuple[str, str, str]]:
@@ -224,7 +133,7 @@ def _convert_layers(state: dict, model, entries, source: Path, fold_conv_bias: b
 
 
 def _adapt_input_channels(kernel: np.ndarray, expected: tuple[int, ...], name: str) -> np.ndarray:
-    """The 4-channel stem: T1's kernel slice is the mean of the three RGB slices (DESIGN §3)."""
+    """The 4-channel stem: T1's kernel slice starts as the mean of the three RGB (ImageNet) slices."""
     if name == "stem_conv" and kernel.shape[3] == 3 and expected[3] == 4 and kernel.shape[:3] == expected[:3]:
         return np.concatenate([kernel, kernel.mean(axis=3, keepdims=True)], axis=3)
     return kernel
@@ -241,14 +150,6 @@ def _set_weights(model, converted: dict[str, list[np.ndarray]]) -> None:
         model.get_layer(name).set_weights(weights)
 
 
-def resnet34_encoder(input_channels: int = 3):
-    """The lifted ResNet34 encoder alone, as a Keras model returning [c1, c2, c3, c4]."""
-    import keras
-
-    inputs = keras.Input(shape=(None, None, None, input_channels), name="image")
-    return keras.Model(inputs, apply_resnet34_encoder(inputs), name="resnet34_encoder")
-
-
 def _encoder_weights_from_h5(path: Path) -> dict[str, list[np.ndarray]]:
     encoder = resnet34_encoder(3)
     try:
@@ -262,7 +163,21 @@ def _encoder_weights_from_h5(path: Path) -> dict[str, list[np.ndarray]]:
 
 
 def torchvision_encoder_weights(path: str | os.PathLike, model) -> dict[str, list[np.ndarray]]:
-    """Convert torchvision ResNet34 weights for `model`'s encoder layers (fc.* ignored)."""
+    """Convert torchvision ResNet34 weights for `model`'s encoder layers (fc.* ignored).
+
+    Args:
+        path: torchvision-format weights, `.safetensors` or `.pth` (needs torch).
+        model: any model holding the encoder's layers by name: an AlbuNet or `resnet34_encoder()`.
+
+    Returns:
+        Keras weight lists by layer name, checked against `model`'s shapes.
+
+    Example:
+        >>> from tfbrats.models import resnet34_encoder
+        >>> converted = torchvision_encoder_weights("resnet34.safetensors", resnet34_encoder())  # doctest: +SKIP
+        >>> converted["stem_conv"][0].shape  # doctest: +SKIP
+        (1, 7, 7, 3, 64)
+    """
     source = Path(path)
     state = read_state_dict(source)
     converted = _convert_layers(state, model, _encoder_layers(False), source, fold_conv_bias=False)
@@ -280,8 +195,9 @@ def load_encoder_weights(model, path: str | os.PathLike) -> None:
             `.weights.h5` from tools/convert_weights.py.
 
     Example:
-        >>> model = AlbuNet3D()
-        >>> load_encoder_weights(model, "resnet34.safetensors")
+        >>> from tfbrats.models import AlbuNet3D
+        >>> model = AlbuNet3D()  # doctest: +SKIP
+        >>> load_encoder_weights(model, "resnet34.safetensors")  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_file():
@@ -296,39 +212,46 @@ def load_encoder_weights(model, path: str | os.PathLike) -> None:
 
 
 def save_encoder_weights(converted: dict[str, list[np.ndarray]], path: str | os.PathLike) -> None:
-    """Write converted 3-channel encoder weights as a Keras `.weights.h5` file, atomically."""
+    """Write converted 3-channel encoder weights as a Keras `.weights.h5` file, atomically.
+
+    Args:
+        converted: weight lists by layer name (`torchvision_encoder_weights`).
+        path: the output file; its name must end in `.weights.h5`.
+
+    Example:
+        >>> from tfbrats.models import resnet34_encoder
+        >>> converted = torchvision_encoder_weights("resnet34.pth", resnet34_encoder())  # doctest: +SKIP
+        >>> save_encoder_weights(converted, "encoder.weights.h5")  # doctest: +SKIP
+    """
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: the output must end in .weights.h5")
     encoder = resnet34_encoder(3)
     _set_weights(encoder, converted)
-    partial = path.with_name(f".partial-{path.name}")
-    encoder.save_weights(partial)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:  # keeps the .weights.h5 suffix Keras asks for
+        encoder.save_weights(partial)
 
 
-def from_reference_checkpoint(path: str | os.PathLike, num_classes: int = 4, num_filters: int = 16) -> AlbuNet3D:
-    """Build an AlbuNet3D holding a trained checkpoint of the published PyTorch implementation.
+def load_reference_checkpoint(model, path: str | os.PathLike) -> None:
+    """Load a trained checkpoint of the published PyTorch AlbuNet3D into an AlbuNet (in place).
 
     The checkpoint's duplicated `encoder.*` entries are ignored, and its encoder conv biases are
     folded into the following BatchNorm (moving mean minus bias): exact for inference.
 
     Args:
+        model: an `AlbuNet3D` with the checkpoint's `num_classes` and `num_filters` (the reference
+            model has depth layers, so an `AlbuNet2D` is refused: its depth keys are left over).
         path: `torch.save(state_dict)` file (`.pth`, needs torch) or `.safetensors` with the same keys.
-        num_classes: classes of the checkpoint's final layer.
-        num_filters: the checkpoint's decoder width.
-
-    Returns:
-        An `AlbuNet3D` whose logits equal the PyTorch model's.
 
     Example:
-        >>> model = from_reference_checkpoint("albunet3d_brats.pth")
+        >>> from tfbrats.models import AlbuNet3D
+        >>> model = AlbuNet3D(num_classes=4)  # doctest: +SKIP
+        >>> load_reference_checkpoint(model, "albunet3d_brats.pth")  # doctest: +SKIP
     """
     source = Path(path)
     state = {key: value for key, value in read_state_dict(source).items() if not key.startswith("encoder.")}
-    model = AlbuNet3D(num_classes=num_classes, num_filters=num_filters)
-    entries = _encoder_layers(True) + _decoder_layers()
+    depth_layers = any(layer.name == "depth1_conv" for layer in model.layers)
+    entries = _encoder_layers(True) + _decoder_layers(depth_layers)
     converted = _convert_layers(state, model, entries, source, fold_conv_bias=True)
-    _reject_leftover(list(state), source, "AlbuNet3D")
+    _reject_leftover(list(state), source, model.name)
     _set_weights(model, converted)
-    return model
