@@ -43,7 +43,7 @@ import tensorflow as tf
 from tfbrats.labels import REGIONS, Target, get_target
 from tfbrats.losses import SoftDiceLoss
 from tfbrats.metrics import dice_from_counts, region_counts
-from tfbrats.models import AlbuNet2D, AlbuNet3D
+from tfbrats.models import AlbuNet2D, AlbuNet3D, load_encoder_weights
 from tfbrats.training.config import (
     CONFIG_NAME,
     ConfigError,
@@ -94,10 +94,10 @@ def build_model(config: TrainConfig) -> keras.Model:
         'albunet2d'
     """
     model_class = AlbuNet3D if config.model == "albunet3d" else AlbuNet2D
-    return model_class(
-        num_classes=target_of(config).num_outputs, input_channels=config.input_channels,
-        encoder_weights=config.encoder_weights,
-    )
+    model = model_class(num_classes=target_of(config).num_outputs, input_channels=config.input_channels)
+    if config.encoder_weights is not None:
+        load_encoder_weights(model, config.encoder_weights)
+    return model
 
 
 def target_of(config: TrainConfig) -> Target:
