@@ -13,8 +13,8 @@ A target says what a network is trained to output and how its outputs become lab
 - `RegionsTarget` ("regions"): one logit per region WT, TC, ET, a sigmoid each, and nested labels
   (`regions_to_labels`).
 
-Training (loss, metrics), prediction, export and serving all ask the target (`get_target`) rather
-than testing the target's name.
+Training (metrics; the loss through `tfbrats.losses.loss_for`), prediction, export and serving all
+ask the target (`get_target`) rather than testing the target's name.
 """
 
 from __future__ import annotations
@@ -125,10 +125,6 @@ class Target:
         """`to_labels` on a numpy array, returning numpy."""
         raise NotImplementedError
 
-    def make_loss(self, *, include_background: bool = True, cross_entropy_weight: float = 0.0):
-        """The training loss of this target (a `tfbrats.losses.SoftDiceLoss`)."""
-        raise NotImplementedError
-
     def one_hot_labels(self, logits):
         """One-hot (..., 4) of the labels the logits segment to, for class-based counting (Keras ops)."""
         ops = _ops()
@@ -181,12 +177,6 @@ class ClassesTarget(Target):
     def to_labels_numpy(self, probabilities: np.ndarray) -> np.ndarray:
         return np.argmax(probabilities, axis=-1).astype(np.uint8)
 
-    def make_loss(self, *, include_background: bool = True, cross_entropy_weight: float = 0.0):
-        from tfbrats.losses import MultipleDiceLoss
-
-        return MultipleDiceLoss(self.num_classes, include_background=include_background,
-                                cross_entropy_weight=cross_entropy_weight)
-
     def one_hot_labels(self, logits):
         # argmax of logits = argmax of the softmax: skip the exponentials.
         ops = _ops()
@@ -229,12 +219,6 @@ class RegionsTarget(Target):
         core = whole & above[..., 1]
         enhancing = core & above[..., 2]
         return np.where(enhancing, 3, np.where(core, 1, np.where(whole, 2, 0))).astype(np.uint8)
-
-    def make_loss(self, *, include_background: bool = True, cross_entropy_weight: float = 0.0):
-        from tfbrats.losses import RegionDiceLoss
-
-        # Regions have no background channel: include_background does not apply.
-        return RegionDiceLoss(cross_entropy_weight=cross_entropy_weight)
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "threshold": self.threshold}

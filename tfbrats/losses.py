@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfbrats.labels import REGIONS, labels_to_regions
+from tfbrats.labels import REGIONS, Target, labels_to_regions
 
 
 class SoftDiceLoss(keras.losses.Loss):
@@ -172,3 +172,23 @@ class RegionDiceLoss(SoftDiceLoss):
     def voxel_cross_entropy(self, y_true, y_pred):
         per_region = ops.binary_crossentropy(labels_to_regions(y_true), ops.cast(y_pred, "float32"), from_logits=True)
         return ops.mean(per_region, axis=-1)
+
+
+def loss_for(target: Target, *, include_background: bool = True, cross_entropy_weight: float = 0.0) -> SoftDiceLoss:
+    """The Dice loss that trains `target`: `MultipleDiceLoss` for classes, `RegionDiceLoss` for regions.
+
+    Args:
+        target: The `tfbrats.labels.Target`.
+        include_background: Average the class Dice over background too (classes only: regions
+            have no background channel).
+        cross_entropy_weight: Weight of an added cross-entropy term (0: Dice alone).
+
+    Example:
+        >>> from tfbrats.labels import get_target
+        >>> loss_for(get_target("regions")).name
+        'region_dice_loss'
+    """
+    if target.activation == "sigmoid":
+        return RegionDiceLoss(cross_entropy_weight=cross_entropy_weight)
+    return MultipleDiceLoss(target.num_outputs, include_background=include_background,
+                            cross_entropy_weight=cross_entropy_weight)

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbrats.labels import REGIONS, Target, get_target
-from tfbrats.losses import SoftDiceLoss
+from tfbrats.losses import SoftDiceLoss, loss_for
 from tfbrats.metrics import dice_from_counts, region_counts
 from tfbrats.models import AlbuNet2D, AlbuNet3D, load_encoder_weights
 from tfbrats.training.config import (
@@ -117,8 +117,8 @@ def make_loss(config: TrainConfig) -> SoftDiceLoss:
         >>> make_loss(TrainConfig(model_dir="x", target="regions")).name
         'region_dice_loss'
     """
-    return target_of(config).make_loss(
-        include_background=config.include_background, cross_entropy_weight=config.cross_entropy_weight)
+    return loss_for(target_of(config), include_background=config.include_background,
+                    cross_entropy_weight=config.cross_entropy_weight)
 
 
 def make_step_functions(
