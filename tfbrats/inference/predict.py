@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbrats.data import MISSING_FILL, Case, PreprocessedCase, load_case, uncrop, write_labels_nifti
+from tfbrats.data.brain import brain_extent
 from tfbrats.inference.sliding_window import sliding_window
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,21 @@ def missing_modality_report(case_id: str, channels: Sequence[str], missing: Sequ
     }
 
 
+def check_brain_extent(preprocessed: PreprocessedCase) -> dict:
+    """Logs a warning when a case's nonzero region looks like a whole head; returns the measurements.
+
+    Example:
+        >>> check_brain_extent(load_case(case, allow_missing=True))["whole_head"]  # doctest: +SKIP
+        False
+    """
+    meta = preprocessed.meta
+    extent = brain_extent(np.any(preprocessed.image != 0, axis=-1), meta.spacing, int(np.prod(meta.original_shape)))
+    warning = extent.warning(meta.case_id)
+    if warning:
+        log.warning("%s", warning)
+    return {**extent.to_json(), "warning": warning}
+
+
 def _write_json_atomic(values: dict, path: Path) -> None:
     """Writes `values` as JSON to a temporary file beside `path`, then renames it over `path`."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -305,6 +321,7 @@ def predict_cases(
                                 "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)
                 if report["warning"]:
                     log.warning("case %s: %s", case.case_id, report["warning"])
+                report["brain_extent"] = check_brain_extent(preprocessed)
                 labels = segment(preprocessed, predictor, window, min_et_voxels, loaded.target)
                 # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
                 _write_json_atomic(report, output_dir / f"{case.case_id}.json")
