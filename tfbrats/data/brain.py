@@ -5,8 +5,9 @@ and the prediction labels nothing outside them. A case that was never skull-stri
 silently: scalp, skull, eyes and neck become "brain", and noise in the air makes every voxel of
 the image nonzero. Two measurements catch it:
 
-- volume: an adult brain with its inner CSF (what BraTS masks keep) holds 1.0-2.0 litres; a head
-  out to the skin holds 3.5-5 litres. More than `MAX_BRAIN_ML` (2.5 litres) is not a brain.
+- volume: an adult brain holds 1.0-1.9 litres, and even the whole intracranial volume stays
+  below about 2.0 litres; a head out to the skin holds 3.5-5 litres with face and neck (2.5
+  litres for a skull-sized ellipsoid alone). More than `MAX_BRAIN_ML` (2.2 litres) is not a brain.
 - fill: a stripped brain (roughly an ellipsoid) fills about half of its bounding box and a small
   part of a scanner's field of view; nonzero noise in the air fills all of it. More than
   `MAX_IMAGE_FRACTION` (85 %) of the image nonzero is not a stripped brain at any size.
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-MAX_BRAIN_ML = 2500.0
+MAX_BRAIN_ML = 2200.0
 MAX_IMAGE_FRACTION = 0.85
 
 
