@@ -112,10 +112,19 @@ def test_automatic_mask_of_a_dicom_head_matches_the_phantom_brain(tmp_path):
         assert np.count_nonzero(data[mask == 0]) == 0  # nothing outside the mask
         assert np.count_nonzero(data[mask == 1]) > 0.99 * np.count_nonzero(mask)
 
+    # The unmasked T1c to check the mask against, and the figure drawn from it.
+    head = np.asarray(nib.load(case_dir / "H1_head.nii.gz").dataobj)
+    t1ce = np.asarray(nib.load(case_dir / "H1_t1ce.nii.gz").dataobj)
+    np.testing.assert_array_equal(head[mask == 1], t1ce[mask == 1])
+    assert np.count_nonzero(head[mask == 0]) > 0.9 * np.count_nonzero(mask == 0)  # noise in the air
+    assert f"check the brain mask: {case_dir / 'H1_brainmask.png'}" in done.stderr
+    assert (case_dir / "H1_brainmask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     sidecar = json.loads((case_dir / "H1_clinical.json").read_text())
     record = sidecar["brain_mask"]
     assert (record["source"], record["tool"], record["version"]) == ("automatic", "deepbet", "1.0.2")
     assert (record["input"], record["threshold"], record["file"]) == ("t1ce", 0.5, "H1_brainmask.nii.gz")
+    assert (record["head_file"], record["head_modality"]) == ("H1_head.nii.gz", "t1ce")
     assert record["voxels_inside"] == np.count_nonzero(mask)
     assert record["volume_ml"] == pytest.approx(np.count_nonzero(mask) * 8 / 1000, abs=0.1)
 

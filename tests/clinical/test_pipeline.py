@@ -77,7 +77,13 @@ def test_mask_sets_voxels_outside_to_zero_in_every_output(tmp_path):
     assert [s for s in sidecar["steps"] if s["step"] == "mask"][0]["voxels_inside"] == 40**3
     # The mask on the case's grid is written beside the scans, 1 inside and 0 outside.
     assert sidecar["brain_mask"] == {"source": "given", "path": str(tmp_path / "mask.nii.gz"),
-                                     "interpolator": "nearest", "file": "c2_brainmask.nii.gz"}
+                                     "interpolator": "nearest", "file": "c2_brainmask.nii.gz",
+                                     "head_file": "c2_head.nii.gz", "head_modality": "t1ce"}
+    # The reference before masking, to check the mask against: equal inside, the phantom's scalp outside.
+    head = _load(case_dir, "c2", "head").get_fdata()
+    t1ce = _load(case_dir, "c2", "t1ce").get_fdata()
+    np.testing.assert_array_equal(head[data != 0], t1ce[data != 0])
+    assert np.count_nonzero(head[data == 0]) > 0 and np.count_nonzero(t1ce[data == 0]) == 0
     written = _load(case_dir, "c2", "brainmask")
     np.testing.assert_allclose(written.affine, image.affine)
     assert written.get_data_dtype() == np.uint8

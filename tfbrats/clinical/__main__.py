@@ -40,6 +40,8 @@ flags.DEFINE_string("case_id", None, "Case name: the output folder and file pref
 flags.DEFINE_string("out", None, "Dataset root; the case is written to OUT/CASE_ID/.")
 flags.DEFINE_float("spacing", 1.0, "Isotropic output voxel size in mm.")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing OUT/CASE_ID folder.")
+flags.DEFINE_boolean("figure", True, "Draw the brain mask's outline over the unmasked scan on three planes "
+                     "into OUT/CASE_ID/CASE_ID_brainmask.png (needs matplotlib).")
 flags.mark_flags_as_required(["t1c", "t2", "flair", "case_id", "out"])
 
 # Command-line names of the modalities -> BraTS 2020 file suffixes.
@@ -68,6 +70,15 @@ def main(argv: list[str]) -> int:
     except (BrainMaskUnavailable, DicomSeriesError, FileExistsError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if FLAGS.figure and (case_dir / f"{case_dir.name}_brainmask.nii.gz").exists():
+        try:
+            from tfbrats.clinical.figure import draw_case_mask
+
+            print(f"check the brain mask: {draw_case_mask(case_dir)}", file=sys.stderr)
+        except ImportError as error:
+            print(f"no brain mask figure ({error}); pip install 'tfbrats[plots]' or open "
+                  f"{case_dir.name}_brainmask.nii.gz over {case_dir.name}_head.nii.gz in ITK-SNAP or 3D Slicer",
+                  file=sys.stderr)
     print(case_dir)
     return 0
 

@@ -109,9 +109,11 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
 
     The brain mask is the given `mask`, or else computed automatically (deepbet, the `brainmask`
     extra) from the registered T1 (T1c when there is no T1); it is written beside the scans as
-    `<case_id>_brainmask.nii.gz` and every voxel outside it is set to 0. With `skull_stripped` the
-    scans are taken as already stripped and written unmasked. With neither a mask, the extractor
-    nor `skull_stripped`, it raises `BrainMaskUnavailable` before reading anything.
+    `<case_id>_brainmask.nii.gz`, with the unmasked scan it is checked against (the mask's input,
+    or the reference for a given mask) as `<case_id>_head.nii.gz`, and every voxel of the four
+    scans outside it is set to 0. With `skull_stripped` the scans are taken as already stripped
+    and written unmasked. With neither a mask, the extractor nor `skull_stripped`, it raises
+    `BrainMaskUnavailable` before reading anything.
 
     Args:
         scans: modality ("t1", "t1ce", "t2", "flair") -> DICOM series folder or NIfTI file;
@@ -198,7 +200,9 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
                   "outside_value": 0.0, "grid": geometry(grid)})
     mask_on_grid, brain_mask = _brain_mask(mask_image, mask, skull_stripped, outputs, grid,
                                            mask_input, mask_threshold, case_id)
+    head = None
     if mask_on_grid is not None:
+        head = outputs[brain_mask.get("input", reference)]  # unmasked, to check the mask against
         outputs = {m: apply_mask(image, mask_on_grid) for m, image in outputs.items()}
         inside = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask_on_grid)))
         steps.append({"step": "mask", "source": brain_mask["source"], "interpolator": "nearest",
@@ -218,6 +222,9 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         if mask_on_grid is not None:
             files["brainmask"] = brain_mask["file"] = f"{case_id}_brainmask.nii.gz"
             sitk.WriteImage(mask_on_grid, str(stage / files["brainmask"]), useCompression=True)
+            files["head"] = brain_mask["head_file"] = f"{case_id}_head.nii.gz"
+            brain_mask["head_modality"] = brain_mask.get("input", reference)
+            sitk.WriteImage(head, str(stage / files["head"]), useCompression=True)
         sidecar = {
             "tool": "python -m tfbrats.clinical",
             "case_id": case_id,
