@@ -100,6 +100,14 @@ def test_bad_arguments_are_reported(tmp_path):
         prepare_case(scans, "../c", tmp_path / "out")
     with pytest.raises(ValueError, match=r"give one or the other \(--mask or --no_mask\)"):
         prepare_case(scans, "c", tmp_path / "out", mask=scans["t1ce"], skull_stripped=True)
+    with pytest.raises(ValueError, match=r"brain mask input \(t2\) only applies to the automatic mask"):
+        prepare_case(scans, "c", tmp_path / "out", skull_stripped=True, mask_input="t2")
+    far = centered_image((4, 4, 4), (2.0, 2.0, 2.0)) * 0 + 1
+    far.SetOrigin((500.0, 500.0, 500.0))  # nowhere near the head
+    sitk.WriteImage(sitk.Cast(far, sitk.sitkUInt8), str(tmp_path / "far.nii.gz"))
+    with pytest.raises(ValueError, match="far.nii.gz has no voxel inside the case's grid"):
+        prepare_case(scans, "c", tmp_path / "out", mask=tmp_path / "far.nii.gz")
+    assert not (tmp_path / "out" / "c").exists()
     (tmp_path / "out" / "c").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="--overwrite"):
         prepare_case(scans, "c", tmp_path / "out", skull_stripped=True)

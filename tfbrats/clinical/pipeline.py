@@ -155,6 +155,9 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     if automatic:
         extractor_version()  # fails here, before any work, when the extractor is not installed
         mask_input = choose_input(present, mask_input)
+    elif mask_input is not None:
+        raise ValueError(f"a brain mask input ({mask_input}) only applies to the automatic mask, not with "
+                         f"{'--mask' if mask is not None else '--no_mask'}; drop one of them.")
     out_dir = Path(out_dir)
     case_dir = out_dir / case_id
     if case_dir.exists() and not overwrite:
@@ -183,6 +186,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
                   "voxel_volumes_mm3": {m: float(np.prod(i.GetSpacing())) for m, i in images.items()}})
     fixed = images[reference]
     grid = brats_grid(fixed, spacing_mm)
+    given_on_grid = None if mask_image is None else _given_mask_on_grid(mask_image, grid, mask)
 
     outputs: dict[str, sitk.Image] = {}
     for modality, image in images.items():
@@ -198,7 +202,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         outputs[modality] = resample_to_grid(image, grid, transform, interpolator="linear")
     steps.append({"step": "resample", "modalities": sorted(outputs), "interpolator": "linear",
                   "outside_value": 0.0, "grid": geometry(grid)})
-    mask_on_grid, brain_mask = _brain_mask(mask_image, mask, skull_stripped, outputs, grid,
+    mask_on_grid, brain_mask = _brain_mask(given_on_grid, mask, skull_stripped, outputs,
                                            mask_input, mask_threshold, case_id)
     head = None
     if mask_on_grid is not None:
@@ -242,13 +246,21 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     return case_dir
 
 
+def _given_mask_on_grid(given: sitk.Image, grid: sitk.Image, path: str | Path | None) -> sitk.Image:
+    """A given brain mask resampled onto the output grid as uint8 0/1; an error when it misses the grid."""
+    mask = sitk.Cast(resample_to_grid(given, grid, interpolator="nearest") != 0, sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(mask).any():
+        raise ValueError(f"the brain mask {path} has no voxel inside the case's grid; it must be "
+                         "nonzero in the brain and lie in the reference scan's world coordinates.")
+    return mask
+
+
 def _brain_mask(given: sitk.Image | None, given_path: str | Path | None, skull_stripped: bool,
-                outputs: dict[str, sitk.Image], grid: sitk.Image, mask_input: str | None,
+                outputs: dict[str, sitk.Image], mask_input: str | None,
                 threshold: float, case_id: str) -> tuple[sitk.Image | None, dict]:
     """The brain mask on the output grid (None for stripped scans) and its sidecar record."""
     if given is not None:
-        mask = sitk.Cast(resample_to_grid(given, grid, interpolator="nearest") != 0, sitk.sitkUInt8)
-        return mask, {"source": "given", "path": str(given_path), "interpolator": "nearest"}
+        return given, {"source": "given", "path": str(given_path), "interpolator": "nearest"}
     if skull_stripped:
         return None, {"source": "none", "reason": "--no_mask: the scans were declared skull-stripped; "
                                                   "nothing was masked"}
