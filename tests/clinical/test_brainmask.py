@@ -44,6 +44,12 @@ def test_the_mask_input_is_t1_when_present_else_t1c_or_the_one_asked_for():
         choose_input({"t1ce", "t2", "flair"}, "t1")
 
 
+def test_a_threshold_outside_0_1_is_refused_before_reading(tmp_path):
+    scans = {m: tmp_path / f"{m}.nii.gz" for m in ("t1ce", "t2", "flair")}
+    with pytest.raises(ValueError, match="brain mask threshold 1.5 must lie strictly between 0 and 1"):
+        prepare_case(scans, "c1", tmp_path / "out", mask_threshold=1.5)
+
+
 def test_without_mask_or_extractor_prepare_case_stops_before_reading(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "deepbet", None)
     # The scans do not exist: the stop comes before any of them is read.

@@ -155,6 +155,8 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     if automatic:
         extractor_version()  # fails here, before any work, when the extractor is not installed
         mask_input = choose_input(present, mask_input)
+        if not 0.0 < mask_threshold < 1.0:
+            raise ValueError(f"brain mask threshold {mask_threshold} must lie strictly between 0 and 1.")
     elif mask_input is not None:
         raise ValueError(f"a brain mask input ({mask_input}) only applies to the automatic mask, not with "
                          f"{'--mask' if mask is not None else '--no_mask'}; drop one of them.")
