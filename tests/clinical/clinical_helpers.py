@@ -143,3 +143,76 @@ def centered_image(size, spacing, direction=None, modality="t1ce", transform=Non
     half = (np.array(size) - 1) * np.array(spacing) / 2.0
     origin = np.array(_HEAD[0]) - direction @ half
     return make_image(size, spacing, origin, direction, modality, transform)
+
+
+# A life-sized head for brain extraction: a brain (white matter core, grey matter shell, ventricles,
+# a tumour with an enhancing rim) wrapped in CSF, the skull's inner table, diploe, outer table,
+# scalp fat and skin. Centre and semi-axes in world (LPS) mm; each layer is `thickness` mm thicker
+# than the one inside it.
+HEAD_CENTER = (0.0, -15.0, 20.0)
+BRAIN_AXES = (66.0, 80.0, 56.0)
+_HEAD_LAYERS = (("csf", 3.0), ("inner_table", 2.0), ("diploe", 3.0), ("outer_table", 2.0),
+                ("fat", 5.0), ("skin", 2.0))
+_HEAD_INSIDE = {
+    "white_matter": ((0.0, -15.0, 22.0), (56.0, 70.0, 46.0)),
+    "ventricle_left": ((8.0, -18.0, 30.0), (5.0, 18.0, 8.0)),
+    "ventricle_right": ((-8.0, -18.0, 30.0), (5.0, 18.0, 8.0)),
+    "tumor": ((32.0, 10.0, 18.0), (13.0, 13.0, 13.0)),
+    "necrosis": ((32.0, 10.0, 18.0), (7.0, 7.0, 7.0)),
+}
+# Typical relative intensities per sequence (air 0).
+_HEAD_CONTRAST = {
+    "t1": {"skin": 70, "fat": 170, "outer_table": 15, "diploe": 110, "inner_table": 15, "csf": 30,
+           "grey_matter": 85, "white_matter": 130, "ventricle_left": 30, "ventricle_right": 30,
+           "tumor": 80, "necrosis": 40},
+    "t1ce": {"skin": 75, "fat": 170, "outer_table": 15, "diploe": 115, "inner_table": 15, "csf": 35,
+             "grey_matter": 88, "white_matter": 130, "ventricle_left": 30, "ventricle_right": 30,
+             "tumor": 175, "necrosis": 40},
+    "t2": {"skin": 60, "fat": 130, "outer_table": 15, "diploe": 80, "inner_table": 15, "csf": 200,
+           "grey_matter": 100, "white_matter": 70, "ventricle_left": 200, "ventricle_right": 200,
+           "tumor": 150, "necrosis": 190},
+    "flair": {"skin": 70, "fat": 140, "outer_table": 15, "diploe": 70, "inner_table": 15, "csf": 20,
+              "grey_matter": 115, "white_matter": 90, "ventricle_left": 20, "ventricle_right": 20,
+              "tumor": 180, "necrosis": 60},
+}
+
+
+def head_brain(points: np.ndarray) -> np.ndarray:
+    """True where world points `(..., 3)` (LPS mm) lie inside the head phantom's brain."""
+    r = np.sqrt((((points - np.array(HEAD_CENTER)) / np.array(BRAIN_AXES)) ** 2).sum(axis=-1))
+    return r < 1.0
+
+
+def head_phantom(points: np.ndarray, modality: str = "t1ce") -> np.ndarray:
+    """Noise-free head intensity at world points `(..., 3)` (LPS mm) for one MRI contrast."""
+    contrast = _HEAD_CONTRAST[modality]
+    thickness = sum(t for _, t in _HEAD_LAYERS)
+    value = np.zeros(points.shape[:-1])
+    # Outermost layer first; each inner layer is painted over the one outside it.
+    for name, _ in reversed(_HEAD_LAYERS):
+        axes = np.array(BRAIN_AXES) + thickness
+        m = _membership(points, HEAD_CENTER, axes, edge_mm=0.5)
+        value = value * (1 - m) + contrast[name] * m
+        thickness -= dict(_HEAD_LAYERS)[name]
+    m = _membership(points, HEAD_CENTER, BRAIN_AXES, edge_mm=0.5)
+    value = value * (1 - m) + contrast["grey_matter"] * m
+    for name, (center, axes) in _HEAD_INSIDE.items():
+        m = _membership(points, center, axes, edge_mm=0.7)
+        value = value * (1 - m) + contrast[name] * m
+    return value
+
+
+def head_image(size, spacing, modality: str = "t1ce", direction=None, noise: float = 4.0,
+               seed: int = 0) -> sitk.Image:
+    """A float32 image of the head phantom centred in its grid, with Rician noise of scale `noise`."""
+    direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+    half = (np.array(size) - 1) * np.array(spacing) / 2.0
+    origin = np.array(HEAD_CENTER) - direction @ half
+    clean = head_phantom(grid_points(size, spacing, origin, direction), modality)
+    rng = np.random.default_rng(seed)
+    noisy = np.hypot(clean + rng.normal(0, noise, clean.shape), rng.normal(0, noise, clean.shape))
+    image = sitk.GetImageFromArray(noisy.astype(np.float32))
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin(tuple(float(o) for o in origin))
+    image.SetDirection(tuple(direction.ravel()))
+    return image

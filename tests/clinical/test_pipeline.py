@@ -39,7 +39,7 @@ def _load(case_dir, case_id, modality):
 
 def test_missing_t1_is_replaced_by_t1c_and_recorded(tmp_path):
     scans = _nifti_scans(tmp_path / "in")
-    case_dir = prepare_case(scans, "case_001", tmp_path / "out")
+    case_dir = prepare_case(scans, "case_001", tmp_path / "out", skull_stripped=True)
     assert case_dir == tmp_path / "out" / "case_001"
     assert sorted(p.name for p in case_dir.iterdir()) == sorted(
         [f"case_001_{m}.nii.gz" for m in FILES] + ["case_001_clinical.json"])
@@ -47,6 +47,7 @@ def test_missing_t1_is_replaced_by_t1c_and_recorded(tmp_path):
     np.testing.assert_array_equal(t1.get_fdata(), t1ce.get_fdata())
     sidecar = json.loads((case_dir / "case_001_clinical.json").read_text())
     assert sidecar["t1_substituted"] is True
+    assert sidecar["brain_mask"]["source"] == "none" and "--no_mask" in sidecar["brain_mask"]["reason"]
     assert {"step": "substitute", "missing": "t1", "copied_from": "t1ce",
             "reason": "no T1 given; the paper used T1c where T1 was missing"} in sidecar["steps"]
     assert sidecar["reference"] == "t1ce"  # the finest voxels
@@ -74,6 +75,19 @@ def test_mask_sets_voxels_outside_to_zero_in_every_output(tmp_path):
     sidecar = json.loads((case_dir / "c2_clinical.json").read_text())
     assert sidecar["t1_substituted"] is False
     assert [s for s in sidecar["steps"] if s["step"] == "mask"][0]["voxels_inside"] == 40**3
+    # The mask on the case's grid is written beside the scans, 1 inside and 0 outside.
+    assert sidecar["brain_mask"] == {"source": "given", "path": str(tmp_path / "mask.nii.gz"),
+                                     "interpolator": "nearest", "file": "c2_brainmask.nii.gz",
+                                     "head_file": "c2_head.nii.gz", "head_modality": "t1ce"}
+    # The reference before masking, to check the mask against: equal inside, the phantom's scalp outside.
+    head = _load(case_dir, "c2", "head").get_fdata()
+    t1ce = _load(case_dir, "c2", "t1ce").get_fdata()
+    np.testing.assert_array_equal(head[data != 0], t1ce[data != 0])
+    assert np.count_nonzero(head[data == 0]) > 0 and np.count_nonzero(t1ce[data == 0]) == 0
+    written = _load(case_dir, "c2", "brainmask")
+    np.testing.assert_allclose(written.affine, image.affine)
+    assert written.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asarray(written.dataobj), (data != 0).astype(np.uint8))
 
 
 def test_bad_arguments_are_reported(tmp_path):
@@ -84,11 +98,21 @@ def test_bad_arguments_are_reported(tmp_path):
         prepare_case(scans, "c", tmp_path / "out", reference="t1")
     with pytest.raises(ValueError, match="plain folder name"):
         prepare_case(scans, "../c", tmp_path / "out")
+    with pytest.raises(ValueError, match=r"give one or the other \(--mask or --no_mask\)"):
+        prepare_case(scans, "c", tmp_path / "out", mask=scans["t1ce"], skull_stripped=True)
+    with pytest.raises(ValueError, match=r"brain mask input \(t2\) only applies to the automatic mask"):
+        prepare_case(scans, "c", tmp_path / "out", skull_stripped=True, mask_input="t2")
+    far = centered_image((4, 4, 4), (2.0, 2.0, 2.0)) * 0 + 1
+    far.SetOrigin((500.0, 500.0, 500.0))  # nowhere near the head
+    sitk.WriteImage(sitk.Cast(far, sitk.sitkUInt8), str(tmp_path / "far.nii.gz"))
+    with pytest.raises(ValueError, match="far.nii.gz has no voxel inside the case's grid"):
+        prepare_case(scans, "c", tmp_path / "out", mask=tmp_path / "far.nii.gz")
+    assert not (tmp_path / "out" / "c").exists()
     (tmp_path / "out" / "c").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="--overwrite"):
-        prepare_case(scans, "c", tmp_path / "out")
+        prepare_case(scans, "c", tmp_path / "out", skull_stripped=True)
     with pytest.raises(FileNotFoundError, match="nowhere.nii.gz"):
-        prepare_case({**scans, "t2": tmp_path / "nowhere.nii.gz"}, "d", tmp_path / "out")
+        prepare_case({**scans, "t2": tmp_path / "nowhere.nii.gz"}, "d", tmp_path / "out", skull_stripped=True)
 
 
 @pytest.mark.slow
@@ -103,7 +127,7 @@ def test_cli_turns_three_dicom_series_into_a_brats_case(tmp_path):
     }
     for name, image in series.items():
         write_dicom_series(tmp_path / "dicom" / name.upper(), image * 10.0, seed=len(name))
-    command = [sys.executable, "-m", "tfbrats.clinical", "--case_id=P001", f"--out={tmp_path / 'out'}"]
+    command = [sys.executable, "-m", "tfbrats.clinical", "--case_id=P001", f"--out={tmp_path / 'out'}", "--no_mask"]
     command += [f"--{name}={tmp_path / 'dicom' / name.upper()}" for name in series]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -141,7 +165,7 @@ def test_output_is_readable_by_tfbrats_data(tmp_path):
     data = pytest.importorskip("tfbrats.data")
     if not hasattr(data, "find_cases"):
         pytest.skip("tfbrats.data.find_cases is not written yet")
-    prepare_case(_nifti_scans(tmp_path / "in"), "BraTS20_Clinical_001", tmp_path / "out")
+    prepare_case(_nifti_scans(tmp_path / "in"), "BraTS20_Clinical_001", tmp_path / "out", skull_stripped=True)
     index = data.find_cases(tmp_path / "out")
     assert index.layout == "brats2020"
     assert [c.case_id for c in index.cases] == ["BraTS20_Clinical_001"]
@@ -153,7 +177,7 @@ def test_output_is_readable_by_tfbrats_data(tmp_path):
 def test_cli_reports_bad_input_with_exit_status_1(tmp_path):
     scans = _nifti_scans(tmp_path / "in")
     command = [sys.executable, "-m", "tfbrats.clinical", f"--t1c={scans['t1ce']}", f"--t2={scans['t2']}",
-               f"--flair={tmp_path / 'missing.nii.gz'}", "--case_id=P9", f"--out={tmp_path / 'out'}"]
+               f"--flair={tmp_path / 'missing.nii.gz'}", "--case_id=P9", f"--out={tmp_path / 'out'}", "--no_mask"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert f"error: {tmp_path / 'missing.nii.gz'}: no such file or folder" in done.stderr

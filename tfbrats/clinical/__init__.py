@@ -1,8 +1,10 @@
 """Clinical data preparation: DICOM or NIfTI studies to BraTS 2020 cases (`python -m tfbrats.clinical`).
 
-tensorflow-io is imported only when a DICOM series is read, so importing this package is light.
+tensorflow-io is imported only when a DICOM series is read, and deepbet (torch) only when a brain mask
+is computed, so importing this package is light.
 """
 
+from tfbrats.clinical.brainmask import BrainMaskUnavailable, choose_input, extract_brain_mask
 from tfbrats.clinical.dicom import DicomSeriesError, image_affine, read_dicom_series
 from tfbrats.clinical.orient import orientation_code, to_brats_orientation
 from tfbrats.clinical.pipeline import choose_reference, prepare_case, read_scan
@@ -16,12 +18,15 @@ from tfbrats.clinical.register import (
 )
 
 __all__ = [
+    "BrainMaskUnavailable",
     "DicomSeriesError",
     "RegistrationResult",
     "RegistrationSettings",
     "apply_mask",
     "brats_grid",
+    "choose_input",
     "choose_reference",
+    "extract_brain_mask",
     "image_affine",
     "orientation_code",
     "prepare_case",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from tfbrats.clinical.brainmask import DEFAULT_THRESHOLD, choose_input, extract_brain_mask, extractor_version
 from tfbrats.clinical.dicom import image_affine, read_dicom_series
 from tfbrats.clinical.orient import (
     obliquity_degrees,
@@ -24,6 +22,7 @@ from tfbrats.clinical.register import (
     register_rigid,
     resample_to_grid,
 )
+from tfbrats.files import atomic_folder, write_json
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 REQUIRED = ("t1ce", "t2", "flair")
@@ -95,38 +94,37 @@ def choose_reference(images: dict[str, sitk.Image]) -> str:
     return min(order, key=lambda m: (round(float(np.prod(images[m].GetSpacing())), 6), order.index(m)))
 
 
-def _write_case(stage: Path, case_dir: Path, overwrite: bool) -> None:
-    """Move a fully written staging folder into place, replacing an old case only when asked."""
-    if case_dir.exists():
-        if not overwrite:
-            raise FileExistsError(f"{case_dir} already exists; choose another --out or --case_id, "
-                                  "or pass --overwrite.")
-        old = case_dir.with_name(f".{case_dir.name}.old-{os.getpid()}")
-        os.replace(case_dir, old)
-        os.replace(stage, case_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(stage, case_dir)
-
-
 def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str | Path, *,
-                 mask: str | Path | None = None, reference: str | None = None,
-                 spacing_mm: float = 1.0, overwrite: bool = False,
+                 mask: str | Path | None = None, skull_stripped: bool = False,
+                 mask_input: str | None = None, mask_threshold: float = DEFAULT_THRESHOLD,
+                 reference: str | None = None, spacing_mm: float = 1.0, overwrite: bool = False,
                  settings: RegistrationSettings | None = None) -> Path:
     """Turn a study's scans into `<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair}.nii.gz`.
 
     Steps, each recorded with its parameters in `<case_id>_clinical.json`: read (DICOM or NIfTI),
     reorient to BraTS storage order, rigid Mattes-MI registration of every scan to the reference,
     resampling to an axis-aligned `spacing_mm` isotropic grid over the reference (scans linear, the
-    mask nearest neighbour), masking, T1c copied into the T1 slot when T1 is missing, and an atomic
-    write (the case folder appears complete or not at all).
+    mask nearest neighbour), the brain mask, masking, T1c copied into the T1 slot when T1 is
+    missing, and an atomic write (the case folder appears complete or not at all).
+
+    The brain mask is the given `mask`, or else computed automatically (deepbet, the `brainmask`
+    extra) from the registered T1 (T1c when there is no T1); it is written beside the scans as
+    `<case_id>_brainmask.nii.gz`, with the unmasked scan it is checked against (the mask's input,
+    or the reference for a given mask) as `<case_id>_head.nii.gz`, and every voxel of the four
+    scans outside it is set to 0. With `skull_stripped` the scans are taken as already stripped
+    and written unmasked. With neither a mask, the extractor nor `skull_stripped`, it raises
+    `BrainMaskUnavailable` before reading anything.
 
     Args:
         scans: modality ("t1", "t1ce", "t2", "flair") -> DICOM series folder or NIfTI file;
             t1 may be missing or None.
         case_id: the case name (a folder name, no path separators).
         out_dir: dataset root; created when missing.
-        mask: optional brain mask (NIfTI or DICOM) in the reference scan's world coordinates.
+        mask: brain mask (NIfTI or DICOM) in the reference scan's world coordinates; None to
+            compute one.
+        skull_stripped: the scans are already skull-stripped: no mask is given or computed.
+        mask_input: the modality the automatic mask is computed from (default t1, else t1ce).
+        mask_threshold: the automatic extractor's probability threshold.
         reference: modality whose space all scans are registered to; default the highest-resolution.
         spacing_mm: isotropic output voxel size.
         overwrite: replace an existing case folder.
@@ -150,6 +148,18 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     present = {m: Path(p) for m, p in scans.items() if p is not None}
     if reference is not None and reference not in present:
         raise ValueError(f"reference {reference!r} is not among the given scans {sorted(present)}.")
+    if mask is not None and skull_stripped:
+        raise ValueError(f"a brain mask ({mask}) was given for scans said to be skull-stripped already; "
+                         "give one or the other (--mask or --no_mask).")
+    automatic = mask is None and not skull_stripped
+    if automatic:
+        extractor_version()  # fails here, before any work, when the extractor is not installed
+        mask_input = choose_input(present, mask_input)
+        if not 0.0 < mask_threshold < 1.0:
+            raise ValueError(f"brain mask threshold {mask_threshold} must lie strictly between 0 and 1.")
+    elif mask_input is not None:
+        raise ValueError(f"a brain mask input ({mask_input}) only applies to the automatic mask, not with "
+                         f"{'--mask' if mask is not None else '--no_mask'}; drop one of them.")
     out_dir = Path(out_dir)
     case_dir = out_dir / case_id
     if case_dir.exists() and not overwrite:
@@ -178,6 +188,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
                   "voxel_volumes_mm3": {m: float(np.prod(i.GetSpacing())) for m, i in images.items()}})
     fixed = images[reference]
     grid = brats_grid(fixed, spacing_mm)
+    given_on_grid = None if mask_image is None else _given_mask_on_grid(mask_image, grid, mask)
 
     outputs: dict[str, sitk.Image] = {}
     for modality, image in images.items():
@@ -193,28 +204,33 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         outputs[modality] = resample_to_grid(image, grid, transform, interpolator="linear")
     steps.append({"step": "resample", "modalities": sorted(outputs), "interpolator": "linear",
                   "outside_value": 0.0, "grid": geometry(grid)})
-    if mask_image is not None:
-        mask_on_grid = resample_to_grid(mask_image, grid, interpolator="nearest")
+    mask_on_grid, brain_mask = _brain_mask(given_on_grid, mask, skull_stripped, outputs,
+                                           mask_input, mask_threshold, case_id)
+    head = None
+    if mask_on_grid is not None:
+        head = outputs[brain_mask.get("input", reference)]  # unmasked, to check the mask against
         outputs = {m: apply_mask(image, mask_on_grid) for m, image in outputs.items()}
         inside = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask_on_grid)))
-        steps.append({"step": "mask", "interpolator": "nearest", "outside_value": 0.0,
-                      "voxels_inside": inside, "voxels_total": int(np.prod(grid.GetSize()))})
+        steps.append({"step": "mask", "source": brain_mask["source"], "interpolator": "nearest",
+                      "outside_value": 0.0, "voxels_inside": inside,
+                      "voxels_total": int(np.prod(grid.GetSize()))})
     if "t1" not in outputs:
         outputs["t1"] = sitk.Image(outputs["t1ce"])
         steps.append({"step": "substitute", "missing": "t1", "copied_from": "t1ce",
                       "reason": "no T1 given; the paper used T1c where T1 was missing"})
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = out_dir / f".{case_id}.partial-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir()
-    try:
+    with atomic_folder(case_dir, replace=overwrite) as stage:
         files = {}
         for modality in MODALITIES:
             name = f"{case_id}_{modality}.nii.gz"
             sitk.WriteImage(outputs[modality], str(stage / name), useCompression=True)
             files[modality] = name
+        if mask_on_grid is not None:
+            files["brainmask"] = brain_mask["file"] = f"{case_id}_brainmask.nii.gz"
+            sitk.WriteImage(mask_on_grid, str(stage / files["brainmask"]), useCompression=True)
+            files["head"] = brain_mask["head_file"] = f"{case_id}_head.nii.gz"
+            brain_mask["head_modality"] = brain_mask.get("input", reference)
+            sitk.WriteImage(head, str(stage / files["head"]), useCompression=True)
         sidecar = {
             "tool": "python -m tfbrats.clinical",
             "case_id": case_id,
@@ -223,13 +239,33 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
             "reference": reference,
             "spacing_mm": spacing_mm,
             "t1_substituted": "t1" not in present,
+            "brain_mask": brain_mask,
             "steps": steps,
             "outputs": files,
             "seconds": round(time.time() - started, 2),
         }
-        (stage / f"{case_id}_clinical.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-        _write_case(stage, case_dir, overwrite)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage)
+        write_json(stage / f"{case_id}_clinical.json", sidecar)
     return case_dir
+
+
+def _given_mask_on_grid(given: sitk.Image, grid: sitk.Image, path: str | Path | None) -> sitk.Image:
+    """A given brain mask resampled onto the output grid as uint8 0/1; an error when it misses the grid."""
+    mask = sitk.Cast(resample_to_grid(given, grid, interpolator="nearest") != 0, sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(mask).any():
+        raise ValueError(f"the brain mask {path} has no voxel inside the case's grid; it must be "
+                         "nonzero in the brain and lie in the reference scan's world coordinates.")
+    return mask
+
+
+def _brain_mask(given: sitk.Image | None, given_path: str | Path | None, skull_stripped: bool,
+                outputs: dict[str, sitk.Image], mask_input: str | None,
+                threshold: float, case_id: str) -> tuple[sitk.Image | None, dict]:
+    """The brain mask on the output grid (None for stripped scans) and its sidecar record."""
+    if given is not None:
+        return given, {"source": "given", "path": str(given_path), "interpolator": "nearest"}
+    if skull_stripped:
+        return None, {"source": "none", "reason": "--no_mask: the scans were declared skull-stripped; "
+                                                  "nothing was masked"}
+    mask_input = mask_input or choose_input(set(outputs))
+    mask, record = extract_brain_mask(outputs[mask_input], threshold, name=f"{mask_input} of {case_id}")
+    return mask, {**record, "input": mask_input, "input_stage": "registered and resampled to the case grid"}

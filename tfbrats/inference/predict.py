@@ -20,6 +20,7 @@ import numpy as np
 
 from tfbrats.contract import SegmentationContract, finish_segmentation
 from tfbrats.data import MISSING_FILL, Case, PreprocessedCase, load_case, uncrop, write_labels_nifti
+from tfbrats.data.brain import brain_extent
 from tfbrats.files import write_json
 from tfbrats.inference.model import LoadedModel, make_predictor
 from tfbrats.inference.sliding_window import sliding_window
@@ -102,6 +103,21 @@ def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[s
     }
 
 
+def check_brain_extent(preprocessed: PreprocessedCase) -> dict:
+    """Logs a warning when a case's nonzero region looks like a whole head; returns the measurements.
+
+    Example:
+        >>> check_brain_extent(load_case(case, allow_missing=True))["whole_head"]  # doctest: +SKIP
+        False
+    """
+    meta = preprocessed.meta
+    extent = brain_extent(np.any(preprocessed.image != 0, axis=-1), meta.spacing, int(np.prod(meta.original_shape)))
+    warning = extent.warning(meta.case_id)
+    if warning:
+        log.warning("%s", warning)
+    return {**extent.to_json(), "warning": warning}
+
+
 def _made_by(sidecar: Path, loaded: LoadedModel, contract: SegmentationContract) -> str | None:
     """Why an existing prediction is stale (another model or contract), or None when it is current."""
     try:
@@ -170,6 +186,7 @@ def predict_cases(
                                 "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)
                 if report["warning"]:
                     log.warning("case %s: %s", case.case_id, report["warning"])
+                report["brain_extent"] = check_brain_extent(preprocessed)
                 labels = segment(preprocessed, predictor, contract)
                 # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
                 write_json(sidecar, report)
