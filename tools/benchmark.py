@@ -332,7 +332,8 @@ def run_onnx(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import onnxruntime
 
-    from tfbrats.inference.predict import make_predictor
+    from tfbrats.inference.model import make_predictor
+    from tfbrats.labels import get_target
     from tfbrats.models import AlbuNet3D
     from tfbrats.serving.export import export_onnx
 
@@ -341,7 +342,7 @@ def run_onnx(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         folder = export_onnx(model, Path(scratch) / "albunet3d", 1, args.patch)
         session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    tensorflow = make_predictor(model)
+    tensorflow = make_predictor(model, get_target("classes"))
     onnx_seconds, onnx_times = _median_seconds(lambda: session.run(None, {"image": x}), args.repeats, warmup=2)
     tf_seconds, tf_times = _median_seconds(lambda: tensorflow(x), args.repeats, warmup=2)
     difference = np.abs(session.run(None, {"image": x})[0] - tensorflow(x)).max()
@@ -381,13 +382,15 @@ def _predict_one(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from tfbrats.data import find_cases, load_case, write_labels_nifti
-    from tfbrats.inference.predict import WindowSettings, load_model, make_predictor, segment
+    from tfbrats.inference.model import load_model, make_predictor, override_contract
+    from tfbrats.inference.predict import segment
 
     mode = PREDICT_MODES[args.one_mode]
     loaded = load_model(args.model, mode["precision"])
-    predictor = make_predictor(loaded.model)
+    predictor = make_predictor(loaded.model, loaded.target)
     case = find_cases(args.case).cases[0]
-    window = WindowSettings(mode["patch_size"], mode["steps"], args.batch)
+    window = override_contract(loaded.contract, patch_size=mode["patch_size"], full_volume=mode["patch_size"] is None,
+                               steps=mode["steps"], batch_size=args.batch)
     calls: list[int] = []
 
     def counting(batch):

@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfbrats.cli import parse_size  # noqa: E402
+from tfbrats.labels import REGIONS  # noqa: E402
 
 # (name, target, uses modality dropout) of the compared models.
 VARIANTS = (
@@ -30,7 +31,6 @@ VARIANTS = (
     ("classes + dropout", "classes", True),
     ("regions + dropout", "regions", True),
 )
-REGIONS = ("WT", "TC", "ET")
 MODALITY_NAMES = {"flair": "FLAIR", "t1ce": "T1c", "t2": "T2", "t1": "T1"}
 
 
@@ -93,13 +93,14 @@ def evaluate(run_dir: Path, cases: list, patch_size: tuple[int, int, int]) -> di
     import numpy as np
 
     from tfbrats.data import channels_for, load_case, uncrop
-    from tfbrats.evaluation.metrics import dice, region_masks
-    from tfbrats.inference.predict import WindowSettings, load_model, make_predictor, segment
+    from tfbrats.evaluation.metrics import dice
+    from tfbrats.inference.model import load_model, make_predictor, override_contract
+    from tfbrats.inference.predict import segment
+    from tfbrats.labels import region_masks
 
     loaded = load_model(run_dir)
     predictor = make_predictor(loaded.model, loaded.target)
-    steps = tuple(min(step, size) for step, size in zip((24, 32, 32), patch_size))
-    window = WindowSettings(patch_size, steps, batch_size=2)
+    contract = override_contract(loaded.contract, patch_size=patch_size, batch_size=2)
     channels = channels_for(loaded.input_channels)
     scores: dict[str, list[list[float]]] = {key: [] for key in ("none", *channels)}
     for case in cases:
@@ -109,7 +110,7 @@ def evaluate(run_dir: Path, cases: list, patch_size: tuple[int, int, int]) -> di
             images = {key: path for key, path in case.images.items() if key != missing}
             image_only = dataclasses.replace(case, images=images, seg=None)
             preprocessed = load_case(image_only, loaded.input_channels, allow_missing=True)
-            predicted = region_masks(segment(preprocessed, predictor, window, target=loaded.target))
+            predicted = region_masks(segment(preprocessed, predictor, contract))
             scores[missing].append([dice(predicted[r], reference[r]) for r in REGIONS])
     return {key: dict(zip(REGIONS, np.mean(values, axis=0).tolist())) for key, values in scores.items()}
 

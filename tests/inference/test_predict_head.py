@@ -6,12 +6,12 @@ import logging
 import nibabel as nib
 import numpy as np
 
+from tfbrats.contract import SegmentationContract, Window
 from tfbrats.data import find_cases
 from tfbrats.data.synthetic import write_synthetic_dataset
-from tfbrats.inference.predict import WindowSettings, load_model, predict_cases
+from tfbrats.inference.model import load_model, save_with_contract
+from tfbrats.inference.predict import predict_cases
 from tfbrats.models import AlbuNet2D
-
-WINDOW = WindowSettings(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
 
 
 def test_a_case_with_noise_in_the_air_is_flagged_and_a_stripped_brain_is_not(tmp_path, caplog):
@@ -25,10 +25,11 @@ def test_a_case_with_noise_in_the_air_is_flagged_and_a_stripped_brain_is_not(tmp
             noise = np.maximum(np.rint(rng.rayleigh(4.0, data.shape)), 1).astype(data.dtype)
             nib.save(nib.Nifti1Image(np.where(data == 0, noise, data), image.affine, image.header), path)
     model_file = tmp_path / "model.keras"
-    AlbuNet2D(num_classes=4).save(model_file)
+    save_with_contract(AlbuNet2D(num_classes=4), SegmentationContract(window=Window((1, 32, 32), (1, 32, 32), 8)),
+                       model_file)
     cases = find_cases(tmp_path / "data").cases
     with caplog.at_level(logging.WARNING, logger="tfbrats.inference.predict"):
-        summary = predict_cases(cases, load_model(model_file), tmp_path / "out", WINDOW, progress=False)
+        summary = predict_cases(cases, load_model(model_file), tmp_path / "out", progress=False)
     assert not summary.failed, summary.failed
     stripped, head = (json.loads((tmp_path / "out" / f"{c.case_id}.json").read_text())["brain_extent"] for c in cases)
     assert stripped["whole_head"] is False and stripped["warning"] is None

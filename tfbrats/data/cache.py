@@ -17,9 +17,8 @@ import concurrent.futures
 import json
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,31 +27,17 @@ import numpy as np
 from tfbrats.data.cases import Case
 from tfbrats.data.io import CaseError, channels_for, check_case
 from tfbrats.data.preprocess import CaseMeta, PreprocessedCase, load_case
+from tfbrats.files import atomic_path, write_json
 
-CACHE_FORMAT = 1
+# 2: cases are stored in BraTS' voxel orientation (tfbrats.data.orientation); format 1 kept the input's.
+CACHE_FORMAT = 2
 SETTINGS_NAME = "settings.json"
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Calls ``write(temporary)`` for a temporary file beside `path`, then renames it to `path`."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _save_npy(array: np.ndarray) -> Callable[[Path], None]:
-    """A writer for `_write_atomic` that saves `array` in .npy format."""
-
-    def write(path: Path) -> None:
-        with path.open("wb") as f:
-            np.save(f, array)
-
-    return write
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    """Saves `array` in .npy format, atomically."""
+    with atomic_path(path) as temporary, temporary.open("wb") as f:
+        np.save(f, array)
 
 
 def cache_settings(input_channels: int) -> dict[str, Any]:
@@ -82,7 +67,7 @@ def _claim_settings(cache_dir: Path, settings: dict[str, Any]) -> None:
                 "use a new --cache_dir (or delete this one) rather than mix the two"
             )
         return
-    _write_atomic(path, lambda p: p.write_text(json.dumps(settings, indent=2)))
+    write_json(path, settings)
 
 
 def is_cached(cache_dir: str | Path, case_id: str) -> bool:
@@ -103,11 +88,10 @@ def write_cached_case(cache_dir: str | Path, case: PreprocessedCase) -> None:
     """
     cache_dir = Path(cache_dir)
     case_id = case.meta.case_id
-    _write_atomic(cache_dir / f"{case_id}.image.npy", _save_npy(case.image))
+    _write_npy(cache_dir / f"{case_id}.image.npy", case.image)
     if case.label is not None:
-        _write_atomic(cache_dir / f"{case_id}.label.npy", _save_npy(case.label))
-    meta = case.meta.to_json() | {"has_label": case.label is not None}
-    _write_atomic(cache_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
+        _write_npy(cache_dir / f"{case_id}.label.npy", case.label)
+    write_json(cache_dir / f"{case_id}.json", case.meta.to_json() | {"has_label": case.label is not None})
 
 
 def _prepare_one(case: Case, cache_dir: Path, input_channels: int) -> str:

@@ -1,0 +1,17 @@
+"""Doctest collection of the package: `pytest --doctest-modules tfbrats` runs every docstring example.
+
+The `python -m tfbrats.*` entry points are not collected: each declares its absl flags when it is
+imported (as absl applications do), several declare flags of the same name (`--model`,
+`--data_dir`), and one process cannot import two of them. Their logic lives in library modules,
+whose examples do run; examples that need data files are marked ``# doctest: +SKIP`` where they stand.
+"""
+
+collect_ignore = [
+    "clinical/__main__.py",
+    "demo.py",
+    "evaluate.py",
+    "predict.py",
+    "prepare.py",
+    "train.py",
+    "tune.py",
+]
