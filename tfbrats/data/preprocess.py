@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import Case
+from tfbrats.data.cases import Case, LabelMap, label_map
 from tfbrats.data.io import (
     CaseError,
     channels_for,
@@ -30,6 +28,7 @@ from tfbrats.data.io import (
     xyz_to_dhw,
 )
 from tfbrats.data.modalities import MISSING_FILL
+from tfbrats.files import atomic_path
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -45,7 +44,7 @@ class CaseMeta:
         affine: The input's 4x4 NIfTI affine.
         header: The input's NIfTI header (of the first present channel's file).
         spacing: Voxel size ``(D, H, W)`` in mm.
-        et_label: The dataset's ET value (4 or 3).
+        labels: The dataset's label values (`LabelMap`; an integer is BraTS' ET value 4 or 3).
         channels: The modality key of each channel.
         missing: The channels that had no file and were filled with `MISSING_FILL` (see
             `load_case`'s ``allow_missing``); empty for a complete case.
@@ -62,9 +61,18 @@ class CaseMeta:
     affine: np.ndarray
     header: nib.Nifti1Header
     spacing: tuple[float, float, float]
-    et_label: int
+    labels: LabelMap
     channels: tuple[str, ...]
     missing: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Turns an integer `labels` (BraTS' ET value) into its `LabelMap`."""
+        self.labels = label_map(self.labels)
+
+    @property
+    def et_label(self) -> int:
+        """The value the dataset stores enhancing tumor as."""
+        return self.labels.enhancing
 
     def to_json(self) -> dict[str, Any]:
         """The metadata as JSON-serialisable values (the header as base64 of its bytes)."""
@@ -77,6 +85,7 @@ class CaseMeta:
             "header_class": type(self.header).__name__,
             "spacing": list(self.spacing),
             "et_label": self.et_label,
+            "labels": self.labels.to_json(),
             "channels": list(self.channels),
             "missing": list(self.missing),
         }
@@ -93,7 +102,8 @@ class CaseMeta:
             affine=np.asarray(values["affine"], dtype=np.float64),
             header=header,
             spacing=tuple(float(v) for v in values["spacing"]),
-            et_label=int(values["et_label"]),
+            # caches written before `labels` existed record only BraTS' ET value
+            labels=LabelMap(**values["labels"]) if "labels" in values else int(values["et_label"]),
             channels=tuple(values["channels"]),
             missing=tuple(values.get("missing", ())),  # caches written before `missing` existed
         )
@@ -188,32 +198,32 @@ def uncrop(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
     return out
 
 
-def labels_to_internal(seg: np.ndarray, et_label: int) -> np.ndarray:
-    """Maps dataset labels {0, 1, 2, et_label} to internal classes 0..3 (uint8).
+def labels_to_internal(seg: np.ndarray, labels: LabelMap | int) -> np.ndarray:
+    """Maps dataset label values to internal classes 0..3 (uint8).
+
+    Args:
+        seg: Label values as the dataset stores them.
+        labels: The dataset's `LabelMap`, or BraTS' ET value (4 or 3).
 
     Example:
         >>> labels_to_internal(np.array([0, 1, 2, 4]), 4).tolist()
         [0, 1, 2, 3]
     """
-    seg = np.asarray(seg)
-    out = seg.astype(np.uint8)
-    out[seg == et_label] = 3
-    return out
+    return label_map(labels).to_internal(seg)
 
 
-def labels_to_dataset(labels: np.ndarray, et_label: int) -> np.ndarray:
-    """Maps internal classes 0..3 to the dataset's values {0, 1, 2, et_label} (uint8).
+def labels_to_dataset(labels: np.ndarray, dataset_labels: LabelMap | int) -> np.ndarray:
+    """Maps internal classes 0..3 to the dataset's label values (uint8).
+
+    Args:
+        labels: Internal classes 0..3.
+        dataset_labels: The dataset's `LabelMap`, or BraTS' ET value (4 or 3).
 
     Example:
         >>> labels_to_dataset(np.array([0, 1, 2, 3]), 4).tolist()
         [0, 1, 2, 4]
     """
-    labels = np.asarray(labels)
-    if labels.size and (labels.min() < 0 or labels.max() > 3):
-        raise ValueError(f"internal labels must lie in 0..3; got values {np.unique(labels).tolist()}")
-    out = labels.astype(np.uint8)
-    out[labels == 3] = et_label
-    return out
+    return label_map(dataset_labels).to_dataset(labels)
 
 
 def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) -> PreprocessedCase:
@@ -240,7 +250,9 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
     channels = channels_for(input_channels)
     images = check_case(case, input_channels, allow_missing)
     present = [key for key in channels if key in images]
-    volumes = {k: xyz_to_dhw(read_voxels(case.case_id, case.images[k], images[k], k)) for k in present}
+    volumes = {
+        k: xyz_to_dhw(read_voxels(case.case_id, case.images[k], images[k], k, case.volumes.get(k))) for k in present
+    }
     shape = volumes[present[0]].shape
     brain = np.zeros(shape, dtype=bool)
     for volume in volumes.values():
@@ -262,18 +274,20 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
     label = None
     if case.seg is not None:
         seg = xyz_to_dhw(read_voxels(case.case_id, case.seg, images["seg"], "seg"))
-        check_labels(case.case_id, case.seg, seg, case.et_label)
-        label = np.ascontiguousarray(crop(labels_to_internal(seg, case.et_label), box))
+        check_labels(case.case_id, case.seg, seg, case.labels)
+        label = np.ascontiguousarray(crop(labels_to_internal(seg, case.labels), box))
     reference = images[present[0]]
     zooms = reference.header.get_zooms()[:3]
+    header = reference.header.copy()
+    header.set_data_shape(reference.shape[:3])  # a channel of a 4-D image: predictions are 3-D
     meta = CaseMeta(
         case_id=case.case_id,
         box=box,
         original_shape=tuple(int(v) for v in shape),
         affine=np.asarray(reference.affine, dtype=np.float64),
-        header=reference.header.copy(),
+        header=header,
         spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
-        et_label=case.et_label,
+        labels=case.labels,
         channels=channels,
         missing=tuple(k for k in channels if k not in volumes),
     )
@@ -283,9 +297,8 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
 def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> Path:
     """Writes internal labels ``(D, H, W)`` in the original grid as a NIfTI file, atomically.
 
-    The file gets the input's affine and header, uint8 data and the dataset's own ET value;
-    it is written to a temporary file in the same folder and renamed, so readers never see a
-    half-written file.
+    The file gets the input's affine and (3-D) header, uint8 data and the dataset's own label values;
+    it is written atomically (`tfbrats.files.atomic_path`), so readers never see a half-written file.
 
     Args:
         labels: Internal classes 0..3 on the original ``(D, H, W)`` grid (see `uncrop`).
@@ -301,20 +314,12 @@ def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> 
             f"case {meta.case_id}: labels of shape {labels.shape} do not match the original grid "
             f"{meta.original_shape}; uncrop them first"
         )
-    data = dhw_to_xyz(labels_to_dataset(labels, meta.et_label))
+    data = dhw_to_xyz(meta.labels.to_dataset(labels))
     header = meta.header.copy()
     header.set_data_dtype(np.uint8)
     image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
     image = image_class(np.ascontiguousarray(data), meta.affine, header)
     image.header.set_slope_inter(1, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         image.to_filename(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
