@@ -41,8 +41,13 @@ PACKAGE_GROUPS = {"ET": "et", "WT": "wt", "TC": "tc"}
 EXTRA = "lesionwise"
 
 
-def _require_package() -> Any:
-    """Imports ``brats_evaluation``, or says how to install it."""
+def require_package() -> Any:
+    """Imports ``brats_evaluation``, or raises an ImportError that says how to install it.
+
+    Example:
+        >>> require_package().config_path("gli").name  # doctest: +SKIP
+        'config_gli.yaml'
+    """
     try:
         import brats_evaluation
     except ImportError as error:
@@ -61,7 +66,7 @@ def lesionwise_available() -> bool:
         True
     """
     try:
-        _require_package()
+        require_package()
     except ImportError:
         return False
     return True
@@ -70,7 +75,7 @@ def lesionwise_available() -> bool:
 @functools.lru_cache(maxsize=1)
 def _evaluator() -> Any:
     """The package's evaluator for glioma (``gli``), built once per process."""
-    package = _require_package()
+    package = require_package()
     from panoptica import Panoptica_Evaluator
 
     return Panoptica_Evaluator.load_from_config(str(package.config_path("gli")))
@@ -99,7 +104,7 @@ def package_results(
         >>> results["wt"]["sq_dsc"]  # doctest: +SKIP
         0.379
     """
-    package = _require_package()
+    package = require_package()
     images = []
     for labels in (pred_internal, ref_internal):
         image = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), np.asarray(affine, dtype=np.float64))
