@@ -145,7 +145,8 @@ def test_tfbrats_report_equals_the_official_package(package_csv, layout, tmp_pat
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     with (tmp_path / "report" / "metrics.csv").open() as f:
-        rows = [{k: _float(v) for k, v in row.items() if k not in ("case_id", "prediction")} for row in csv.DictReader(f)]
+        rows = [{k: _float(v) for k, v in row.items() if k not in ("case_id", "prediction")}
+                for row in csv.DictReader(f)]  # fmt: skip
     assert len(rows) == len(package_csv) == 6
     compared = 0
     for row, (name, package) in zip(rows, package_csv.items()):
