@@ -11,7 +11,10 @@ the ``gli`` labels are 1 necrotic / non-enhancing core (NETC), 2 edema (SNFH), 3
 (ET), which are tfbrats' internal classes 1..3 unchanged.
 
 The package's own conventions are kept: a region present in neither mask scores NaN (it has no
-lesion to average over), and HD95 is infinite when only one side has the region.
+lesion to average over), and HD95 is infinite when only one side has the region. Its HD95 is
+measured in voxels whatever the header's voxel size (panoptica 2.1.7 gave the same global and
+lesion-wise HD95 for 1x1x1, 1x1x3 and 3x1x1 mm voxels), so it is in mm only on 1 mm grids such as
+BraTS'; tfbrats' legacy HD95 uses the voxel size.
 """
 
 from __future__ import annotations

@@ -113,7 +113,9 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
 
 def _table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> list[str]:
     """Markdown table lines: one row per entry of `rows`, Dice-like values 4 decimals, HD95 2."""
-    header = [c.replace("_", " ") + (" (mm)" if "HD95" in c else "") for c in columns]
+    # The package's lesion-wise HD95 ignores the voxel size: voxels, which are mm on BraTS' 1 mm grid.
+    units = {"HD95": " (mm)", "LesionHD95": " (voxels)"}
+    header = [c.replace("_", " ") + units.get(c.split("_")[0], "") for c in columns]
     lines = ["| | " + " | ".join(header) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, values in rows.items():
         cells = [f"{values[c]:.2f}" if "HD95" in c or "FP" in c or "FN" in c else f"{values[c]:.4f}" for c in columns]
