@@ -2,7 +2,8 @@
 
     python -m tfbrats.evaluate --pred_dir=predictions --ref_dir=/data/BraTS2020 --out=report
 
-`--metrics=legacy,lesionwise` (the default) reports both families side by side: legacy, BraTS
+`--metrics=legacy,lesionwise` (the default; legacy alone, with a note, where the package is not
+installed) reports both families side by side: legacy, BraTS
 2020's global Dice and HD95 (mm) of ET, WT and TC; lesion-wise, BraTS 2023+'s per-lesion Dice,
 HD95 and detection (spurious and missed lesions), computed by the official `brats-evaluation`
 package (the `lesionwise` extra). Writes `metrics.csv` (per case), `summary.md` (mean, std and
@@ -16,7 +17,13 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tfbrats.evaluation import METRIC_FAMILIES, evaluate_folders, summary_markdown, write_report
+from tfbrats.evaluation import (
+    METRIC_FAMILIES,
+    evaluate_folders,
+    lesionwise_available,
+    summary_markdown,
+    write_report,
+)
 
 _PRED_DIR = flags.DEFINE_string("pred_dir", None, "Folder of predicted <case_id>.nii.gz.")
 _REF_DIR = flags.DEFINE_string(
@@ -40,6 +47,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     metrics = tuple(family for family in METRIC_FAMILIES if family in _METRICS.value)
+    if not flags.FLAGS["metrics"].present and not lesionwise_available():
+        metrics = ("legacy",)
+        print("lesion-wise metrics need the lesionwise extra (pip install -e '.[lesionwise]'); reporting legacy only")
     try:
         evaluation = evaluate_folders(_PRED_DIR.value, _REF_DIR.value, _ET_LABEL.value, metrics)
     except ImportError as error:

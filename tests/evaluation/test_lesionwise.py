@@ -9,6 +9,7 @@ global ones.
 """
 
 import csv
+import json
 import math
 import shutil
 import subprocess
@@ -108,8 +109,13 @@ def package_csv(tmp_path_factory) -> dict[str, dict[str, float]]:
     )  # fmt: skip
     with (root / "parsed.csv").open() as f:
         rows = {row["subject_id"]: row for row in csv.DictReader(f)}
-    return {names[subject]: {k: _float(v) for k, v in row.items() if k != "subject_id"} for subject, row in rows.items()
-            if subject in names}  # fmt: skip
+    parsed = {names[subject]: {k: _float(v) for k, v in row.items() if k != "subject_id"}
+              for subject, row in rows.items() if subject in names}  # fmt: skip
+    # The panoptic quality is in the package's JSON only (its parser leaves it out).
+    for subject in json.loads((root / "summary.json").read_text())["metrics"]:
+        for region in ("et", "wt", "tc"):
+            parsed[names[subject["subject_name"]]][f"pq_dsc_{region}"] = _float(str(subject[region]["pq_dsc"]))
+    return parsed
 
 
 # tfbrats' column -> the package's CSV column, per region.
@@ -119,6 +125,7 @@ PACKAGE_COLUMNS = {
     "LesionF1": "all_instance_f1_{}",
     "LesionFP": "all_instance_fp_{}",
     "LesionFN": "all_instance_fn_{}",
+    "LesionPQ": "pq_dsc_{}",
 }
 
 
@@ -163,9 +170,12 @@ def test_tfbrats_report_equals_the_official_package(package_csv, layout, tmp_pat
             assert row[f"Dice_{region}"] == pytest.approx(package_dice, abs=1e-5), (name, region)
             expected_hd95 = 373.13 if package_hd95 == 373 else pytest.approx(package_hd95, abs=1e-4)
             assert row[f"HD95_{region}"] == expected_hd95, (name, region)
-    assert compared == 6 * 15
+    assert compared == 6 * 18
     # The situations are what they claim to be, in the package's own words.
     assert package_csv["spurious"]["all_instance_fp_wt"] == 4 and package_csv["spurious"]["all_instance_fp_et"] == 1
+    # A spurious lesion leaves the lesion-wise Dice (matched lesions) at 1 and lowers F1 and PQ: 1 TP, 4 FP.
+    spurious = package_csv["spurious"]
+    assert spurious["lesionwise_dsc_mean_wt"] == 1.0 and spurious["pq_dsc_wt"] == pytest.approx(1 / 3)
     assert package_csv["split"]["all_instance_fp_wt"] == 1 and package_csv["split"]["all_instance_fn_wt"] == 0
     assert package_csv["merged"]["all_instance_fn_wt"] == 1
     assert package_csv["missing"]["all_instance_fn_et"] == 2

@@ -5,7 +5,8 @@ its bundled ``gli`` configuration: each region's connected components are lesion
 one between prediction and reference (maximum bipartite matching on Dice). tfbrats reports the
 figures the package's own CSV parser (``brats-parse-metrics seg``) puts on the leaderboard: the
 lesion-wise Dice and HD95 (means over the matched lesions, ``sq_dsc`` and ``sq_hd95``) and the
-detection counts and F1, where spurious and missed lesions show. tfbrats only maps its labels to
+detection counts and F1, where spurious and missed lesions show, plus the package's panoptic
+quality (``pq_dsc``, Dice times F1). tfbrats only maps its labels to
 the package's convention and reads the figures back:
 the ``gli`` labels are 1 necrotic / non-enhancing core (NETC), 2 edema (SNFH), 3 enhancing tumor
 (ET), which are tfbrats' internal classes 1..3 unchanged.
@@ -36,6 +37,7 @@ PACKAGE_KEYS = {
     "LesionF1": "rq",  # all_instance_f1: detection F1 = 2 TP / (2 TP + FP + FN)
     "LesionFP": "fp",  # all_instance_fp: spurious predicted lesions
     "LesionFN": "fn",  # all_instance_fn: missed reference lesions
+    "LesionPQ": "pq_dsc",  # (not in the parser's CSV) panoptic quality: lesion-wise Dice x detection F1
 }
 LESION_METRIC_NAMES = tuple(PACKAGE_KEYS)
 LESION_COLUMNS = tuple(f"{metric}_{region}" for metric in LESION_METRIC_NAMES for region in REGIONS)
@@ -140,7 +142,9 @@ def lesionwise_metrics(
         ``LesionDice_<region>`` and ``LesionHD95_<region>``, the package's ``sq_dsc`` and ``sq_hd95``
         (the mean over matched lesions; NaN where neither mask has the region, HD95 inf where only
         one has it); ``LesionF1_<region>`` its detection F1 ``rq``; ``LesionFP_<region>`` and
-        ``LesionFN_<region>`` the counts of spurious and missed lesions.
+        ``LesionFN_<region>`` the counts of spurious and missed lesions; ``LesionPQ_<region>`` its
+        panoptic quality ``pq_dsc`` (lesion-wise Dice times detection F1, which spurious and missed
+        lesions lower).
 
     Example:
         >>> ref = np.zeros((8, 8, 8), np.uint8); ref[1:4, 1:4, 1:4] = 2
