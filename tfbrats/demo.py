@@ -1,6 +1,7 @@
 """The end-to-end demo: synthetic BraTS data -> training -> prediction -> evaluation -> figures.
 
     python -m tfbrats.demo --out=demo_output
+    python -m tfbrats.demo --out=demo_decathlon --layout=decathlon   # or nnunet, brats2023
 
 Every step is the command a user would type, printed before it runs, so the demo doubles as a
 tutorial. Steps that are done are not redone: a rerun resumes training from its checkpoint and
@@ -26,6 +27,8 @@ _TRAIN_CASES = flags.DEFINE_integer("train_cases", 16, "Synthetic cases to train
 _TEST_CASES = flags.DEFINE_integer("test_cases", 4, "Held-out synthetic cases to predict and evaluate.")
 _SHAPE = flags.DEFINE_list("shape", ["96", "96", "64"], "Synthetic volume X,Y,Z.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic data.")
+_LAYOUT = flags.DEFINE_enum("layout", "brats2020", ["brats2020", "brats2023", "decathlon", "nnunet"],
+                            "How the synthetic data are stored (Decathlon, nnU-Net raw: no case figure).")
 _FLAGFILE = flags.DEFINE_string("flagfile_train", str(REPO / "configs" / "demo.flags"), "Training flagfile.")
 _TRAIN_ARGS = flags.DEFINE_multi_string("train_arg", [], "An extra training flag, e.g. epochs=1 (repeatable).")
 
@@ -47,10 +50,20 @@ def _make_data(out: Path) -> tuple[Path, Path]:
         shutil.rmtree(folder, ignore_errors=True)
     total = _TRAIN_CASES.value + _TEST_CASES.value
     _run([sys.executable, "-m", "tfbrats.data.synthetic", f"--out={staging}", f"--cases={total}",
-          "--shape", *_SHAPE.value, f"--seed={_SEED.value}"])
+          "--shape", *_SHAPE.value, f"--seed={_SEED.value}", f"--layout={_LAYOUT.value}"])
     test_dir.mkdir(parents=True)
-    for folder in sorted(p for p in staging.iterdir() if p.is_dir())[_TRAIN_CASES.value:]:
-        folder.rename(test_dir / folder.name)
+    if (staging / "dataset.json").is_file():  # Decathlon / nnU-Net raw: the test cases' files, labels kept
+        from tfbrats.data import find_cases
+
+        shutil.copy(staging / "dataset.json", test_dir / "dataset.json")
+        for case in find_cases(staging).cases[_TRAIN_CASES.value:]:
+            for path in {*case.images.values(), case.seg} - {None}:
+                destination = test_dir / path.parent.name / path.name
+                destination.parent.mkdir(exist_ok=True)
+                path.rename(destination)
+    else:
+        for folder in sorted(p for p in staging.iterdir() if p.is_dir())[_TRAIN_CASES.value:]:
+            folder.rename(test_dir / folder.name)
     staging.rename(train_dir)  # last: a demo killed before this point makes its data again
     return train_dir, test_dir
 
@@ -72,9 +85,10 @@ def main(argv: list[str]) -> None:
     figures.mkdir(exist_ok=True)
     _run([python, str(REPO / "tools" / "plot_training.py"), f"--runs={model_dir}",
           f"--out={figures / 'validation_dice.png'}"])
-    first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
-    _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",
-          f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])
+    if _LAYOUT.value in ("brats2020", "brats2023"):  # tools/visualize.py draws BraTS case folders
+        first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
+        _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",
+              f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])
     print(f"\nDemo finished in {(time.monotonic() - started) / 60:.1f} min. Everything is in {out}:")
     for name, path in (("model", model_dir), ("NIfTI predictions", predictions), ("report", report),
                        ("figures", figures)):

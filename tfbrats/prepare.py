@@ -1,4 +1,4 @@
-"""Preprocess a BraTS dataset into a cache folder that `tfbrats.data.make_dataset` reads.
+"""Preprocess a dataset (any layout `tfbrats.data.find_cases` reads) into a cache that `make_dataset` reads.
 
 Usage:
     python -m tfbrats.prepare --data_dir=data/MICCAI_BraTS2020_TrainingData --cache_dir=cache/brats2020
@@ -18,7 +18,9 @@ from tfbrats.data.cases import find_cases
 from tfbrats.data.io import CaseError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Dataset root (BraTS 2018-2023+ layout), case folder or CSV manifest.")
+flags.DEFINE_string(
+    "data_dir", None, "Dataset root (BraTS 2018-2023+, Decathlon, nnU-Net raw), case folder or CSV manifest."
+)
 flags.DEFINE_string("cache_dir", None, "Output folder for the preprocessed cases.")
 flags.DEFINE_integer("input_channels", 3, "3 (FLAIR, T1c, T2) or 4 (plus T1).")
 flags.DEFINE_integer("workers", None, "Worker processes (default: the CPU count).")

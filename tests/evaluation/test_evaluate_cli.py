@@ -11,6 +11,7 @@ import pytest
 
 from tfbrats.evaluation import (
     COLUMNS,
+    LESION_COLUMNS,
     PAPER_TABLE1,
     evaluate_folders,
     summarize,
@@ -85,7 +86,7 @@ def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["case_id"] for row in rows] == ["case_a", "case_b", "case_c"]
     assert [row["prediction"] for row in rows] == ["ok", "ok", "missing"]
-    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS]
+    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *LESION_COLUMNS]  # both families by default
     summary = (out / "summary.md").read_text()
     assert f"{PAPER_TABLE1['mean']['Dice_ET']:.4f}" in summary
     assert "| mean |" in summary and "| median |" in summary and "| std |" in summary

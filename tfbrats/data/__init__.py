@@ -1,8 +1,9 @@
-"""BraTS data: finding cases, reading and preprocessing them, a cache, patches, augmentation, tf.data.
+"""Brain tumor data: finding cases, reading and preprocessing them, a cache, patches, augmentation, tf.data.
 
+Layouts: BraTS 2018-2023+, a CSV manifest, the Decathlon's Task01_BrainTumour and nnU-Net raw.
 Axes: nibabel arrays are ``(x, y, z)``; tfbrats arrays are ``(D, H, W)`` = ``(z, y, x)`` and
 images ``(D, H, W, C)`` with channels FLAIR, T1c, T2 (and T1). Labels inside tfbrats are the
-classes 0..3 (ET = 3); `Case.et_label` holds the dataset's own ET value (4, or 3 for BraTS 2023+).
+classes 0..3 (ET = 3); `Case.labels` (a `LabelMap`) holds the dataset's own values of each class.
 
 `make_dataset` is imported lazily (on first use) so that `tfbrats.data` and the tools built on
 it (``tfbrats.prepare``, ``tfbrats.data.synthetic``) do not load TensorFlow.
@@ -18,7 +19,16 @@ from typing import Any
 
 from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
-from tfbrats.data.cases import Case, DatasetIndex, find_cases, split_cases
+from tfbrats.data.cases import (
+    BRATS2020_LABELS,
+    BRATS2023_LABELS,
+    DECATHLON_LABELS,
+    Case,
+    DatasetIndex,
+    LabelMap,
+    find_cases,
+    split_cases,
+)
 from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
 from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
 from tfbrats.data.preprocess import (
@@ -36,12 +46,16 @@ from tfbrats.data.preprocess import (
 from tfbrats.data.sampling import pad_to_patch, patch_corner, sample_patch
 
 __all__ = [
+    "BRATS2020_LABELS",
+    "BRATS2023_LABELS",
+    "DECATHLON_LABELS",
     "MISSING_FILL",
     "AugmentConfig",
     "Case",
     "CaseError",
     "CaseMeta",
     "DatasetIndex",
+    "LabelMap",
     "ModalityDropout",
     "PreprocessedCase",
     "augment_patch",

@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import Case
+from tfbrats.data.cases import Case, LabelMap, label_map
 
 AFFINE_TOLERANCE = 1e-3
 
@@ -59,16 +59,19 @@ def dhw_to_xyz(array: np.ndarray) -> np.ndarray:
     return np.swapaxes(array, 0, 2)
 
 
-def load_header(case_id: str, path: Path, what: str) -> nib.Nifti1Image:
+def load_header(case_id: str, path: Path, what: str, volume: int | None = None) -> nib.Nifti1Image:
     """Opens a NIfTI file (header only; the voxels are read later by `read_voxels`).
 
     Args:
         case_id: The case, for error messages.
         path: The file.
         what: What the file is (``flair``, ``seg``, ...), for error messages.
+        volume: For a modality stored in a 4-D file (the Decathlon), its index along the 4th
+            axis; None for a 3-D file.
 
     Raises:
-        CaseError: The file is missing or is not a readable NIfTI image.
+        CaseError: The file is missing, is not a readable NIfTI image, or has the wrong number
+            of dimensions (or too few volumes).
 
     Example:
         >>> img = load_header("c1", Path("c1/c1_flair.nii.gz"), "flair")  # doctest: +SKIP
@@ -82,12 +85,19 @@ def load_header(case_id: str, path: Path, what: str) -> nib.Nifti1Image:
             f"case {case_id}: cannot read {what} file {path} as NIfTI ({type(error).__name__}: {error}); "
             "the file is corrupt or truncated: copy it again from the original dataset"
         ) from error
-    if len(image.shape) != 3:
+    if volume is None and len(image.shape) != 3:
         raise CaseError(f"case {case_id}: {what} file {path} has shape {image.shape}; expected a 3-D volume (x, y, z)")
+    if volume is not None and (len(image.shape) != 4 or not 0 <= volume < image.shape[3]):
+        raise CaseError(
+            f"case {case_id}: {what} file {path} has shape {image.shape}; expected a 4-D image (x, y, z, "
+            f"channel) with at least {volume + 1} channels, {what} being channel {volume}"
+        )
     return image
 
 
-def read_voxels(case_id: str, path: Path, image: nib.Nifti1Image, what: str) -> np.ndarray:
+def read_voxels(
+    case_id: str, path: Path, image: nib.Nifti1Image, what: str, volume: int | None = None
+) -> np.ndarray:
     """Reads the voxels of an opened NIfTI image as float32, checking they are finite.
 
     Args:
@@ -95,6 +105,7 @@ def read_voxels(case_id: str, path: Path, image: nib.Nifti1Image, what: str) -> 
         path: The file the image came from.
         image: The image returned by `load_header`.
         what: What the file is, for error messages.
+        volume: The channel to read from a 4-D image (see `load_header`); None for a 3-D one.
 
     Raises:
         CaseError: The data are truncated/corrupt or hold NaN or infinite values.
@@ -103,7 +114,7 @@ def read_voxels(case_id: str, path: Path, image: nib.Nifti1Image, what: str) -> 
         >>> voxels = read_voxels("c1", path, load_header("c1", path, "flair"), "flair")  # doctest: +SKIP
     """
     try:
-        data = np.asarray(image.dataobj, dtype=np.float32)
+        data = np.asarray(image.dataobj if volume is None else image.dataobj[..., volume], dtype=np.float32)
     except (OSError, EOFError, zlib.error, ValueError) as error:
         raise CaseError(
             f"case {case_id}: the voxels of {what} file {path} cannot be read ({type(error).__name__}: "
@@ -151,14 +162,14 @@ def check_case(case: Case, input_channels: int = 3, allow_missing: bool = False)
     paths: dict[str, Path] = {key: case.images[key] for key in present}
     if case.seg is not None:
         paths["seg"] = case.seg
-    images = {key: load_header(case.case_id, path, key) for key, path in paths.items()}
+    images = {key: load_header(case.case_id, path, key, case.volumes.get(key)) for key, path in paths.items()}
     reference_key = present[0]
     reference = images[reference_key]
     for key, image in images.items():
-        if image.shape != reference.shape:
+        if image.shape[:3] != reference.shape[:3]:
             raise CaseError(
-                f"case {case.case_id}: {key} file {paths[key]} has shape {image.shape} but "
-                f"{reference_key} has {reference.shape}; all files of a case must share one grid"
+                f"case {case.case_id}: {key} file {paths[key]} has shape {image.shape[:3]} but "
+                f"{reference_key} has {reference.shape[:3]}; all files of a case must share one grid"
             )
         difference = float(np.max(np.abs(image.affine - reference.affine)))
         if difference > AFFINE_TOLERANCE:
@@ -170,26 +181,28 @@ def check_case(case: Case, input_channels: int = 3, allow_missing: bool = False)
     return images
 
 
-def check_labels(case_id: str, path: Path, seg: np.ndarray, et_label: int) -> None:
+def check_labels(case_id: str, path: Path, seg: np.ndarray, labels: LabelMap | int) -> None:
     """Checks that a segmentation holds only the dataset's label values.
 
     Args:
         case_id: The case, for error messages.
         path: The segmentation file, for error messages.
         seg: The segmentation voxels.
-        et_label: The dataset's ET value (4 or 3).
+        labels: The dataset's `LabelMap`, or BraTS' ET value (4 or 3).
 
     Raises:
-        CaseError: A value outside {0, 1, 2, et_label}.
+        CaseError: A value outside the dataset's values (``{0, 1, 2, 4}`` for BraTS 2020).
 
     Example:
         >>> check_labels("c1", Path("seg.nii.gz"), np.array([0, 1, 2, 4]), 4)
     """
-    allowed: Sequence[int] = (0, 1, 2, et_label)
+    labels = label_map(labels)
+    allowed: Sequence[int] = labels.values
     values = np.unique(seg)
     unexpected = [int(v) if v == round(v) else float(v) for v in values if v not in allowed]
     if unexpected:
         raise CaseError(
             f"case {case_id}: seg file {path} holds label values {unexpected}; expected only "
-            f"{list(allowed)} (ET stored as {et_label}); check the case's et_label or the file"
+            f"{list(allowed)} (necrosis {labels.necrosis}, edema {labels.edema}, enhancing tumor "
+            f"{labels.enhancing}); check the case's label values or the file"
         )

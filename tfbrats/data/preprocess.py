@@ -17,7 +17,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import Case
+from tfbrats.data.cases import Case, LabelMap, label_map
 from tfbrats.data.io import (
     CaseError,
     channels_for,
@@ -45,7 +45,7 @@ class CaseMeta:
         affine: The input's 4x4 NIfTI affine.
         header: The input's NIfTI header (of the first present channel's file).
         spacing: Voxel size ``(D, H, W)`` in mm.
-        et_label: The dataset's ET value (4 or 3).
+        labels: The dataset's label values (`LabelMap`; an integer is BraTS' ET value 4 or 3).
         channels: The modality key of each channel.
         missing: The channels that had no file and were filled with `MISSING_FILL` (see
             `load_case`'s ``allow_missing``); empty for a complete case.
@@ -65,10 +65,19 @@ class CaseMeta:
     affine: np.ndarray
     header: nib.Nifti1Header
     spacing: tuple[float, float, float]
-    et_label: int
+    labels: LabelMap
     channels: tuple[str, ...]
     missing: tuple[str, ...] = ()
     orientation: tuple[tuple[float, float], ...] = ((0.0, 1.0), (1.0, 1.0), (2.0, 1.0))
+
+    def __post_init__(self) -> None:
+        """Turns an integer `labels` (BraTS' ET value) into its `LabelMap`."""
+        self.labels = label_map(self.labels)
+
+    @property
+    def et_label(self) -> int:
+        """The value the dataset stores enhancing tumor as."""
+        return self.labels.enhancing
 
     def to_json(self) -> dict[str, Any]:
         """The metadata as JSON-serialisable values (the header as base64 of its bytes)."""
@@ -81,6 +90,7 @@ class CaseMeta:
             "header_class": type(self.header).__name__,
             "spacing": list(self.spacing),
             "et_label": self.et_label,
+            "labels": self.labels.to_json(),
             "channels": list(self.channels),
             "missing": list(self.missing),
             "orientation": [list(row) for row in self.orientation],
@@ -98,7 +108,8 @@ class CaseMeta:
             affine=np.asarray(values["affine"], dtype=np.float64),
             header=header,
             spacing=tuple(float(v) for v in values["spacing"]),
-            et_label=int(values["et_label"]),
+            # caches written before `labels` existed record only BraTS' ET value
+            labels=LabelMap(**values["labels"]) if "labels" in values else int(values["et_label"]),
             channels=tuple(values["channels"]),
             missing=tuple(values.get("missing", ())),  # caches written before `missing` existed
             # Caches written before reorientation existed stored the input's own voxel order.
@@ -195,32 +206,32 @@ def uncrop(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
     return out
 
 
-def labels_to_internal(seg: np.ndarray, et_label: int) -> np.ndarray:
-    """Maps dataset labels {0, 1, 2, et_label} to internal classes 0..3 (uint8).
+def labels_to_internal(seg: np.ndarray, labels: LabelMap | int) -> np.ndarray:
+    """Maps dataset label values to internal classes 0..3 (uint8).
+
+    Args:
+        seg: Label values as the dataset stores them.
+        labels: The dataset's `LabelMap`, or BraTS' ET value (4 or 3).
 
     Example:
         >>> labels_to_internal(np.array([0, 1, 2, 4]), 4).tolist()
         [0, 1, 2, 3]
     """
-    seg = np.asarray(seg)
-    out = seg.astype(np.uint8)
-    out[seg == et_label] = 3
-    return out
+    return label_map(labels).to_internal(seg)
 
 
-def labels_to_dataset(labels: np.ndarray, et_label: int) -> np.ndarray:
-    """Maps internal classes 0..3 to the dataset's values {0, 1, 2, et_label} (uint8).
+def labels_to_dataset(labels: np.ndarray, dataset_labels: LabelMap | int) -> np.ndarray:
+    """Maps internal classes 0..3 to the dataset's label values (uint8).
+
+    Args:
+        labels: Internal classes 0..3.
+        dataset_labels: The dataset's `LabelMap`, or BraTS' ET value (4 or 3).
 
     Example:
         >>> labels_to_dataset(np.array([0, 1, 2, 3]), 4).tolist()
         [0, 1, 2, 4]
     """
-    labels = np.asarray(labels)
-    if labels.size and (labels.min() < 0 or labels.max() > 3):
-        raise ValueError(f"internal labels must lie in 0..3; got values {np.unique(labels).tolist()}")
-    out = labels.astype(np.uint8)
-    out[labels == 3] = et_label
-    return out
+    return label_map(dataset_labels).to_dataset(labels)
 
 
 def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) -> PreprocessedCase:
@@ -250,10 +261,11 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
     reference = images[present[0]]
     transform = to_training_transform(reference.affine)
 
-    def read(key: str, path: Path) -> np.ndarray:
-        return xyz_to_dhw(reorient(read_voxels(case.case_id, path, images[key], key), transform))
+    def read(key: str, path: Path, volume: int | None = None) -> np.ndarray:
+        voxels = read_voxels(case.case_id, path, images[key], key, volume)
+        return xyz_to_dhw(reorient(voxels, transform))
 
-    volumes = {k: read(k, case.images[k]) for k in present}
+    volumes = {k: read(k, case.images[k], case.volumes.get(k)) for k in present}
     shape = volumes[present[0]].shape
     brain = np.zeros(shape, dtype=bool)
     for volume in volumes.values():
@@ -275,17 +287,19 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
     label = None
     if case.seg is not None:
         seg = read("seg", case.seg)
-        check_labels(case.case_id, case.seg, seg, case.et_label)
-        label = np.ascontiguousarray(crop(labels_to_internal(seg, case.et_label), box))
+        check_labels(case.case_id, case.seg, seg, case.labels)
+        label = np.ascontiguousarray(crop(labels_to_internal(seg, case.labels), box))
     zooms = reoriented_zooms(reference.header.get_zooms()[:3], transform)
+    header = reference.header.copy()
+    header.set_data_shape(reference.shape[:3])  # a channel of a 4-D image: predictions are 3-D
     meta = CaseMeta(
         case_id=case.case_id,
         box=box,
         original_shape=tuple(int(v) for v in shape),
         affine=np.asarray(reference.affine, dtype=np.float64),
-        header=reference.header.copy(),
+        header=header,
         spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
-        et_label=case.et_label,
+        labels=case.labels,
         channels=channels,
         missing=tuple(k for k in channels if k not in volumes),
         orientation=tuple(tuple(float(v) for v in row) for row in transform),
@@ -297,9 +311,8 @@ def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> 
     """Writes internal labels ``(D, H, W)`` in the original grid as a NIfTI file, atomically.
 
     The file gets the input's voxel order (the reorientation of `load_case` undone), affine and
-    header, uint8 data and the dataset's own ET value;
-    it is written to a temporary file in the same folder and renamed, so readers never see a
-    half-written file.
+    (3-D) header, uint8 data and the dataset's own label values; it is written atomically
+    (`tfbrats.files.atomic_path`), so readers never see a half-written file.
 
     Args:
         labels: Internal classes 0..3 on the original ``(D, H, W)`` grid (see `uncrop`).
@@ -314,7 +327,7 @@ def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> 
             f"case {meta.case_id}: labels of shape {labels.shape} do not match the original grid "
             f"{meta.original_shape}; uncrop them first"
         )
-    data = undo_reorient(dhw_to_xyz(labels_to_dataset(labels, meta.et_label)), meta.orientation)
+    data = undo_reorient(dhw_to_xyz(meta.labels.to_dataset(labels)), meta.orientation)
     header = meta.header.copy()
     header.set_data_dtype(np.uint8)
     image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image

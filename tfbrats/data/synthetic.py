@@ -1,10 +1,23 @@
-"""Synthetic BraTS-format cases for the demo and the tests.
+"""Synthetic brain tumor cases for the demo and the tests, in any layout tfbrats reads.
 
 Usage:
     python -m tfbrats.data.synthetic --out=demo_data --cases=8 --shape 96 96 64 --seed=0
+    python -m tfbrats.data.synthetic --out=Task01_BrainTumour --cases=8 --layout=decathlon --test_cases=2
 
-Each case is written in the BraTS 2020 layout (``<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz``,
-int16 modalities, uint8 seg with labels 0/1/2/4, 1 mm voxels, BraTS' affine) and shows a
+``--layout`` chooses how the cases are stored (int16 modalities, uint8 labels, 1 mm voxels,
+BraTS' affine in every layout):
+
+- ``brats2020`` (default): ``<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz``, labels 1 necrosis,
+  2 edema, 4 enhancing tumor
+- ``brats2023``: ``<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz``, enhancing tumor 3
+- ``decathlon``: Task01_BrainTumour, ``dataset.json`` and ``imagesTr/BRATS_001.nii.gz`` holding
+  FLAIR, T1w, T1gd, T2w as one 4-D image, ``labelsTr/`` with 1 edema, 2 non-enhancing tumor,
+  3 enhancing tumor, test cases in ``imagesTs/``
+- ``nnunet``: an nnU-Net raw dataset, ``dataset.json`` and ``imagesTr/BraTS_001_0000.nii.gz`` ...
+  (channels FLAIR, T1, T1ce, T2), labels 1 edema, 2 necrosis, 3 enhancing tumor declared as
+  nnU-Net's regions (whole tumor, tumor core, enhancing tumor), test cases in ``imagesTs/``
+
+The same seed writes the same cases (voxels and labels) in every layout. Each case shows a
 skull-stripped head: white matter, cortex and ventricles that look different in T1, T1c, T2 and
 FLAIR, and a tumor whose necrotic core, enhancing rim (absent in every fourth case) and
 surrounding edema have the contrasts of real glioma (edema bright in FLAIR and T2, the rim
@@ -20,6 +33,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import scipy.ndimage
+
+from tfbrats.data.cases import BRATS2020_LABELS, BRATS2023_LABELS, DECATHLON_LABELS, LabelMap
+from tfbrats.files import atomic_path, write_json
 
 # Tissue classes of the generator and their intensities (arbitrary units) per modality.
 _BACKGROUND, _CSF, _GREY, _WHITE, _NECROSIS, _EDEMA, _ENHANCING, _NONENHANCING = range(8)
@@ -117,53 +133,135 @@ def _affine(shape: Sequence[int]) -> np.ndarray:
 
 
 def _save(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    """Writes one NIfTI volume with millimetre units and scanner qform/sform."""
+    """Writes one NIfTI volume (or 4-D image) atomically, with millimetre units and scanner qform/sform."""
     image = nib.Nifti1Image(array, affine)
     image.header.set_xyzt_units("mm", "sec")
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
-    image.to_filename(path)
+    with atomic_path(path) as partial:
+        image.to_filename(partial)
+
+
+LAYOUTS = ("brats2020", "brats2023", "decathlon", "nnunet")
+# Per layout: the file name of each modality (BraTS layouts) or the channel names in order.
+_BRATS2023_FILES = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f"}
+_DECATHLON_CHANNELS = (("flair", "FLAIR"), ("t1", "T1w"), ("t1ce", "t1gd"), ("t2", "T2w"))
+_NNUNET_CHANNELS = (("flair", "FLAIR"), ("t1", "T1"), ("t1ce", "T1ce"), ("t2", "T2"))
+_LAYOUT_LABELS = {
+    "brats2020": BRATS2020_LABELS,
+    "brats2023": BRATS2023_LABELS,
+    "decathlon": DECATHLON_LABELS,
+    "nnunet": LabelMap(necrosis=2, edema=1, enhancing=3),  # nnU-Net's BraTS convention
+}
+
+
+def _dataset_json(layout: str, training: list[str], test: list[str]) -> dict:
+    """The ``dataset.json`` of a synthetic Decathlon or nnU-Net raw dataset."""
+    if layout == "decathlon":
+        return {
+            "name": "BRATS",
+            "description": "tfbrats synthetic phantoms in the Medical Segmentation Decathlon's Task01 layout",
+            "tensorImageSize": "4D",
+            "modality": {str(i): name for i, (_, name) in enumerate(_DECATHLON_CHANNELS)},
+            "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+            "numTraining": len(training),
+            "numTest": len(test),
+            "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in training],
+            "test": [f"./imagesTs/{c}.nii.gz" for c in test],
+        }
+    return {
+        "name": "BraTSSynthetic",
+        "description": "tfbrats synthetic phantoms as an nnU-Net raw dataset (region-based labels)",
+        "channel_names": {str(i): name for i, (_, name) in enumerate(_NNUNET_CHANNELS)},
+        "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+        "regions_class_order": [1, 2, 3],
+        "numTraining": len(training),
+        "file_ending": ".nii.gz",
+    }
+
+
+def _write_case(
+    out: Path, layout: str, number: int, images: dict[str, np.ndarray], seg: np.ndarray | None, affine: np.ndarray
+) -> tuple[str, Path]:
+    """Writes one case in `layout`; returns its id and its folder (BraTS) or its first image file."""
+    if layout in ("brats2020", "brats2023"):
+        case_id = f"BraTS20_Training_{number:03d}" if layout == "brats2020" else f"BraTS-GLI-{number:05d}-000"
+        sep, names = ("_", {k: k for k in images}) if layout == "brats2020" else ("-", _BRATS2023_FILES)
+        folder = out / case_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, volume in images.items():
+            _save(volume, affine, folder / f"{case_id}{sep}{names[name]}.nii.gz")
+        if seg is not None:
+            _save(seg, affine, folder / f"{case_id}{sep}seg.nii.gz")
+        return case_id, folder
+    images_dir = out / ("imagesTr" if seg is not None else "imagesTs")
+    if layout == "decathlon":
+        case_id = f"BRATS_{number:03d}"
+        stacked = np.stack([images[key] for key, _ in _DECATHLON_CHANNELS], axis=-1)
+        _save(stacked, affine, images_dir / f"{case_id}.nii.gz")
+    else:
+        case_id = f"BraTS_{number:03d}"
+        for channel, (key, _) in enumerate(_NNUNET_CHANNELS):
+            _save(images[key], affine, images_dir / f"{case_id}_{channel:04d}.nii.gz")
+    if seg is not None:
+        _save(seg, affine, out / "labelsTr" / f"{case_id}.nii.gz")
+    return case_id, images_dir / (f"{case_id}.nii.gz" if layout == "decathlon" else f"{case_id}_0000.nii.gz")
 
 
 def write_synthetic_dataset(
-    out: str | Path, cases: int, shape: Sequence[int] = (240, 240, 155), seed: int = 0
+    out: str | Path,
+    cases: int,
+    shape: Sequence[int] = (240, 240, 155),
+    seed: int = 0,
+    layout: str = "brats2020",
+    test_cases: int = 0,
 ) -> list[Path]:
-    """Writes synthetic cases in the BraTS 2020 layout.
+    """Writes synthetic cases in one of `LAYOUTS`.
 
-    Every fourth case (the 4th, 8th, ...) has no enhancing tumor.
+    Every fourth case (the 4th, 8th, ...) has no enhancing tumor. Case `n` holds the same voxels
+    and tumor in every layout; only the file names and the label values differ.
 
     Args:
         out: The dataset folder (created if needed).
-        cases: How many cases.
+        cases: How many cases in all.
         shape: ``(X, Y, Z)`` of every volume.
         seed: The random seed; the same seed writes the same data.
+        layout: ``brats2020``, ``brats2023``, ``decathlon`` or ``nnunet``.
+        test_cases: How many of the cases (the last ones) are test cases without labels
+            (``imagesTs/`` in the Decathlon and nnU-Net layouts, no seg file in BraTS').
 
     Returns:
-        The case folders, e.g. ``out/BraTS20_Training_001``.
+        Per case, its folder (BraTS layouts, e.g. ``out/BraTS20_Training_001``), its 4-D image
+        (Decathlon, ``out/imagesTr/BRATS_001.nii.gz``) or its first channel's file (nnU-Net,
+        ``out/imagesTr/BraTS_001_0000.nii.gz``).
 
     Example:
         >>> folders = write_synthetic_dataset("/tmp/synthetic", cases=2, shape=(48, 48, 32))  # doctest: +SKIP
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
+    if not 0 <= test_cases <= cases:
+        raise ValueError(f"test_cases must lie in [0, cases={cases}]; got {test_cases}")
     out = Path(out)
-    folders = []
+    labels = _LAYOUT_LABELS[layout]
+    written, training, test = [], [], []
     for number in range(1, cases + 1):
         rng = np.random.default_rng([seed, number])
-        case_id = f"BraTS20_Training_{number:03d}"
-        folder = out / case_id
-        folder.mkdir(parents=True, exist_ok=True)
         images, seg = synthetic_case(shape, rng, enhancing=number % 4 != 0)
-        affine = _affine(shape)
-        for name, volume in images.items():
-            _save(volume, affine, folder / f"{case_id}_{name}.nii.gz")
-        _save(seg, affine, folder / f"{case_id}_seg.nii.gz")
-        folders.append(folder)
-    return folders
+        has_labels = number <= cases - test_cases
+        stored = labels.to_dataset(BRATS2020_LABELS.to_internal(seg)) if has_labels else None
+        case_id, path = _write_case(out, layout, number, images, stored, _affine(shape))
+        (training if has_labels else test).append(case_id)
+        written.append(path)
+    if layout in ("decathlon", "nnunet"):
+        write_json(out / "dataset.json", _dataset_json(layout, training, test))
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``--out --cases --shape X Y Z --seed`` and writes the cases."""
+    """Parses ``--out --cases --shape X Y Z --seed --layout --test_cases`` and writes the cases."""
     # argparse rather than absl flags: --shape takes three space-separated sizes.
-    parser = argparse.ArgumentParser(description="Write synthetic BraTS 2020-layout cases.")
+    parser = argparse.ArgumentParser(description="Write synthetic brain tumor cases in a dataset layout.")
     parser.add_argument("--out", required=True, type=Path, help="output dataset folder")
     parser.add_argument("--cases", type=int, default=8, help="number of cases")
     parser.add_argument(
@@ -175,9 +273,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="volume shape in nibabel order (default: BraTS' 240 240 155)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--layout", choices=LAYOUTS, default="brats2020", help="dataset layout (default: brats2020)")
+    parser.add_argument("--test_cases", type=int, default=0, help="how many of the cases have no labels (the last)")
     args = parser.parse_args(argv)
-    folders = write_synthetic_dataset(args.out, args.cases, args.shape, args.seed)
-    print(f"wrote {len(folders)} synthetic cases of shape {tuple(args.shape)} to {args.out}")
+    written = write_synthetic_dataset(args.out, args.cases, args.shape, args.seed, args.layout, args.test_cases)
+    print(f"wrote {len(written)} synthetic cases of shape {tuple(args.shape)} to {args.out} ({args.layout} layout)")
 
 
 if __name__ == "__main__":

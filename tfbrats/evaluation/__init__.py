@@ -1,13 +1,15 @@
-"""BraTS evaluation: region Dice and HD95, per-case CSV, summary table and figures.
+"""BraTS evaluation: region Dice and HD95 (legacy), lesion-wise metrics, per-case CSV, summary tables, figures.
 
 Figures need matplotlib (the `plots` extra), imported only when a figure is drawn.
 """
 
 from tfbrats.evaluation.folders import (
+    METRIC_FAMILIES,
     FolderEvaluation,
     evaluate_folders,
     find_reference_segs,
 )
+from tfbrats.evaluation.lesionwise import LESION_COLUMNS, lesionwise_available, lesionwise_metrics
 from tfbrats.evaluation.metrics import (
     COLUMNS,
     HD95_EMPTY,
@@ -28,6 +30,8 @@ from tfbrats.evaluation.report import (
 __all__ = [
     "COLUMNS",
     "HD95_EMPTY",
+    "LESION_COLUMNS",
+    "METRIC_FAMILIES",
     "PAPER_TABLE1",
     "REGIONS",
     "CaseResult",
@@ -37,6 +41,8 @@ __all__ = [
     "evaluate_folders",
     "find_reference_segs",
     "hd95",
+    "lesionwise_available",
+    "lesionwise_metrics",
     "region_masks",
     "summarize",
     "summary_markdown",

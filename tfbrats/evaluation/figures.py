@@ -10,15 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfbrats.evaluation.metrics import REGIONS, CaseResult
+from tfbrats.files import atomic_path
 
 
-def dice_boxplot(results: Sequence[CaseResult], path: str | Path, title: str = "") -> Path:
-    """Writes a box plot of the per-case Dice of ET, WT and TC, every case drawn as a point.
+def dice_boxplot(results: Sequence[CaseResult], path: str | Path, title: str = "", metric: str = "Dice") -> Path:
+    """Writes a box plot of the per-case Dice of ET, WT and TC, every case drawn as a point, atomically.
 
     Args:
         results: the per-case results.
         path: the PNG file to write.
         title: optional title above the plot.
+        metric: "Dice" (BraTS 2020's) or "LesionDice" (lesion-wise; NaN values are left out).
 
     Returns:
         the path written.
@@ -33,7 +35,8 @@ def dice_boxplot(results: Sequence[CaseResult], path: str | Path, title: str = "
     import numpy as np
     from matplotlib.figure import Figure
 
-    values = [[result.metrics[f"Dice_{region}"] for result in results] for region in REGIONS]
+    values = [[result.metrics[f"{metric}_{region}"] for result in results] for region in REGIONS]
+    values = [[v for v in region_values if not np.isnan(v)] for region_values in values]
     fig = Figure(figsize=(4.5, 4.0), dpi=120, layout="constrained")
     ax = fig.subplots()
     ax.boxplot(values, showmeans=True, widths=0.5)
@@ -42,11 +45,12 @@ def dice_boxplot(results: Sequence[CaseResult], path: str | Path, title: str = "
     for position, region_values in enumerate(values, start=1):
         x = position + jitter.uniform(-0.12, 0.12, len(region_values))
         ax.scatter(x, region_values, s=8, alpha=0.5, color="tab:blue", zorder=3)
-    ax.set_ylabel("Dice")
+    ax.set_ylabel("lesion-wise Dice" if metric == "LesionDice" else "Dice")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(title)
     path = Path(path)
-    fig.savefig(path)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, format="png")
     return path

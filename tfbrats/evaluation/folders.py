@@ -2,7 +2,9 @@
 
 References are the segmentations of the cases `tfbrats.data.find_cases` finds under a root:
 `<id>_seg.nii.gz` (2018-2021, enhancing tumour 4), `<id>-seg.nii.gz` (2023+, enhancing tumour 3),
-or a manifest's `seg` column.
+a manifest's `seg` column, or `labelsTr/<id>.nii.gz` of a Decathlon or nnU-Net raw dataset (its
+`dataset.json` giving the label values). Predictions carry the same label values as the
+references; both are mapped to tfbrats' classes before scoring.
 """
 
 from __future__ import annotations
@@ -14,20 +16,27 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import find_cases
-from tfbrats.evaluation.metrics import CaseResult, case_metrics
+from tfbrats.data.cases import LabelMap, find_cases, label_map
+from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")
+# The metric families: BraTS 2020's global Dice/HD95, BraTS 2023+'s lesion-wise figures.
+METRIC_FAMILIES = ("legacy", "lesionwise")
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """A reference segmentation: its file and the label value of enhancing tumour in it."""
+    """A reference segmentation: its file and the dataset's label values (`LabelMap`)."""
 
     path: Path
-    et_label: int
+    labels: LabelMap
+
+    @property
+    def et_label(self) -> int:
+        """The value of enhancing tumour in the file."""
+        return self.labels.enhancing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +56,7 @@ def find_reference_segs(ref_dir: str | Path) -> dict[str, Reference]:
     """Finds the reference segmentations under `ref_dir`, keyed by case id.
 
     Any layout `tfbrats.data.find_cases` knows (BraTS 2018-2020, 2021, 2023+, a manifest, one
-    case folder); cases without a segmentation are left out.
+    case folder, Decathlon, nnU-Net raw); cases without a segmentation are left out.
 
     Args:
         ref_dir: a dataset root, manifest or single case folder.
@@ -57,10 +66,10 @@ def find_reference_segs(ref_dir: str | Path) -> dict[str, Reference]:
 
     Example:
         >>> find_reference_segs("/data/MICCAI_BraTS2020_TrainingData")  # doctest: +SKIP
-        {'BraTS20_Training_001': Reference(path=..., et_label=4), ...}
+        {'BraTS20_Training_001': Reference(path=..., labels=LabelMap(necrosis=1, edema=2, enhancing=4)), ...}
     """
     cases = find_cases(ref_dir).cases
-    return {case.case_id: Reference(case.seg, case.et_label) for case in cases if case.has_seg}
+    return {case.case_id: Reference(case.seg, case.labels) for case in cases if case.has_seg}
 
 
 def find_predictions(pred_dir: str | Path) -> dict[str, Path]:
@@ -109,31 +118,49 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
     return labels, tuple(float(z) for z in image.header.get_zooms()[:3]), image.affine
 
 
-def evaluate_folders(pred_dir: str | Path, ref_dir: str | Path, et_label: int | None = None) -> FolderEvaluation:
+def evaluate_folders(
+    pred_dir: str | Path,
+    ref_dir: str | Path,
+    et_label: int | None = None,
+    metrics: tuple[str, ...] = METRIC_FAMILIES,
+) -> FolderEvaluation:
     """Scores every reference case against its prediction; a missing prediction scores as empty.
 
     Args:
         pred_dir: folder of `<case_id>.nii.gz` predictions, labels in the dataset's own values.
         ref_dir: dataset root (or case folder) holding the reference segmentations.
-        et_label: value of enhancing tumour in both; None takes it from the reference layout
-            (4 for `_seg`, 3 for `-seg`).
+        et_label: BraTS' value of enhancing tumour in both (4 or 3); None takes the label
+            values from the reference layout (4 for `_seg`, 3 for `-seg`, `dataset.json`'s).
+        metrics: the families to compute: "legacy" (BraTS 2020: global Dice and HD95, columns
+            `COLUMNS`) and/or "lesionwise" (BraTS 2023+ by the official package, columns
+            `LESION_COLUMNS`).
 
     Returns:
-        a `FolderEvaluation`.
+        a `FolderEvaluation`; each result's metrics hold the chosen families' columns.
 
     Example:
         >>> evaluation = evaluate_folders("predictions", "BraTS2020_Training")  # doctest: +SKIP
         >>> evaluation.missing  # doctest: +SKIP
         []
     """
+    unknown = sorted(set(metrics) - set(METRIC_FAMILIES))
+    if unknown or not metrics:
+        raise ValueError(f"metrics {list(metrics)}: expected one or more of {list(METRIC_FAMILIES)}")
+    if "lesionwise" in metrics:
+        from tfbrats.evaluation.lesionwise import lesionwise_metrics, require_package
+
+        require_package()  # fail before any case is read when the package is not installed
     references = find_reference_segs(ref_dir)
     if not references:
-        raise FileNotFoundError(f"no reference segmentations (*_seg.nii.gz or *-seg.nii.gz) found under {ref_dir}")
+        raise FileNotFoundError(
+            f"no reference segmentations (*_seg.nii.gz, *-seg.nii.gz or labelsTr/) found under {ref_dir}"
+        )
     predictions = find_predictions(pred_dir)
     results = []
     for case_id, reference in references.items():
         ref, spacing, affine = read_labels(reference.path)
         pred_path = predictions.get(case_id)
+        labels = label_map(et_label) if et_label is not None else reference.labels
         if pred_path is None:
             logger.warning("case %s: no prediction in %s; scored as an empty mask", case_id, pred_dir)
             pred = np.zeros_like(ref)
@@ -146,11 +173,21 @@ def evaluate_folders(pred_dir: str | Path, ref_dir: str | Path, et_label: int | 
                 )
             if not np.allclose(pred_affine, affine, atol=1e-3):
                 logger.warning("case %s: prediction affine differs from the reference's", case_id)
-        try:
-            metrics = case_metrics(pred, ref, spacing, et_label or reference.et_label)
-        except ValueError as error:
-            raise ValueError(f"case {case_id} ({pred_path}, {reference.path}): {error}") from None
-        results.append(CaseResult(case_id, metrics, missing=pred_path is None))
-        logger.info("case %s: %s", case_id, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        internal = {}
+        for what, path, values in (("prediction", pred_path, pred), ("reference", reference.path, ref)):
+            try:
+                internal[what] = labels.to_internal(values)
+            except ValueError as error:
+                raise ValueError(
+                    f"case {case_id}: {what} {path}: {error}; pass --et_label if enhancing tumour is stored "
+                    "otherwise than in the references"
+                ) from None
+        values = {}
+        if "legacy" in metrics:
+            values |= case_metrics(internal["prediction"], internal["reference"], spacing, INTERNAL_ET_LABEL)
+        if "lesionwise" in metrics:
+            values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id)
+        results.append(CaseResult(case_id, values, missing=pred_path is None))
+        logger.info("case %s: %s", case_id, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
     unmatched = sorted(set(predictions) - set(references))
     return FolderEvaluation(results, unmatched)

@@ -1,15 +1,25 @@
-"""Per-case metrics CSV and a summary table like Table 1 of the paper (mean, std, median)."""
+"""Per-case metrics CSV and summary tables: the legacy one like Table 1 of the paper, and lesion-wise.
+
+Results may hold the legacy columns (`COLUMNS`: BraTS 2020's Dice and HD95), the lesion-wise ones
+(`LESION_COLUMNS`: BraTS 2023+, from the official package), or both side by side. Statistics skip
+NaN values, as the package's own parser does (a region present in neither mask has no lesion-wise
+score).
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tfbrats.evaluation.figures import dice_boxplot
-from tfbrats.evaluation.metrics import COLUMNS, CaseResult
+from tfbrats.evaluation.lesionwise import LESION_COLUMNS
+from tfbrats.evaluation.metrics import COLUMNS, REGIONS, CaseResult
+from tfbrats.files import write_text
 
 STATISTICS = ("mean", "std", "median")
 # The paper's Table 1 (DESIGN §7): AlbuNet3D pretrained, BraTS 2020 validation set.
@@ -34,8 +44,24 @@ PAPER_TABLE1 = {
 PAPER_LABEL = "paper AlbuNet3D, BraTS 2020 val."
 
 
+def result_columns(results: Sequence[CaseResult]) -> tuple[str, ...]:
+    """The metric columns the results hold: the legacy ones, then the lesion-wise ones.
+
+    Example:
+        >>> result_columns([CaseResult("a", dict.fromkeys(COLUMNS, 0.5))]) == COLUMNS
+        True
+    """
+    if not results:
+        raise ValueError("no cases: there is nothing to report")
+    present = set(results[0].metrics)
+    for result in results:
+        if set(result.metrics) != present:
+            raise ValueError(f"case {result.case_id} has metrics {sorted(result.metrics)}, not {sorted(present)}")
+    return tuple(c for c in COLUMNS + LESION_COLUMNS if c in present)
+
+
 def write_metrics_csv(results: Sequence[CaseResult], path: str | Path) -> Path:
-    """Writes one row per case: `case_id`, `prediction` (ok or missing), then the metric columns.
+    """Writes one row per case, atomically: `case_id`, `prediction` (ok or missing), then the metric columns.
 
     Args:
         results: the per-case results.
@@ -50,20 +76,21 @@ def write_metrics_csv(results: Sequence[CaseResult], path: str | Path) -> Path:
         >>> write_metrics_csv([CaseResult("a", dict.fromkeys(COLUMNS, 0.5))], out).name
         'metrics.csv'
     """
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(("case_id", "prediction") + COLUMNS)
-        for result in results:
-            status = "missing" if result.missing else "ok"
-            writer.writerow([result.case_id, status] + [f"{result.metrics[c]:.6g}" for c in COLUMNS])
-    return path
+    columns = result_columns(results)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(("case_id", "prediction") + columns)
+    for result in results:
+        status = "missing" if result.missing else "ok"
+        writer.writerow([result.case_id, status] + [f"{result.metrics[c]:.6g}" for c in columns])
+    return write_text(path, text.getvalue())
 
 
 def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
     """Mean, population standard deviation and median of every metric column over all cases.
 
-    Missing predictions count, with their empty-mask scores, as the BraTS evaluation counts them.
+    Missing predictions count, with their empty-mask scores, as the BraTS evaluation counts them;
+    NaN values (lesion-wise scores of a region present in neither mask) are left out.
 
     Args:
         results: the per-case results (at least one).
@@ -76,19 +103,35 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
         >>> summarize(rows)["median"]["Dice_WT"]
         1.0
     """
-    if not results:
-        raise ValueError("no cases to summarize")
-    table = np.array([[result.metrics[c] for c in COLUMNS] for result in results], np.float64)
-    stats = {"mean": table.mean(0), "std": table.std(0), "median": np.median(table, 0)}
-    return {name: dict(zip(COLUMNS, map(float, stats[name]))) for name in STATISTICS}
+    columns = result_columns(results)
+    table = np.array([[result.metrics[c] for c in columns] for result in results], np.float64)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column summarises as NaN
+        stats = {"mean": np.nanmean(table, 0), "std": np.nanstd(table, 0), "median": np.nanmedian(table, 0)}
+    return {name: dict(zip(columns, map(float, stats[name]))) for name in STATISTICS}
+
+
+def _table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> list[str]:
+    """Markdown table lines: one row per entry of `rows`, Dice-like values 4 decimals, HD95 2."""
+    # The package's lesion-wise HD95 ignores the voxel size: voxels, which are mm on BraTS' 1 mm grid.
+    units = {"HD95": " (mm)", "LesionHD95": " (voxels)"}
+    header = [c.replace("_", " ") + units.get(c.split("_")[0], "") for c in columns]
+    lines = ["| | " + " | ".join(header) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in rows.items():
+        cells = [f"{values[c]:.2f}" if "HD95" in c or "FP" in c or "FN" in c else f"{values[c]:.4f}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary_markdown(results: Sequence[CaseResult], compare_paper: bool = True) -> str:
-    """A markdown summary: the statistics table (Dice 4 decimals, HD95 in mm), counts and misses.
+    """A markdown summary: the statistics tables (Dice 4 decimals, HD95 in mm), counts and misses.
+
+    The legacy table (with the paper's Table 1 beside it) comes first, then the lesion-wise one
+    with the totals of spurious and missed lesions, for whichever families the results hold.
 
     Args:
         results: the per-case results.
-        compare_paper: add the paper's mean and median (Table 1) as the last two rows.
+        compare_paper: add the paper's mean and median (Table 1) as the last two rows of the legacy table.
 
     Returns:
         the markdown text.
@@ -98,14 +141,26 @@ def summary_markdown(results: Sequence[CaseResult], compare_paper: bool = True) 
         >>> summary_markdown(rows).splitlines()[0]
         '| | Dice ET | Dice WT | Dice TC | HD95 ET (mm) | HD95 WT (mm) | HD95 TC (mm) |'
     """
-    rows = dict(summarize(results))
-    if compare_paper:
-        rows.update({f"{PAPER_LABEL} {name}": PAPER_TABLE1[name] for name in ("mean", "median")})
-    header = [c.replace("_", " ") + (" (mm)" if c.startswith("HD95") else "") for c in COLUMNS]
-    lines = ["| | " + " | ".join(header) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, values in rows.items():
-        cells = [f"{values[c]:.2f}" if c.startswith("HD95") else f"{values[c]:.4f}" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    columns = result_columns(results)
+    stats = summarize(results)
+    lines = []
+    if COLUMNS[0] in columns:
+        rows = {name: {c: stats[name][c] for c in COLUMNS} for name in STATISTICS}
+        if compare_paper:
+            rows.update({f"{PAPER_LABEL} {name}": PAPER_TABLE1[name] for name in ("mean", "median")})
+        lines += _table(rows, COLUMNS)
+    if LESION_COLUMNS[0] in columns:
+        shown = [c for c in LESION_COLUMNS if not c.startswith(("LesionFP", "LesionFN"))]
+        lines += ["", "Lesion-wise (BraTS 2023+, the official brats-evaluation package):", ""] if lines else []
+        lines += _table({name: stats[name] for name in STATISTICS}, shown)
+        totals = {c: sum(r.metrics[c] for r in results) for c in LESION_COLUMNS if c not in shown}
+        fp, fn = ([totals[f"Lesion{kind}_{region}"] for region in REGIONS] for kind in ("FP", "FN"))
+        lines += [
+            "",
+            "lesions over all cases, " + ", ".join(
+                f"{region}: {int(a)} spurious, {int(b)} missed" for region, a, b in zip(REGIONS, fp, fn)
+            ),
+        ]
     missing = [result.case_id for result in results if result.missing]
     lines += [
         "",
@@ -118,6 +173,8 @@ def summary_markdown(results: Sequence[CaseResult], compare_paper: bool = True) 
 
 def write_report(results: Sequence[CaseResult], out_dir: str | Path) -> dict[str, Path]:
     """Writes `metrics.csv`, `summary.md` and `dice_boxplot.png` into `out_dir` (created if needed).
+
+    The box plot shows the legacy Dice, or the lesion-wise Dice when the results hold only those.
 
     Args:
         results: the per-case results.
@@ -134,11 +191,10 @@ def write_report(results: Sequence[CaseResult], out_dir: str | Path) -> dict[str
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = out_dir / "summary.md"
-    summary.write_text(summary_markdown(results))
+    metric = "Dice" if COLUMNS[0] in result_columns(results) else "LesionDice"
     paths = [
         write_metrics_csv(results, out_dir / "metrics.csv"),
-        summary,
-        dice_boxplot(results, out_dir / "dice_boxplot.png"),
+        write_text(out_dir / "summary.md", summary_markdown(results)),
+        dice_boxplot(results, out_dir / "dice_boxplot.png", metric=metric),
     ]
     return {path.name: path for path in paths}
