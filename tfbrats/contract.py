@@ -134,8 +134,8 @@ class SegmentationContract:
         channels: The input channels in order (modality names as `tfbrats.data` uses them).
         window: The tiling.
         postprocessing: The post-processing.
-        label_values: Value written for each internal class 1..3 (e.g. ``{3: 4}`` writes ET as 4);
-            None writes each dataset's own values.
+        label_values: Value written for each internal class 1..3 (``{1: 1, 2: 2, 3: 4}`` writes
+            BraTS 2020's values whatever the input); None writes each input dataset's own values.
         chosen_by: How the post-processing was chosen (e.g. "validation: 4 cases, run runs/demo").
 
     Example:
@@ -154,7 +154,10 @@ class SegmentationContract:
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(self.channels))
         if self.label_values is not None:
-            object.__setattr__(self, "label_values", {int(k): int(v) for k, v in self.label_values.items()})
+            values = {int(k): int(v) for k, v in self.label_values.items()}
+            if sorted(values) != [1, 2, 3]:
+                raise ContractError(f"label_values must give a value for each class 1, 2, 3; got {values}")
+            object.__setattr__(self, "label_values", values)
 
     def replace(self, **changes) -> SegmentationContract:
         """A copy with some fields changed."""

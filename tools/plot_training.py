@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-REGIONS = {"WT": "whole tumor", "TC": "tumor core", "ET": "enhancing tumor"}
+from tfbrats.labels import REGION_TITLES
 
 _RUNS = flags.DEFINE_list("runs", None, "Run folders (or history.csv files), comma-separated.")
 _LABELS = flags.DEFINE_list("labels", None, "Legend labels, one per run (default: the folder names).")
@@ -61,8 +61,8 @@ def plot_dice_curves(histories: dict[str, dict[str, list[float]]], out: str | Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(REGIONS), figsize=(4.2 * len(REGIONS), 3.6), sharey=True)
-    for axis, (region, title) in zip(axes, REGIONS.items()):
+    figure, axes = plt.subplots(1, len(REGION_TITLES), figsize=(4.2 * len(REGION_TITLES), 3.6), sharey=True)
+    for axis, (region, title) in zip(axes, REGION_TITLES.items()):
         for label, history in histories.items():
             axis.plot(history["epoch"], history[f"val_dice_{region}"], marker="o", markersize=3, label=label)
         axis.set_title(f"{title} ({region})")

@@ -154,7 +154,26 @@ def test_finish_segmentation_applies_target_then_brain_mask_then_components_then
 
 def test_contract_json_round_trip_and_bad_versions():
     contract = SegmentationContract(get_target("regions"), ("flair", "t1ce", "t2", "t1"), SMALL,
-                                    PostProcessing(False, 10, 200), {3: 4}, "validation")
+                                    PostProcessing(False, 10, 200), {1: 1, 2: 2, 3: 4}, "validation")
     assert SegmentationContract.from_json(json.loads(json.dumps(contract.to_json()))) == contract
     with pytest.raises(ContractError, match="version"):
         SegmentationContract.from_json({**contract.to_json(), "version": 99})
+
+
+def test_label_values_in_the_contract_decide_the_written_values(cases, tmp_path):
+    import nibabel as nib
+
+    from tfbrats.inference.model import override_contract
+
+    model = AlbuNet2D(num_classes=4)
+    kernel, _ = model.get_layer("final").get_weights()
+    model.get_layer("final").set_weights([np.zeros_like(kernel), np.array([0, 0, 0, 5], np.float32)])  # ET
+    save_with_contract(model, SegmentationContract(window=SMALL), tmp_path / "et.keras")
+    loaded = load_model(tmp_path / "et.keras")
+    predict_cases(cases[:1], loaded, tmp_path / "own", progress=False)
+    predict_cases(cases[:1], loaded, tmp_path / "as2023", override_contract(loaded.contract, label_values=(1, 2, 3)),
+                  progress=False)
+    own = np.asarray(nib.load(tmp_path / "own" / f"{cases[0].case_id}.nii.gz").dataobj)
+    as2023 = np.asarray(nib.load(tmp_path / "as2023" / f"{cases[0].case_id}.nii.gz").dataobj)
+    assert set(np.unique(own)) == {0, 4} and set(np.unique(as2023)) == {0, 3}
+    np.testing.assert_array_equal(own == 4, as2023 == 3)

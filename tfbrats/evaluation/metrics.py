@@ -1,7 +1,8 @@
 """BraTS region metrics: Dice and 95th-percentile Hausdorff distance (mm) for WT, TC and ET.
 
-Conventions are BraTS 2020's (DESIGN §5): both masks empty gives Dice 1 and HD95 0; exactly one
-empty gives Dice 0 and HD95 373.13, the sentinel of the BraTS evaluation.
+Conventions are BraTS 2020's: both masks empty gives Dice 1 and HD95 0; exactly one empty gives
+Dice 0 and HD95 373.13, the sentinel of the BraTS evaluation. Regions are `tfbrats.labels.REGIONS`,
+reported in BraTS' order (ET, WT, TC).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 from medpy.metric import binary
 
-# Region order of the paper's Table 1.
-REGIONS = ("ET", "WT", "TC")
+from tfbrats.labels import ET_CLASS, REPORT_ORDER
+from tfbrats.labels import REGIONS as REGION_CLASSES
+
+REGIONS = REPORT_ORDER  # the report's column order (the paper's Table 1)
 METRIC_NAMES = ("Dice", "HD95")
 COLUMNS = tuple(f"{metric}_{region}" for metric in METRIC_NAMES for region in REGIONS)
 HD95_EMPTY = 373.13
-INTERNAL_ET_LABEL = 3
+INTERNAL_ET_LABEL = ET_CLASS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +49,13 @@ def region_labels(et_label: int = INTERNAL_ET_LABEL) -> dict[str, tuple[int, ...
         et_label: value of enhancing tumour: 3 internally and in BraTS 2023+, 4 in BraTS 2018-2021.
 
     Returns:
-        `{"ET": (et,), "WT": (1, 2, et), "TC": (1, et)}`.
+        `tfbrats.labels.REGIONS` with the internal ET class replaced by `et_label`, in report order.
 
     Example:
         >>> region_labels(4)["TC"]
         (1, 4)
     """
-    return {"ET": (et_label,), "WT": (1, 2, et_label), "TC": (1, et_label)}
+    return {region: tuple(et_label if c == ET_CLASS else c for c in REGION_CLASSES[region]) for region in REGIONS}
 
 
 def region_masks(labels: np.ndarray, et_label: int = INTERNAL_ET_LABEL) -> dict[str, np.ndarray]:
@@ -66,6 +69,7 @@ def region_masks(labels: np.ndarray, et_label: int = INTERNAL_ET_LABEL) -> dict[
         dict region -> boolean mask of `labels.shape`.
 
     Example:
+        >>> import numpy as np
         >>> region_masks(np.array([0, 1, 2, 3]))["WT"].tolist()
         [False, True, True, True]
     """

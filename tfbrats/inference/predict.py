@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbrats.contract import SegmentationContract, finish_segmentation
-from tfbrats.data import MISSING_FILL, Case, PreprocessedCase, load_case, uncrop, write_labels_nifti
+from tfbrats.data import MISSING_FILL, Case, LabelMap, PreprocessedCase, load_case, uncrop, write_labels_nifti
 from tfbrats.data.brain import brain_extent
 from tfbrats.files import write_json
 from tfbrats.inference.model import LoadedModel, make_predictor
@@ -188,6 +188,9 @@ def predict_cases(
                     log.warning("case %s: %s", case.case_id, report["warning"])
                 report["brain_extent"] = check_brain_extent(preprocessed)
                 labels = segment(preprocessed, predictor, contract)
+                if contract.label_values:
+                    values = contract.label_values
+                    meta = dataclasses.replace(meta, labels=LabelMap(values[1], values[2], values[3]))
                 # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
                 write_json(sidecar, report)
                 summary.written.append(write_labels_nifti(labels, meta, target))
