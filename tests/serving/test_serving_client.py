@@ -1,4 +1,4 @@
-"""tools/serving_client.py against a STAND-IN for TensorFlow Serving (tests/deploy/standin_server.py).
+"""tools/serving_client.py against a STAND-IN for TensorFlow Serving (tests/serving/standin_server.py).
 
 The stand-in loads the exported SavedModel and answers TensorFlow Serving's gRPC and REST Predict
 APIs; the client's NIfTI must equal tfbrats' own prediction of the case, in the input's geometry.
@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
-from tests.deploy.standin_server import StandInModel, start_grpc, start_rest
+from tests.serving.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
+from tests.serving.standin_server import StandInModel, start_grpc, start_rest
 from tfbrats.contract import finish_segmentation
 from tfbrats.data import find_cases, labels_to_dataset, load_case, uncrop, write_synthetic_dataset, xyz_to_dhw
 from tfbrats.inference import sliding_window

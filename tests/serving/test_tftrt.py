@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import run_tool
+from tests.serving.conftest import run_tool
 
 
 def tensorrt_loadable() -> bool:

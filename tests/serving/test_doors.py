@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from tests.deploy.conftest import ROOT, run_tool
-from tests.deploy.standin_server import StandInModel, start_grpc, start_rest
+from tests.serving.conftest import ROOT, run_tool
+from tests.serving.standin_server import StandInModel, start_grpc, start_rest
 from tfbrats.contract import PostProcessing, SegmentationContract, Window, brain_region, postprocess
 from tfbrats.data import find_cases, labels_to_dataset, load_case, uncrop, write_synthetic_dataset, xyz_to_dhw
 from tfbrats.inference.model import load_model, make_predictor, save_with_contract

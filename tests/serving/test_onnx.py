@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
+from tests.serving.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
 from tfbrats.inference import sliding_window
 from tfbrats.inference.model import make_predictor, save_with_contract
 from tfbrats.labels import get_target

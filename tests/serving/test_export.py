@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.deploy.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
+from tests.serving.conftest import BATCH, CONTRACT, PATCH, STEPS, run_tool
 from tfbrats.contract import Window
 from tfbrats.inference import sliding_window
 from tfbrats.inference.model import make_predictor
