@@ -76,7 +76,7 @@ class SoftDiceLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="tfbrats")
 class MultipleDiceLoss(SoftDiceLoss):
-    """Multiple Dice loss on class logits: one minus the mean soft Dice of the classes (DESIGN §5).
+    """Multiple Dice loss on class logits: one minus the mean soft Dice of the classes.
 
     p are the softmax probabilities, r the one-hot reference; the Dice of each class is taken
     over the whole batch (see `SoftDiceLoss`). `cross_entropy_weight` > 0 adds that times the
@@ -93,6 +93,7 @@ class MultipleDiceLoss(SoftDiceLoss):
         name: The loss's name.
 
     Example:
+        >>> import numpy as np
         >>> loss = MultipleDiceLoss(num_classes=4)
         >>> labels = np.zeros((1, 2, 32, 32), "int32")
         >>> round(float(loss(labels, np.zeros((1, 2, 32, 32, 4), "float32"))), 3)
@@ -147,6 +148,7 @@ class RegionDiceLoss(SoftDiceLoss):
         name: The loss's name.
 
     Example:
+        >>> import numpy as np
         >>> loss = RegionDiceLoss()
         >>> labels = np.zeros((1, 2, 32, 32), "int32")
         >>> round(float(loss(labels, np.zeros((1, 2, 32, 32, 3), "float32"))), 3)

@@ -27,6 +27,7 @@ def region_counts(y_true, y_pred):
         y_pred: logits or probabilities of shape S + (num_classes,).
 
     Example:
+        >>> import numpy as np
         >>> counts = region_counts(np.array([[0, 1, 3]]), np.eye(4)[[[0, 3, 3]]])
         >>> keras.ops.convert_to_numpy(counts)[:, 0]  # overlap per region
         array([2., 2., 1.], dtype=float32)
@@ -47,6 +48,7 @@ def dice_from_counts(counts):
     Works on numpy arrays and tensors alike.
 
     Example:
+        >>> import numpy as np
         >>> keras.ops.convert_to_numpy(dice_from_counts(np.array([[2.0, 3.0, 2.0], [0.0, 0.0, 0.0]])))
         array([0.8, 1. ])
     """
@@ -65,6 +67,7 @@ class RegionDice(keras.metrics.Metric):
         dtype: The dtype of the accumulators.
 
     Example:
+        >>> import numpy as np
         >>> metric = RegionDice("WT")
         >>> metric.update_state(np.array([[0, 1, 2]]), np.eye(4)[[[0, 1, 0]]])
         >>> float(metric.result())  # 2 * 1 / (2 + 1)

@@ -88,7 +88,7 @@ def run_data(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-ALBUNET3D_GFLOP = 90.66  # one 24x128x128 forward pass (DESIGN §3; a multiply-add counts 2)
+ALBUNET3D_GFLOP = 90.66  # one 24x128x128 forward pass (a multiply-add counts 2)
 
 
 def _median_seconds(function: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:

@@ -11,9 +11,9 @@ Needs, with TensorFlow 2.16.2's pip build (built against CUDA 12.3, cuDNN 8 and 
 - TensorRT 8.6 on the library path: `libnvinfer.so.8` and `libnvinfer_plugin.so.8` from NVIDIA's
   TensorRT 8.6.1 packages (tar, deb/rpm, or the `tensorrt==8.6.1` wheel), with their folder on
   LD_LIBRARY_PATH.
-Without them the tool stops at once, before it touches TF-TRT (which aborts the whole process when
-asked for a TensorRT version it cannot load: DESIGN §6b), prints what is missing, writes nothing
-and exits with status 2.
+Without them the tool stops at once, before it touches TF-TRT (which, measured with TF 2.16.2's
+pip build, aborts the whole process when asked for a TensorRT version it cannot load), prints what
+is missing, writes nothing and exits with status 2.
 
 Only `serving_default` (patches -> probabilities) is converted: TF-TRT saves one signature per
 model, and the `segment` signature's model calls sit inside a while loop. Serve the result like

@@ -1,8 +1,6 @@
 """AlbuNet as backbone + decoder + head; the convolution argument; configs old and new; imports."""
 
 import ast
-import doctest
-import importlib
 import inspect
 import json
 import zipfile
@@ -186,21 +184,3 @@ def test_models_modules_import_each_other_without_cycle():
             del graph[module]
     assert order.index("layers") < order.index("resnet") < order.index("decoder") < order.index("albunet")
     assert order.index("weights") < order.index("albunet")
-
-
-@pytest.mark.parametrize("module", ["tfbrats.models", *(f"tfbrats.models.{name}" for name in MODULES)])
-def test_docstring_examples_run(module):
-    finder = doctest.DocTestFinder(exclude_empty=True)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = finder.find(importlib.import_module(module))
-    for test in tests:
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted > 0, f"{module} has no docstring examples"
-    assert results.failed == 0, f"{results.failed} docstring examples of {module} failed (see the output above)"
-
-
-def test_docstrings_cite_no_outside_documents():
-    for path in PACKAGE.glob("*.py"):
-        text = path.read_text()
-        assert "DESIGN" not in text and "§" not in text, f"{path.name} cites a document outside the repository"

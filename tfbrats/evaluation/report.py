@@ -22,7 +22,7 @@ from tfbrats.evaluation.metrics import COLUMNS, REGIONS, CaseResult
 from tfbrats.files import write_text
 
 STATISTICS = ("mean", "std", "median")
-# The paper's Table 1 (DESIGN §7): AlbuNet3D pretrained, BraTS 2020 validation set.
+# The paper's Table 1 (Wacker et al., 2020): AlbuNet3D pretrained, BraTS 2020 validation set.
 PAPER_TABLE1 = {
     "mean": {
         "Dice_ET": 0.7187,
