@@ -141,7 +141,15 @@ def _run_pattern(pattern: str, data: Path, tmp_path: Path) -> None:
         assert seconds < EXIT_SECONDS, f"{pattern} run {run}: {seconds:.1f} s from the last line to the exit"
 
 
-@pytest.mark.parametrize("pattern", ["kept_iterator", "numpy_iterator", "take_loop", "exception_mid_iteration"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "kept_iterator",
+        pytest.param("numpy_iterator", marks=pytest.mark.slow),
+        pytest.param("take_loop", marks=pytest.mark.slow),
+        pytest.param("exception_mid_iteration", marks=pytest.mark.slow),
+    ],
+)
 def test_script_ends_after_its_last_line(pattern: str, brats2020: Path, tmp_path: Path) -> None:
     _run_pattern(pattern, brats2020, tmp_path)
 
@@ -152,11 +160,13 @@ def test_keras_script_ends_after_its_last_line(pattern: str, brats2020: Path, tm
     _run_pattern(pattern, brats2020, tmp_path)
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_iteration_ends_the_script(brats2020: Path, tmp_path: Path) -> None:
     script = _script(
         """
         for step, (images, labels) in enumerate(build()):
             print("STEP", step, flush=True)
+            time.sleep(0.5)  # the training step, where Ctrl-C usually lands
         """
     )
     for run in range(RUNS):
@@ -170,3 +180,36 @@ def test_ctrl_c_mid_iteration_ends_the_script(brats2020: Path, tmp_path: Path) -
         assert "KeyboardInterrupt" in stderr, stderr[-3000:]
         assert process.returncode in (1, 130, -signal.SIGINT), process.returncode
         assert seconds < EXIT_SECONDS, f"run {run}: {seconds:.1f} s from Ctrl-C to the exit"
+
+
+def test_exit_guard_finds_the_iterators_over_pipelines(brats2020: Path) -> None:
+    import tensorflow as tf
+
+    from tfbrats.data import find_cases, make_dataset
+    from tfbrats.data.pipeline import _ExitGuard
+
+    guard = _ExitGuard()
+    pipeline = make_dataset(find_cases(brats2020).cases, (1, 8, 8), 2)
+    guard.pipelines.add(pipeline)
+    kept = iter(pipeline)
+    taken = iter(pipeline.take(2).map(lambda x, y: x))
+    numpy = pipeline.as_numpy_iterator()
+    other = iter(tf.data.Dataset.range(3))
+    found = {id(it) for it in guard.live_iterators()}
+    assert {id(kept), id(taken), id(numpy._iterator)} <= found
+    assert id(other) not in found
+    assert next(kept)[0].shape == (2, 1, 8, 8, 3)
+
+
+def test_exit_guard_refuses_new_patches_once_closing() -> None:
+    from tfbrats.data.pipeline import _ExitGuard
+
+    guard = _ExitGuard(wait_seconds=0.5)
+    with guard.making_patch():
+        assert guard.running == 1
+    assert guard.running == 0
+    assert guard.end() == 0
+    with pytest.raises(RuntimeError, match="exiting"):
+        with guard.making_patch():
+            pass
+    assert guard.running == 0
