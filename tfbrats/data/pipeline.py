@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import atexit
+import contextlib
+import ctypes
+import gc
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -106,7 +114,10 @@ def make_dataset(
     count = len(cases)
 
     def make_patch(index: np.int64) -> tuple[np.ndarray, np.ndarray]:
-        index = int(index)
+        with _EXIT_GUARD.making_patch():
+            return make_patch_now(int(index))
+
+    def make_patch_now(index: int) -> tuple[np.ndarray, np.ndarray]:
         if training:
             order = np.random.default_rng([seed, 0, index // count]).permutation(count)
             case = cases[order[index % count]]
@@ -143,4 +154,105 @@ def make_dataset(
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+    _EXIT_GUARD.add(dataset)
+    return dataset
+
+
+# Ending the process while a pipeline runs.
+#
+# tf.data calls `make_patch` from its own threads (tf.numpy_function) and keeps calling it in the
+# background to fill its buffers. Once the interpreter starts finalizing, Python ends any thread
+# other than the main one that asks for the GIL, so a map call in flight then never completes. An
+# iterator still referenced at that point (a script's `it = iter(ds)`) is destroyed during module
+# teardown, and its destructor waits for those calls forever. So, before finalization (atexit),
+# the pipelines stop starting patches, the patches being made finish, and every iterator over a
+# pipeline that is still alive is kept for good: its memory goes with the process, and no
+# destructor waits for work that can no longer run.
+
+
+class _ExitGuard:
+    """The pipelines of this process, the patches being made, and what happens at exit."""
+
+    def __init__(self, wait_seconds: float = 5.0) -> None:
+        self.pipelines: weakref.WeakSet[tf.data.Dataset] = weakref.WeakSet()
+        self.wait_seconds = wait_seconds  # the longest wait for patches being made (one augmentation)
+        self.changed = threading.Condition()
+        self.running = 0
+        self.closing = False
+        self.registered = False
+
+    def add(self, dataset: tf.data.Dataset) -> None:
+        """Remembers a pipeline; the first one registers `end` to run at exit."""
+        with self.changed:
+            if not self.registered:
+                atexit.register(self.end)
+                self.registered = True
+        self.pipelines.add(dataset)
+
+    @contextlib.contextmanager
+    def making_patch(self) -> Iterator[None]:
+        """Counts a patch while it is made; refuses to start one once the process is exiting."""
+        with self.changed:
+            if self.closing:
+                raise RuntimeError("tfbrats.data: the process is exiting; the pipeline makes no more patches")
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
+
+    def reaches_pipeline(self, dataset: Any) -> bool:
+        """Whether `dataset` is, or is built on, a pipeline made by `make_dataset`."""
+        stack, seen = [dataset], set()
+        while stack:
+            current = stack.pop()
+            if id(current) in seen or not isinstance(current, tf.data.Dataset):
+                continue
+            seen.add(id(current))
+            if current in self.pipelines:
+                return True
+            stack.extend(current._inputs())  # the only way from a dataset to its inputs
+        return False
+
+    def live_iterators(self) -> list[Any]:
+        """The iterators (plain and distributed) over this process's pipelines that are alive."""
+        found = []
+        for obj in gc.get_objects():
+            kind = type(obj)  # not isinstance: a dead weak proxy raises there
+            if issubclass(kind, tf.data.Iterator):
+                datasets = [getattr(obj, "_dataset", None)]
+            elif issubclass(kind, tf.distribute.DistributedIterator):
+                datasets = [getattr(worker, "_dataset", None) for worker in getattr(obj, "_iterators", ())]
+            else:
+                continue
+            if any(self.reaches_pipeline(dataset) for dataset in datasets):
+                found.append(obj)
+        return found
+
+    def end(self) -> int:
+        """Stops new patches, waits for those being made, and keeps live iterators from teardown.
+
+        Runs at exit (atexit), before the interpreter finalizes.
+
+        Returns:
+            How many live iterators were kept (never destroyed).
+
+        Example:
+            >>> _EXIT_GUARD.end()  # doctest: +SKIP
+            1
+        """
+        deadline = time.monotonic() + self.wait_seconds
+        with self.changed:
+            self.closing = True
+            while self.running and time.monotonic() < deadline:
+                self.changed.wait(timeout=deadline - time.monotonic())
+        iterators = self.live_iterators()
+        for iterator in iterators:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(iterator))
+        return len(iterators)
+
+
+_EXIT_GUARD = _ExitGuard()
