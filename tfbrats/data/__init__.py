@@ -19,6 +19,7 @@ from typing import Any
 from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
 from tfbrats.data.cases import Case, DatasetIndex, find_cases, split_cases
+from tfbrats.data.checks import check_case_values, check_cases
 from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
 from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
 from tfbrats.data.preprocess import (
@@ -47,6 +48,8 @@ __all__ = [
     "augment_patch",
     "channels_for",
     "check_case",
+    "check_case_values",
+    "check_cases",
     "crop",
     "dhw_to_xyz",
     "find_cases",
