@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -113,10 +114,40 @@ def _backend_facts() -> dict[str, Any]:
         facts["device"] = str(jax.devices()[0].device_kind)
     else:
         import tensorflow as tf
+        from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own answer: are oneDNN kernels on?
 
         facts["device"] = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}"
         facts["tf_enable_onednn_opts"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+        facts["onednn_enabled"] = bool(_pywrap_util_port.IsMklEnabled())
     return facts
+
+
+def machine_facts() -> dict[str, Any]:
+    """The commit and the CPU a run measured: `lscpu`'s model name and its AVX512 / AVX512_BF16 flags.
+
+    Example:
+        >>> sorted(machine_facts())  # doctest: +SKIP
+        ['avx512', 'avx512_bf16', 'commit', 'cpu_count', 'cpu_model']
+    """
+    import subprocess
+
+    model, flags = "unknown", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+
+    def git(*arguments: str) -> str:
+        repo = Path(__file__).resolve().parents[1]
+        return subprocess.run(["git", "-C", str(repo), *arguments], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "tfbrats", "tools")
+    return {"commit": commit + ("-dirty" if dirty else ""), "cpu_model": model, "avx512": "avx512f" in flags,
+            "avx512_bf16": "avx512_bf16" in flags, "cpu_count": os.cpu_count()}
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -234,6 +265,9 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
         seconds, times = _median_seconds(steps, args.repeats, warmup=1)
         return seconds / args.steps, [t / args.steps for t in times]
 
+    # which convolutions the step runs: tfbrats' folded layers, or Keras' own with --keras_conv3d
+    layer_classes = (type(layer).__name__ for layer in model.layers)
+    conv_layers = collections.Counter(name for name in layer_classes if "Conv3D" in name)
     step_gflop = 3 * ALBUNET3D_GFLOP * args.batch * int(np.prod(args.patch)) / (24 * 128 * 128)
     memory, memory_times = seconds_per_step(in_memory)
     results: dict[str, Any] = {
@@ -241,6 +275,7 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
         "patch": list(args.patch), "step_gflop": round(step_gflop, 2), "peak_gflops": round(peak, 1),
         "in_memory_seconds": round(memory, 3), "gflops": round(step_gflop / memory, 1),
         "ratio_to_peak": round(step_gflop / memory / peak, 3), "in_memory_times": [round(t, 3) for t in memory_times],
+        "conv_layers": dict(sorted(conv_layers.items())),
     }
     if args.in_memory_only:
         return results
@@ -260,7 +295,8 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
             finished = subprocess.run(command + extra, capture_output=True, text=True, check=True,
                                       env={**os.environ, **environment})
             baseline = json.loads(finished.stdout)
-            results[name] = {k: baseline[k] for k in ("in_memory_seconds", "peak_gflops", "ratio_to_peak")}
+            results[name] = {k: baseline[k] for k in ("in_memory_seconds", "peak_gflops", "ratio_to_peak",
+                                                      "onednn_enabled", "conv_layers")}
             results[f"speedup_over_{name}"] = round(baseline["in_memory_seconds"] / memory, 2)
     return results
 
@@ -493,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         add_arguments(sub)
         sub.set_defaults(run=run)
     args = parser.parse_args(argv)
-    print(json.dumps(args.run(args), indent=2))
+    print(json.dumps({**args.run(args), "machine": machine_facts()}, indent=2))
     return 0
 
 

@@ -23,11 +23,12 @@ AFFINE = np.diag([-1.0, -1.0, 2.0, 1.0])  # 1 x 1 x 2 mm voxels
 
 
 def tumour(shape=(16, 16, 8), shift=0):
-    """A label map (BraTS 2020 values) with edema, core and enhancing tumour."""
+    """A label map (BraTS 2020 values) with boxes of edema, core and enhancing tumour, moved by
+    `shift` voxels along z (the 2 mm axis)."""
     labels = np.zeros(shape, np.uint8)
-    labels[3 + shift : 12 + shift, 4:12, 2:6] = 2
-    labels[5 + shift : 10 + shift, 6:10, 3:5] = 1
-    labels[6 + shift : 8 + shift, 7:9, 3:5] = 4
+    labels[3:12, 4:12, 2 + shift : 6 + shift] = 2
+    labels[5:10, 6:10, 3 + shift : 5 + shift] = 1
+    labels[6:8, 7:9, 3 + shift : 5 + shift] = 4
     return labels
 
 
@@ -43,7 +44,7 @@ def folders(tmp_path):
     for case_id in ("case_a", "case_b", "case_c"):
         write_nifti(tumour(), ref_dir / case_id / f"{case_id}_seg.nii.gz")
     write_nifti(tumour(), pred_dir / "case_a.nii.gz")
-    write_nifti(tumour(shift=2), pred_dir / "case_b.nii.gz")
+    write_nifti(tumour(shift=1), pred_dir / "case_b.nii.gz")
     write_nifti(tumour(), pred_dir / "stray.nii.gz")
     return pred_dir, ref_dir
 
@@ -55,8 +56,11 @@ def test_evaluate_folders_scores_and_counts_missing(folders, tmp_path):
     assert evaluation.unmatched_predictions == ["stray"]
     a, b, c = (r.metrics for r in evaluation.results)
     assert all(a[f"Dice_{region}"] == 1.0 for region in ("ET", "WT", "TC"))
-    # shifted by 2 voxels of 1 mm along x: distances are at most 2 mm
-    assert 0.0 < b["Dice_WT"] < 1.0 and 0.0 < b["HD95_WT"] <= 2.0
+    # Moved by one voxel along z, whose voxels are 2 mm: every surface distance is 0 or 2 mm, and
+    # more than 5% are 2 mm, so HD95 is exactly 2 mm (1 if spacing were ignored). WT is a 9x8x4 box
+    # that keeps 3 of its 4 slices in common: Dice 0.75; TC (5x4x2) and ET (2x2x2) keep 1 of 2: 0.5.
+    assert [b[f"HD95_{region}"] for region in ("ET", "WT", "TC")] == [2.0, 2.0, 2.0]
+    assert [b[f"Dice_{region}"] for region in ("ET", "WT", "TC")] == pytest.approx([0.5, 0.75, 0.5], abs=1e-12)
     assert c["Dice_WT"] == 0.0 and c["HD95_ET"] == 373.13
     paths = write_report(evaluation.results, tmp_path / "report")
     assert sorted(paths) == ["dice_boxplot.png", "metrics.csv", "summary.md"]

@@ -1,4 +1,4 @@
-"""tools/visualize.py draws a case (and a prediction) into a PNG."""
+"""tools/visualize.py draws a case (and a prediction) into a PNG, the labels where they are."""
 
 import subprocess
 import sys
@@ -6,21 +6,24 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+Z = 5  # the slice with most tumour
 
 
 def write_case(case_dir, case_id):
-    """A 16 x 16 x 8 BraTS 2020 case: four random modalities and a segmentation."""
+    """A 16 x 16 x 8 BraTS 2020 case: random modalities; on slice 5 edema fills the half x < 8, and
+    enhancing tumour (4) the corner x, y >= 12; other slices hold a little necrosis (1)."""
     case_dir.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for modality in ("t1", "t1ce", "t2", "flair"):
         image = rng.uniform(0, 100, (16, 16, 8)).astype(np.float32)
         nib.save(nib.Nifti1Image(image, np.eye(4)), case_dir / f"{case_id}_{modality}.nii.gz")
     seg = np.zeros((16, 16, 8), np.uint8)
-    seg[3:12, 4:12, 2:6] = 2
-    seg[5:10, 6:10, 5] = 1
-    seg[6:8, 7:9, 5] = 4
+    seg[6:9, 6:9, 2:5] = 1
+    seg[:8, :, Z] = 2
+    seg[12:, 12:, Z] = 4
     nib.save(nib.Nifti1Image(seg, np.eye(4)), case_dir / f"{case_id}_seg.nii.gz")
     return seg
 
@@ -36,20 +39,67 @@ def run_visualize(*args):
     )
 
 
-def test_visualize_writes_png_with_reference_and_prediction(tmp_path):
+def _overlay_masks(pixels):
+    """Pixels of edema (orange) and enhancing tumour (red) drawn at alpha 0.8 over a grey image.
+
+    Over grey g, orange (1, 0.55, 0) becomes (0.8 + 0.2g, 0.44 + 0.2g, 0.2g) and red (0.9, 0, 0)
+    becomes (0.72 + 0.2g, 0.2g, 0.2g); the legend's opaque patches differ from both.
+    """
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    orange = (np.abs(r - g - 0.36) < 0.02) & (np.abs(g - b - 0.44) < 0.02)
+    red = (np.abs(r - g - 0.72) < 0.02) & (np.abs(g - b) < 0.02)
+    return orange, red
+
+
+def _box(mask):
+    rows, cols = np.nonzero(mask)
+    return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+
+
+def test_visualize_draws_each_label_where_it_is(tmp_path):
+    image = pytest.importorskip("matplotlib.image")
     seg = write_case(tmp_path / "case_a", "case_a")
-    pred = np.where(seg == 4, 1, seg).astype(np.uint8)
+    pred = np.where(seg == 4, 1, seg).astype(np.uint8)  # the prediction has no enhancing tumour
     nib.save(nib.Nifti1Image(pred, np.eye(4)), tmp_path / "case_a.nii.gz")
     out = tmp_path / "case_a.png"
     result = run_visualize(f"--case_dir={tmp_path / 'case_a'}", f"--pred={tmp_path / 'case_a.nii.gz'}", f"--out={out}")
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stdout
     assert out.read_bytes().startswith(b"\x89PNG")
+    pixels = image.imread(out)[..., :3]
+    assert pixels.shape == (384, 1872, 3)  # 6 panels of 2.6 x 3.2 inches at 120 dpi
+    orange, red = _overlay_masks(pixels)
+    panel = pixels.shape[1] // 6
+    reference, prediction = slice(4 * panel, 5 * panel), slice(5 * panel, 6 * panel)
+    top, bottom, _, _ = _box(orange[:, reference])  # the rows of the images (the legend lies below)
+    images = np.s_[top:bottom, : 4 * panel]
+    assert not orange[images].any() and not red[images].any()  # T1, T1c, T2 and FLAIR carry no overlay
+    assert not red[:, prediction].any()
+    for columns in (reference, prediction):
+        # Edema: the left half of the slice (x < 8), every y: a rectangle twice as tall as wide.
+        top, bottom, left, right = _box(orange[:, columns])
+        side = bottom - top
+        assert side > 100 and right - left == pytest.approx(side / 2, abs=2)
+        assert orange[top:bottom, columns][:, left:right].mean() > 0.97
+    # Enhancing tumour: the corner x, y >= 12, drawn at the top right (origin lower) of the same square.
+    top, bottom, left, right = _box(orange[:, reference])
+    red_top, red_bottom, red_left, red_right = _box(red[:, reference])
+    pixel = (bottom - top) / 16
+    assert (red_top, red_bottom) == pytest.approx((top, top + 4 * pixel), abs=2)
+    assert (red_left, red_right) == pytest.approx((left + 12 * pixel, left + 16 * pixel), abs=2)
 
 
 def test_visualize_without_prediction(tmp_path):
+    image = pytest.importorskip("matplotlib.image")
     write_case(tmp_path / "case_b", "case_b")
     out = tmp_path / "case_b.png"
     result = run_visualize(f"--case_dir={tmp_path / 'case_b'}", f"--out={out}")
     assert result.returncode == 0, result.stderr
-    assert out.read_bytes().startswith(b"\x89PNG")
+    pixels = image.imread(out)[..., :3]
+    assert pixels.shape == (384, 1560, 3)  # 5 panels
+    orange, red = _overlay_masks(pixels)
+    reference = np.s_[:, 4 * 312:]
+    top, bottom, left, right = _box(orange[reference])
+    assert bottom - top > 100 and right - left == pytest.approx((bottom - top) / 2, abs=2)
+    assert red[reference].sum() == pytest.approx(orange[reference].sum() * (4 * 4) / (8 * 16), rel=0.05)
+    assert not orange[top:bottom, : 4 * 312].any() and not red[top:bottom, : 4 * 312].any()

@@ -88,17 +88,6 @@ def test_convert_tool_writes_keras_weights_that_load_identically(torchvision_fil
             np.testing.assert_array_equal(a, b)
 
 
-def test_pth_checkpoint_when_torch_is_installed(tmp_path):
-    torch = pytest.importorskip("torch")
-    state = ref.torchvision_resnet34_state(seed=3)
-    path = tmp_path / "resnet34.pth"
-    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, path)
-    model = AlbuNet3D()
-    load_encoder_weights(model, path)
-    np.testing.assert_array_equal(model.get_layer("layer1_block0_bn1").get_weights()[2],
-                                  state["layer1.0.bn1.running_mean"])
-
-
 def _save(state, path):
     safetensors_numpy.save_file(state, str(path))
     return path

@@ -108,3 +108,27 @@ def test_cli_reports_a_bad_configuration_and_exits_2(tiny_data, tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert "error: bad training configuration" in result.stderr and "multiples of 32" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("fault", ["nan", "label"])
+def test_a_bad_value_in_the_last_case_fails_before_any_case_is_loaded(config, tiny_data, tmp_path, monkeypatch,
+                                                                      fault):
+    import nibabel as nib
+    import numpy as np
+
+    import tfbrats.data
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    last = sorted(root.iterdir())[-1]
+    path = last / f"{last.name}_{'flair' if fault == 'nan' else 'seg'}.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).astype(np.float32 if fault == "nan" else np.uint8)
+    data[1, 2, 3] = np.nan if fault == "nan" else 5
+    nib.save(nib.Nifti1Image(data, image.affine), path)
+    loaded = []
+    monkeypatch.setattr(tfbrats.data, "load_case", lambda case, *args: loaded.append(case.case_id))
+    expected = "holds 1 NaN or infinite voxels" if fault == "nan" else r"holds label values \[5\]"
+    with pytest.raises(ConfigError, match=f"case {last.name}: .*{expected}"):
+        load_split(dataclasses.replace(config, data_dir=str(root)))
+    assert loaded == []

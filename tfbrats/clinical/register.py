@@ -15,7 +15,8 @@ class RegistrationSettings:
     Args:
         histogram_bins: Mattes mutual information histogram bins.
         sampling_percentage: fraction of fixed-image voxels sampled (random, seeded) per iteration.
-        seed: sampling seed, so a run is reproducible.
+        seed: sampling seed (at least 1: SimpleITK reads 0 as "seed from the clock"), so a run
+            is reproducible, whatever the number of threads.
         shrink_factors: multi-resolution pyramid, coarse to fine.
         smoothing_sigmas_mm: Gaussian smoothing per pyramid level, in millimetres.
         learning_rate: regular-step gradient descent initial step (scaled by physical shift).
@@ -29,12 +30,19 @@ class RegistrationSettings:
 
     histogram_bins: int = 32
     sampling_percentage: float = 0.25
-    seed: int = 0
+    seed: int = 1
     shrink_factors: tuple[int, ...] = (2, 1)
     smoothing_sigmas_mm: tuple[float, ...] = (2.0, 0.0)
     learning_rate: float = 1.0
     min_step: float = 1e-4
     iterations: int = 200
+
+    def __post_init__(self) -> None:
+        if self.seed < 1:
+            raise ValueError(
+                f"RegistrationSettings.seed is {self.seed}; it must be at least 1 (SimpleITK takes 0 as "
+                "'seed from the clock', and runs would differ)"
+            )
 
 
 @dataclass

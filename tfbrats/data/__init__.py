@@ -29,6 +29,7 @@ from tfbrats.data.cases import (
     find_cases,
     split_cases,
 )
+from tfbrats.data.checks import check_case_values, check_cases
 from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
 from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
 from tfbrats.data.preprocess import (
@@ -61,6 +62,8 @@ __all__ = [
     "augment_patch",
     "channels_for",
     "check_case",
+    "check_case_values",
+    "check_cases",
     "crop",
     "dhw_to_xyz",
     "find_cases",

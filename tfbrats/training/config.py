@@ -219,7 +219,7 @@ def load_split(config: TrainConfig) -> tuple[list[PreprocessedCase], list[Prepro
     Example:
         >>> train, val = load_split(TrainConfig(model_dir="runs/x", cache_dir="cache"))  # doctest: +SKIP
     """
-    from tfbrats.data import CaseError, check_case, find_cases, load_cache, load_case, split_cases
+    from tfbrats.data import CaseError, check_cases, find_cases, load_cache, load_case, split_cases
 
     source = config.data_dir or config.cache_dir
     try:
@@ -247,8 +247,7 @@ def load_split(config: TrainConfig) -> tuple[list[PreprocessedCase], list[Prepro
     if config.data_dir is None:
         return [loaded[c.case_id] for c in train], [loaded[c.case_id] for c in val]
     try:
-        for case in labelled:
-            check_case(case, config.input_channels)
+        check_cases(labelled, config.input_channels)  # every case's values, in parallel, before any is loaded
         return [load_case(c, config.input_channels) for c in train], [load_case(c, config.input_channels) for c in val]
     except CaseError as error:
         raise ConfigError(f"a case in {source} cannot be used: {error}") from error
