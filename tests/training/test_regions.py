@@ -10,8 +10,8 @@ import pytest
 
 from tfbrats.data import find_cases
 from tfbrats.inference.predict import WindowSettings, load_model, predict_cases
-from tfbrats.losses import RegionDiceLoss
 from tfbrats.labels import labels_to_regions, regions_to_labels
+from tfbrats.losses import RegionDiceLoss
 from tfbrats.training import ConfigError, TrainConfig, check_config, train
 
 
