@@ -17,7 +17,7 @@ def _softmax(logits):
 
 
 def _design_formula(labels, logits, num_classes, include_background, smooth, cross_entropy_weight=0.0):
-    """The multiple Dice loss written out class by class, each sum over every voxel of the batch (+ weighted mean CE)."""
+    """The multiple Dice loss class by class, each sum over every voxel of the batch (+ weighted mean CE)."""
     probabilities = _softmax(logits.astype(np.float64))
     classes = range(num_classes) if include_background else range(1, num_classes)
     dices = []

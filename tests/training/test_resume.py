@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfbrats.models  # noqa: F401  (registers the AlbuNet classes for loading .keras files)
 from tests.training.conftest import REPO, python_env, run_python, tiny_flags
 from tfbrats.training import Run
 
