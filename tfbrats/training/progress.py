@@ -31,7 +31,7 @@ class PlainProgress:
         >>> for step in range(1, 5):
         ...     progress.update(step, [("loss", 1.0 / step)])
         >>> progress.end_epoch([("loss", 0.25)], [("val_loss", 0.3)], seconds=12.0)
-        >>> print("\n".join(lines))
+        >>> print("\\n".join(lines))
         epoch 1/3 step 2/4 loss 0.5000
         epoch 1/3 step 4/4 loss 0.2500
         epoch 1/3 done in 12 s: loss 0.2500 val_loss 0.3000
