@@ -243,6 +243,9 @@ def _table_problems(config: TrainConfig) -> list[str]:
         if setting.choices and value not in setting.choices:
             problems.append(f"{setting.name} must be one of {list(setting.choices)}; got {value!r}")
         elif setting.kind in ("integer", "float") and value is not None:
+            if (setting.low, setting.high) == (0.0, 1.0) and not 0.0 <= value <= 1.0:
+                problems.append(f"{setting.name} is a probability in [0, 1]; got {value}")
+                continue
             if setting.low is not None and value < setting.low:
                 problems.append(f"{setting.name} must be >= {setting.low}; got {value}")
             if setting.high is not None and value > setting.high:
