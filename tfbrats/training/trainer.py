@@ -209,7 +209,8 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best")
             self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
-            self.last_row = tf.Variable("", dtype=tf.string, trainable=False, name="last_row")
+        # Outside the scope: collectives cannot broadcast a string (every worker assigns the same row anyway).
+        self.last_row = tf.Variable("", dtype=tf.string, trainable=False, name="last_row")
         loss = self.build_loss()
         train_step, eval_step = make_step_functions(self.model, self.optimizer, loss, strategy, target_of(config))
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
