@@ -5,11 +5,19 @@ TensorFlow, Keras and the imaging libraries only when they are imported themselv
 """
 
 import os
+import sys
 
 # TensorFlow's x86 build runs its oneDNN CPU kernels only on CPUs with AVX512-VNNI/BF16 or AMX
 # unless asked. Measured on a 2-core AMD EPYC without them (`tools/benchmark.py train_step
 # --baselines`): an AlbuNet3D train step 1.5x (batch 2 of 24x128x128) to 2.5x (8x64x64) faster
 # with them. Set before TensorFlow loads; TF_ENABLE_ONEDNN_OPTS=0 in the environment still wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# `python -m tfbrats.<command>`: while Python locates the module it imports this package with
+# sys.argv[0] set to "-m" (documented in `python -m`'s help). Every such command then starts without
+# TensorFlow's C++ start-up messages (cuFFT/cuDNN/cuBLAS factory registration errors, CUDA and
+# TensorRT notices), which only level 3 hides; TF_CPP_MIN_LOG_LEVEL set by the user wins.
+if sys.argv[:1] == ["-m"]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

@@ -240,7 +240,7 @@ def run_train_step(args: argparse.Namespace) -> dict[str, Any]:
     from tfbrats.data.pipeline import resolve_source
     from tfbrats.losses import MultipleDiceLoss
     from tfbrats.models import AlbuNet3D
-    from tfbrats.training.loop import make_step_functions
+    from tfbrats.training import make_step_functions
 
     peak = _peak_gflops(5)
     with tempfile.TemporaryDirectory() as scratch:

@@ -3,12 +3,24 @@
 import dataclasses
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.training.conftest import run_python, tiny_flags
-from tfbrats.training import ConfigError, StrategyError, TrainConfig, check_config, check_patch_fits, load_split
+from tfbrats.training import (
+    ConfigError,
+    Run,
+    RunError,
+    StrategyError,
+    TrainConfig,
+    check_config,
+    check_patch_fits,
+    load_split,
+    settings,
+)
+from tfbrats.training.config import config_from_values
 from tfbrats.training.strategy import cluster_role
 
 
@@ -132,3 +144,57 @@ def test_a_bad_value_in_the_last_case_fails_before_any_case_is_loaded(config, ti
     with pytest.raises(ConfigError, match=f"case {last.name}: .*{expected}"):
         load_split(dataclasses.replace(config, data_dir=str(root)))
     assert loaded == []
+
+
+def test_every_setting_is_a_flag_declared_once():
+    from absl import flags as absl_flags
+
+    import tfbrats.train  # noqa: F401  (defines the flags from the settings table)
+
+    table = {s.name: s for s in settings()}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields - {"augment"} <= set(table) and {"augment", "aug_flip", "aug_blur"} <= set(table)
+    own = {f.name for f in absl_flags.FLAGS.get_key_flags_for_module(sys.modules["tfbrats.train"])}
+    assert own == set(table) | {"overwrite"}
+    for name, setting in table.items():
+        flag = absl_flags.FLAGS[name]
+        assert flag.help == setting.help or flag.help.endswith(setting.help)
+        default = [str(v) for v in setting.default] if setting.kind == "size" else setting.default
+        assert flag.default == default, name
+
+
+def test_flag_values_round_trip_through_config_json(tmp_path):
+    values = {s.name: s.default for s in settings()} | {
+        "model_dir": str(tmp_path), "patch_size": ["8", "64", "64"], "aug_flip": 0.25, "mixed_precision": "float16",
+        "lr_schedule": "cosine", "encoder_weights": ""}
+    config = config_from_values(values)
+    assert (config.patch_size, config.augment.flip, config.encoder_weights) == ((8, 64, 64), 0.25, None)
+    assert config_from_values({**values, "augment": False}).augment is None
+    Run(tmp_path).write_config(config)
+    assert Run(tmp_path).config == config
+
+
+def test_a_config_recorded_before_a_setting_existed_reads_with_its_default(tmp_path):
+    old = {"model_dir": str(tmp_path), "data_dir": "d", "patch_size": [8, 64, 64], "mixed_precision": True,
+           "augment": {"flip": 0.1, "scale_range": [0.9, 1.1]}, "a_setting_since_removed": 1}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = Run(tmp_path).config
+    assert (config.mixed_precision, config.lr_schedule, config.volume_validation_every) == ("bfloat16", "constant", 5)
+    assert config.augment.flip == 0.1 and config.augment.scale_range == (0.9, 1.1) and config.patch_size == (8, 64, 64)
+
+
+def test_a_bad_config_json_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(RunError, match=f"{tmp_path / 'config.json'} is not a training config"):
+        _ = Run(tmp_path).config
+    with pytest.raises(FileNotFoundError, match="no best.keras or final.keras"):
+        Run(tmp_path).model_path()
+
+
+def test_the_table_checks_choices_and_ranges(config):
+    bad = dataclasses.replace(config, mixed_precision="float8", lr_schedule="step", log_every=-1)
+    with pytest.raises(ConfigError) as error:
+        check_config(bad)
+    for text in ("mixed_precision must be one of ['none', 'bfloat16', 'float16']; got 'float8'",
+                 "lr_schedule must be one of", "log_every must be >= 0; got -1"):
+        assert text in str(error.value)

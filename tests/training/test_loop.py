@@ -9,10 +9,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbrats.contract import SegmentationContract
 from tfbrats.data import make_dataset
 from tfbrats.losses import MultipleDiceLoss
 from tfbrats.models import AlbuNet2D
-from tfbrats.training import TrainConfig, build_model, load_split, make_step_functions, train
+from tfbrats.training import Run, TrainConfig, build_model, load_split, make_step_functions, train
 
 
 def _config(tiny_data: Path, model_dir: Path, **changes) -> TrainConfig:
@@ -49,7 +50,7 @@ def _history(model_dir: Path) -> list[dict[str, str]]:
 
 def test_train_writes_the_run_folder_then_resumes(tiny_data, tmp_path):
     model_dir = tmp_path / "run"
-    config = _config(tiny_data, model_dir, mixed_precision=True)
+    config = _config(tiny_data, model_dir, mixed_precision="bfloat16")
     messages: list[str] = []
     first = train(config, flags_text="--epochs=1\n", echo=messages.append)
     assert keras.mixed_precision.global_policy().name == "float32"  # the policy is restored
@@ -60,8 +61,16 @@ def test_train_writes_the_run_folder_then_resumes(tiny_data, tmp_path):
     recorded = json.loads((model_dir / "config.json").read_text())
     assert (recorded["model"], recorded["patch_size"], recorded["num_classes"]) == ("albunet2d", [1, 32, 32], 4)
     assert (model_dir / "flags.txt").read_text() == "--epochs=1\n"
-    assert list(_history(model_dir)[0]) == ["epoch", "step", "loss", "dice_WT", "dice_TC", "dice_ET", "val_loss",
-                                            "val_dice_WT", "val_dice_TC", "val_dice_ET", "val_dice_mean", "seconds"]
+    assert list(_history(model_dir)[0]) == [
+        "epoch", "step", "learning_rate", "loss", "dice_WT", "dice_TC", "dice_ET", "val_loss", "val_dice_WT",
+        "val_dice_TC", "val_dice_ET", "val_dice_mean", "volume_dice_WT", "volume_dice_TC", "volume_dice_ET",
+        "volume_dice_mean", "seconds"]
+    # Without a volume scorer, best.keras is kept by the patch validation; the model carries its contract.
+    assert Run(model_dir).best_record()["metric"] == "val_dice_mean"
+    best = keras.models.load_model(model_dir / "best.keras", compile=False)
+    contract = SegmentationContract.from_json(best.segmentation)
+    assert (contract.target.name, contract.window.patch_size, contract.channels) == (
+        "classes", (1, 32, 32), ("flair", "t1ce", "t2"))
     assert list((model_dir / "logs" / "validation").glob("events.out.tfevents.*"))
     assert isinstance(keras.models.load_model(model_dir / "best.keras", compile=False), AlbuNet2D)
 

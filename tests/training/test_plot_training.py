@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.training.conftest import run_python
-from tfbrats.training.loop import HISTORY_COLUMNS
+from tfbrats.training import HISTORY_COLUMNS, Run
 
 # Validation Dice per region, constant over the epochs, so each panel's line is one horizontal row.
 VALUES = {"WT": 0.9, "TC": 0.6, "ET": 0.3}
@@ -12,16 +12,16 @@ VALUES = {"WT": 0.9, "TC": 0.6, "ET": 0.3}
 
 def test_plot_training_draws_each_region_at_its_value(tmp_path):
     image = pytest.importorskip("matplotlib.image")
-    run = tmp_path / "run"
-    run.mkdir()
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
     rows = []
     for epoch in range(1, 4):
         row = dict.fromkeys(HISTORY_COLUMNS, 0.5) | {"epoch": epoch, "step": 10 * epoch}
-        row |= {f"val_dice_{region}": value for region, value in VALUES.items()}
-        rows.append(",".join(str(row[column]) for column in HISTORY_COLUMNS))
-    (run / "history.csv").write_text("\n".join([",".join(HISTORY_COLUMNS), *rows]) + "\n")
+        rows.append(row | {f"val_dice_{region}": value for region, value in VALUES.items()})
+    run.write_history(rows)
+    assert [row["val_dice_WT"] for row in run.history()] == [0.9, 0.9, 0.9]
     out = tmp_path / "dice.png"
-    result = run_python(["tools/plot_training.py", f"--runs={run}", f"--out={out}"], timeout=120)
+    result = run_python(["tools/plot_training.py", f"--runs={run.path}", f"--out={out}"], timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = image.imread(out)[..., :3]

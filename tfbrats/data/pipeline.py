@@ -64,6 +64,7 @@ def make_dataset(
     input_channels: int = 3,
     sample_transforms: Sequence[SampleTransform] = (),
     input_context: tf.distribute.InputContext | None = None,
+    first_index: int = 0,
 ) -> tf.data.Dataset:
     """Builds a tf.data pipeline of ``(images, labels)`` patch batches.
 
@@ -92,6 +93,8 @@ def make_dataset(
         input_channels: 3 or 4, used when `source` lists `Case` objects.
         sample_transforms: Extra training-only per-patch steps run after augmentation.
         input_context: The `tf.distribute.InputContext` under ``distribute_datasets_from_function``.
+        first_index: Training mode: the index of the first patch (a run resumed after s steps of
+            batch B starts at s * B, so it sees the patches the unbroken run would).
 
     Returns:
         A dataset of ``(images float32 (B, d, h, w, C), labels int32 (B, d, h, w))``.
@@ -140,7 +143,7 @@ def make_dataset(
         return image, label
 
     if training and repeat:
-        indices = tf.data.Dataset.counter()
+        indices = tf.data.Dataset.counter(start=first_index)
     else:
         indices = tf.data.Dataset.range(count)
         if repeat:

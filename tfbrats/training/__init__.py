@@ -1,27 +1,52 @@
-"""Training: the settings and their checks, distribution strategies, and the custom training loop.
+"""Training: the settings and their checks, the run folder, the distributed steps and the trainer.
+
+- `config`: `TrainConfig` (every setting declared once, with its help) and `check_config`;
+- `data`: `load_split`, `load_validation_cases`, `check_patch_fits`;
+- `run`: `Run`, the run folder's layout and records (inference reads a run through it);
+- `steps`: `make_step_functions`, the custom distributed steps (with float16 loss scaling);
+- `factories`: model, loss, schedule and precision of a config;
+- `trainer`: `Trainer` (hooks a variant overrides) and `train`, its one-call form;
+- `progress`, `strategy`: console output; distribution strategies.
 
 Example:
-    >>> from tfbrats.training import TrainConfig, train
+    >>> from tfbrats.training import Run, TrainConfig, train
     >>> result = train(TrainConfig(model_dir="runs/demo", data_dir="demo_data"))  # doctest: +SKIP
+    >>> Run("runs/demo").config.patch_size  # doctest: +SKIP
+    (24, 128, 128)
 """
 
-from tfbrats.training.config import ConfigError, TrainConfig, check_config, check_patch_fits, load_split
-from tfbrats.training.loop import TrainResult, build_model, make_loss, make_step_functions, train
+from tfbrats.training.config import ConfigError, TrainConfig, check_config, settings
+from tfbrats.training.data import check_patch_fits, load_split, load_validation_cases
+from tfbrats.training.factories import build_model, contract_of, make_loss, make_schedule, precision, target_of
+from tfbrats.training.run import HISTORY_COLUMNS, Run, RunError
+from tfbrats.training.steps import make_step_functions
 from tfbrats.training.strategy import ClusterRole, StrategyError, cluster_role, make_strategy
+from tfbrats.training.trainer import Trainer, TrainResult, VolumeScorer, train
 
 __all__ = [
+    "HISTORY_COLUMNS",
     "ClusterRole",
     "ConfigError",
+    "Run",
+    "RunError",
     "StrategyError",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
+    "VolumeScorer",
     "build_model",
     "check_config",
     "check_patch_fits",
     "cluster_role",
+    "contract_of",
     "load_split",
+    "load_validation_cases",
     "make_loss",
+    "make_schedule",
     "make_step_functions",
     "make_strategy",
+    "precision",
+    "settings",
+    "target_of",
     "train",
 ]

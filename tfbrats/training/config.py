@@ -1,110 +1,263 @@
-"""The settings of a training run, and the checks that reject a bad one before training starts."""
+"""The settings of a training run, declared once, and the checks that reject a bad one before training.
+
+Every setting is a field of `TrainConfig` whose metadata holds its help text (and its allowed
+choices or range): `settings()` turns the fields into one table (name, kind, default, help,
+choices), from which ``python -m tfbrats.train`` defines its flags, `config_from_values` builds a
+config from flag values, and `check_config` checks choices and ranges. Adding a setting is adding
+one field. The augmentation probabilities come from `tfbrats.data.AugmentConfig` the same way
+(flags ``--aug_<name>``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tfbrats.data import AugmentConfig, Case, PreprocessedCase
+from tfbrats.data import AugmentConfig
 from tfbrats.labels import TARGETS
 from tfbrats.training.strategy import STRATEGIES
 
 MODELS = ("albunet3d", "albunet2d")
+PRECISIONS = ("none", "bfloat16", "float16")
+SCHEDULES = ("constant", "poly", "cosine")
 SPATIAL_MULTIPLE = 32
 CONFIG_NAME = "config.json"
+AUGMENT_PREFIX = "aug_"
+# The augmentation probabilities (the other AugmentConfig fields are ranges, not flags).
+AUGMENT_PROBABILITIES = ("elastic", "flip", "rotate", "scale", "gamma", "brightness", "noise", "blur")
 # Settings that may differ when a run is resumed: more epochs extend it; the rest do not change results.
-RESUMABLE_CHANGES = ("epochs", "strategy", "model_dir")
+RESUMABLE_CHANGES = ("epochs", "strategy", "model_dir", "log_every")
 
 
 class ConfigError(ValueError):
     """A training configuration that cannot work; the message says what to change."""
 
 
+def _setting(default: Any, help: str, *, choices: tuple = (), low: float | None = None,
+             high: float | None = None, default_factory: Any = None) -> Any:
+    """A `TrainConfig` field with its help, allowed choices and inclusive range [low, high]."""
+    metadata = {"help": help, "choices": tuple(choices), "low": low, "high": high}
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (the flags of ``python -m tfbrats.train``).
 
-    Args:
-        model_dir: The run folder (checkpoints, logs, history, models).
-        data_dir: A BraTS dataset root, case folder or manifest (or use `cache_dir`).
-        cache_dir: A cache made by ``python -m tfbrats.prepare`` (or use `data_dir`).
-        model: "albunet3d" or "albunet2d".
-        input_channels: 3 (FLAIR, T1c, T2) or 4 (plus T1).
-        num_classes: Output classes (4: background, core, edema, enhancing) with ``target="classes"``;
-            a ``target="regions"`` model has 3 outputs (WT, TC, ET) whatever this says.
-        patch_size: Training patch ``(D, H, W)``; H and W multiples of 32, D = 1 for albunet2d.
-        batch_size: The global batch, split evenly over the replicas.
-        epochs: Epochs to train in total.
-        steps_per_epoch: Batches per epoch.
-        validation_steps: Validation batches per epoch; 0 means one patch per validation case.
-        learning_rate: Adam's learning rate.
-        encoder_weights: ResNet34 ImageNet weights for the encoder (see `tfbrats.models`), or None.
-        fold: The validation fold.
-        num_folds: Folds of the patient split.
-        seed: Seed of the split, the patches, the augmentation and the initial weights.
-        augment: Augmentation of training patches, or None for none.
-        foreground_fraction: Probability that a patch (training and validation) is centred on tumor.
-        include_background: Average the Dice loss over all classes (True) or tumor classes only.
-        cross_entropy_weight: Weight of a cross-entropy term added to the Dice loss (0: the
-            paper's Dice loss alone).
-        mixed_precision: Compute in bfloat16 (`mixed_bfloat16`), keeping float32 weights and logits.
-        strategy: "default", "mirrored" or "multi_worker" (TF_CONFIG).
-        target: "classes" (softmax over the classes, multiple Dice loss) or "regions" (sigmoid
-            per region WT, TC, ET, region Dice loss).
-        modality_dropout: Probability that a training patch loses each input channel (never all),
-            filled as a missing modality is at prediction; 0 disables it.
+    Each field's help text (its metadata) is the flag's help; `settings()` lists them.
 
     Example:
         >>> TrainConfig(model_dir="runs/demo", data_dir="demo_data", patch_size=(16, 96, 96)).batch_size
         24
     """
 
-    model_dir: str
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    model: str = "albunet3d"
-    input_channels: int = 3
-    num_classes: int = 4
-    patch_size: tuple[int, int, int] = (24, 128, 128)
-    batch_size: int = 24
-    epochs: int = 50
-    steps_per_epoch: int = 100
-    validation_steps: int = 0
-    learning_rate: float = 1e-3
-    encoder_weights: str | None = None
-    fold: int = 0
-    num_folds: int = 5
-    seed: int = 0
-    augment: AugmentConfig | None = dataclasses.field(default_factory=AugmentConfig)
-    foreground_fraction: float = 0.0
-    include_background: bool = True
-    cross_entropy_weight: float = 0.0
-    mixed_precision: bool = False
-    strategy: str = "mirrored"
-    target: str = "classes"
-    modality_dropout: float = 0.0
+    model_dir: str = _setting(None, "Run folder: config.json, checkpoints, logs, history.csv, best/final.keras.")
+    data_dir: str | None = _setting(None, "BraTS dataset root, case folder or CSV manifest (or --cache_dir).")
+    cache_dir: str | None = _setting(None, "Cache made by python -m tfbrats.prepare (or --data_dir).")
+    model: str = _setting("albunet3d", "Network.", choices=MODELS)
+    input_channels: int = _setting(3, "3 (FLAIR, T1c, T2) or 4 (plus T1).", choices=(3, 4))
+    num_classes: int = _setting(
+        4, "Output classes with --target=classes (background, core, edema, enhancing); regions have 3 outputs.",
+        low=2)
+    patch_size: tuple[int, int, int] = _setting((24, 128, 128), "Training patch D,H,W (H, W multiples of 32).")
+    batch_size: int = _setting(24, "Global batch size, split over the replicas.", low=1)
+    epochs: int = _setting(50, "Epochs in total (raise it to extend a finished run).", low=1)
+    steps_per_epoch: int = _setting(100, "Training batches per epoch.", low=1)
+    validation_steps: int = _setting(
+        0, "Validation batches of patches per epoch (0: one patch per validation case, each case once).", low=0)
+    volume_validation_every: int = _setting(
+        5, "Score whole validation volumes every N epochs and at the last one, and keep best.keras by their "
+        "mean Dice (0: keep it by the patch validation of every epoch).", low=0)
+    learning_rate: float = _setting(1e-3, "Adam's (initial) learning rate.", low=0.0)
+    lr_schedule: str = _setting(
+        "constant", "Learning rate over the run: constant (the paper), poly (x (1 - step/total)^0.9, nnU-Net) or "
+        "cosine (half a cosine down to 0).", choices=SCHEDULES)
+    encoder_weights: str | None = _setting(
+        None, "ResNet34 ImageNet weights (.weights.h5 from tools/convert_weights.py, .safetensors, .pth); "
+        "empty or unset: random initialisation.")
+    fold: int = _setting(0, "Validation fold.", low=0)
+    num_folds: int = _setting(5, "Folds of the patient split.", low=2)
+    seed: int = _setting(0, "Seed of split, patches, augmentation and initial weights.")
+    augment: AugmentConfig | None = _setting(
+        None, "Augment training patches (probabilities --aug_*).", default_factory=AugmentConfig)
+    foreground_fraction: float = _setting(0.0, "Probability that a patch is centred on tumor.", low=0.0, high=1.0)
+    include_background: bool = _setting(
+        True, "Average the Dice loss over background too (published code) or tumor classes only.")
+    cross_entropy_weight: float = _setting(
+        0.0, "Weight of a cross-entropy term added to the Dice loss (0: the paper's loss).", low=0.0)
+    mixed_precision: str = _setting(
+        "none", "Compute in bfloat16 (CPUs with AVX512_BF16 or AMX, A100/H100 GPUs) or float16 with dynamic loss "
+        "scaling (V100, T4 and other GPUs without fast bfloat16); weights and logits stay float32.",
+        choices=PRECISIONS)
+    strategy: str = _setting(
+        "mirrored", "mirrored: all local GPUs (or the CPU); multi_worker: from TF_CONFIG; default: one device.",
+        choices=STRATEGIES)
+    target: str = _setting(
+        "classes", "classes: softmax over the classes (the paper); regions: a sigmoid each for WT, TC, ET with a "
+        "region Dice loss.", choices=tuple(TARGETS))
+    modality_dropout: float = _setting(
+        0.0, "Probability that a training patch loses each input channel (never all; filled with 0, as a missing "
+        "modality at prediction), so the model copes with missing modalities; 0: off.", low=0.0, high=1.0)
+    log_every: int = _setting(
+        0, "When stdout is not a terminal, also print a line every N steps (0: one line per epoch).", low=0)
 
     def to_json(self) -> dict[str, Any]:
-        """The settings as JSON values (what `config.json` holds)."""
+        """The settings as JSON values (what `config.json` holds).
+
+        Example:
+            >>> TrainConfig(model_dir="x").to_json()["patch_size"]
+            [24, 128, 128]
+        """
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The config a `config.json` recorded; a setting it lacks (recorded before it existed) takes its default.
+
+        Keys that are no setting (any more) are ignored. Older records wrote `mixed_precision` as
+        true/false (true meant bfloat16).
+
+        Example:
+            >>> TrainConfig.from_json({"model_dir": "x", "mixed_precision": True}).mixed_precision
+            'bfloat16'
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if "patch_size" in values:
+            values["patch_size"] = tuple(int(v) for v in values["patch_size"])
+        if isinstance(values.get("augment"), dict):
+            augment = {k: tuple(v) if isinstance(v, list) else v for k, v in values["augment"].items()}
+            values["augment"] = AugmentConfig(**augment)
+        if isinstance(values.get("mixed_precision"), bool):
+            values["mixed_precision"] = "bfloat16" if values["mixed_precision"] else "none"
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: a flag of ``python -m tfbrats.train``.
+
+    Args:
+        name: The flag's name (a `TrainConfig` field, or ``aug_<name>`` for an augmentation probability).
+        kind: "string", "integer", "float", "boolean" or "size" (three integers D,H,W).
+        default: The default value.
+        help: The help text.
+        choices: The allowed values (empty: any).
+        low: Smallest allowed value (None: no bound).
+        high: Largest allowed value (None: no bound).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+
+
+_KINDS = {str: "string", int: "integer", float: "float", bool: "boolean"}
+
+
+def _kind(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if args and typing.get_origin(annotation) is not tuple else annotation
+    if typing.get_origin(base) is tuple:
+        return "size"
+    return _KINDS[base]
+
+
+def settings() -> tuple[Setting, ...]:
+    """The table of every training setting, in `TrainConfig` order, augmentation probabilities after `augment`.
+
+    Example:
+        >>> [s.kind for s in settings() if s.name in ("patch_size", "augment", "aug_flip")]
+        ['size', 'boolean', 'float']
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    rows = []
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        if field.name == "augment":
+            rows.append(Setting("augment", "boolean", True, meta["help"]))
+            defaults = AugmentConfig()
+            rows.extend(
+                Setting(f"{AUGMENT_PREFIX}{name}", "float", getattr(defaults, name),
+                        f"Probability of the {name} augmentation of a training patch.", low=0.0, high=1.0)
+                for name in AUGMENT_PROBABILITIES)
+            continue
+        rows.append(Setting(field.name, _kind(hints[field.name]), field.default, meta["help"], meta["choices"],
+                            meta["low"], meta["high"]))
+    return tuple(rows)
+
+
+def config_from_values(values: Mapping[str, Any]) -> TrainConfig:
+    """A `TrainConfig` from flag values by setting name (missing names take their defaults).
+
+    Args:
+        values: Setting name -> value, as `settings()` names them (``augment`` a boolean,
+            ``aug_<name>`` probabilities, ``patch_size`` three integers or strings).
+
+    Raises:
+        ConfigError: A patch size that is not three integers, or a bad augmentation probability.
+
+    Example:
+        >>> config_from_values({"model_dir": "x", "patch_size": ["8", "64", "64"], "augment": False}).patch_size
+        (8, 64, 64)
+    """
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    chosen = {k: v for k, v in values.items() if k in fields and k != "augment"}
+    if "patch_size" in chosen:
+        try:
+            chosen["patch_size"] = tuple(int(v) for v in chosen["patch_size"])
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"--patch_size must be three integers D,H,W; got {chosen['patch_size']}") from error
+    if "encoder_weights" in chosen:
+        chosen["encoder_weights"] = chosen["encoder_weights"] or None
+    if values.get("augment", True):
+        probabilities = {name: values[f"{AUGMENT_PREFIX}{name}"] for name in AUGMENT_PROBABILITIES
+                         if values.get(f"{AUGMENT_PREFIX}{name}") is not None}
+        try:
+            chosen["augment"] = AugmentConfig(**probabilities)
+        except ValueError as error:
+            raise ConfigError(f"bad augmentation flag: {error}") from error
+    else:
+        chosen["augment"] = None
+    return TrainConfig(**chosen)
+
+
+def _table_problems(config: TrainConfig) -> list[str]:
+    """Choices and ranges of the settings table."""
+    problems = []
+    for setting in settings():
+        if not hasattr(config, setting.name):
+            continue
+        value = getattr(config, setting.name)
+        if setting.choices and value not in setting.choices:
+            problems.append(f"{setting.name} must be one of {list(setting.choices)}; got {value!r}")
+        elif setting.kind in ("integer", "float") and value is not None:
+            if (setting.low, setting.high) == (0.0, 1.0) and not 0.0 <= value <= 1.0:
+                problems.append(f"{setting.name} is a probability in [0, 1]; got {value}")
+                continue
+            if setting.low is not None and value < setting.low:
+                problems.append(f"{setting.name} must be >= {setting.low}; got {value}")
+            if setting.high is not None and value > setting.high:
+                problems.append(f"{setting.name} must be <= {setting.high}; got {value}")
+    return problems
 
 
 def _static_problems(config: TrainConfig) -> list[str]:
     """Problems visible from the settings alone, without reading data."""
-    problems = []
-    if config.model not in MODELS:
-        problems.append(f"model must be one of {MODELS}; got {config.model!r}")
-    if config.strategy not in STRATEGIES:
-        problems.append(f"strategy must be one of {STRATEGIES}; got {config.strategy!r}")
-    if config.target not in TARGETS:
-        problems.append(f"target must be one of {list(TARGETS)}; got {config.target!r}")
-    if not 0.0 <= config.modality_dropout <= 1.0:
-        problems.append(f"modality_dropout is a probability in [0, 1]; got {config.modality_dropout}")
-    if config.input_channels not in (3, 4):
-        problems.append(f"input_channels must be 3 (FLAIR, T1c, T2) or 4 (plus T1); got {config.input_channels}")
+    problems = _table_problems(config)
+    if not config.model_dir:
+        problems.append("model_dir (the run folder) must be given")
     patch = tuple(config.patch_size)
     if len(patch) != 3 or min(patch) < 1:
         problems.append(f"patch_size must be three positive sizes D,H,W; got {patch}")
@@ -113,25 +266,14 @@ def _static_problems(config: TrainConfig) -> list[str]:
         if height % SPATIAL_MULTIPLE or width % SPATIAL_MULTIPLE:
             problems.append(
                 f"patch_size {patch}: H and W must be multiples of {SPATIAL_MULTIPLE} (the encoder halves them "
-                f"5 times); e.g. {(depth, _round_up(height), _round_up(width))}"
+                f"5 times); e.g. {(depth, round_up(height), round_up(width))}"
             )
         if config.model == "albunet2d" and depth != 1:
             problems.append(f"patch_size {patch}: albunet2d trains on single slices, so D must be 1")
-    for name in ("batch_size", "epochs", "steps_per_epoch"):
-        if getattr(config, name) < 1:
-            problems.append(f"{name} must be >= 1; got {getattr(config, name)}")
-    if config.validation_steps < 0:
-        problems.append(
-            f"validation_steps must be >= 0 (0: one patch per validation case); got {config.validation_steps}"
-        )
     if not config.learning_rate > 0:
         problems.append(f"learning_rate must be > 0; got {config.learning_rate}")
-    if config.num_folds < 2 or not 0 <= config.fold < config.num_folds:
-        problems.append(f"need num_folds >= 2 and 0 <= fold < num_folds; got fold {config.fold} of {config.num_folds}")
-    if config.cross_entropy_weight < 0:
-        problems.append(f"cross_entropy_weight must be >= 0; got {config.cross_entropy_weight}")
-    if not 0.0 <= config.foreground_fraction <= 1.0:
-        problems.append(f"foreground_fraction is a probability in [0, 1]; got {config.foreground_fraction}")
+    if not 0 <= config.fold < config.num_folds:
+        problems.append(f"need 0 <= fold < num_folds; got fold {config.fold} of {config.num_folds}")
     if config.encoder_weights is not None and not Path(config.encoder_weights).is_file():
         problems.append(
             f"encoder weights file {config.encoder_weights} does not exist; convert torchvision's ResNet34 "
@@ -155,8 +297,48 @@ def _data_location_problems(config: TrainConfig) -> list[str]:
     return []
 
 
-def _round_up(size: int) -> int:
+def round_up(size: int) -> int:
+    """`size` rounded up to a multiple of 32 (what the encoder needs in-plane).
+
+    Example:
+        >>> round_up(100)
+        128
+    """
     return SPATIAL_MULTIPLE * math.ceil(size / SPATIAL_MULTIPLE)
+
+
+def changed_settings(previous: TrainConfig, current: TrainConfig) -> list[str]:
+    """The settings that differ between a recorded run and a new config, except those a resume may change.
+
+    Example:
+        >>> changed_settings(TrainConfig(model_dir="x"), TrainConfig(model_dir="x", batch_size=2, epochs=9))
+        ['batch_size: 24 in the run, 2 now']
+    """
+    old, new = previous.to_json(), current.to_json()
+    return [f"{key}: {old[key]!r} in the run, {new[key]!r} now"
+            for key in new if key not in RESUMABLE_CHANGES and old[key] != new[key]]
+
+
+def read_config(path: str | Path) -> TrainConfig:
+    """The `TrainConfig` recorded in a `config.json` file (tolerant of settings added since).
+
+    Raises:
+        ConfigError: The file is missing, not JSON, or holds a bad setting.
+
+    Example:
+        >>> read_config("runs/demo/config.json").patch_size  # doctest: +SKIP
+        (8, 64, 64)
+    """
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+        return TrainConfig.from_json(values)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path} does not exist: the folder holds no training run") from error
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{path} is not a training config ({error})") from error
 
 
 def _run_folder_problems(config: TrainConfig, overwrite: bool) -> list[str]:
@@ -165,18 +347,9 @@ def _run_folder_problems(config: TrainConfig, overwrite: bool) -> list[str]:
     if overwrite or not path.is_file():
         return []
     try:
-        previous = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        return [f"{path} is not valid JSON ({error}); pass --overwrite to start a new run in {config.model_dir}"]
-    current = config.to_json()
-    # A run recorded before a setting existed ran with that setting's default.
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    previous = {**json.loads(json.dumps(defaults)), **previous}
-    changed = [
-        f"{key}: {previous.get(key)!r} in the run, {current.get(key)!r} now"
-        for key in sorted(set(current) | set(previous))
-        if key not in RESUMABLE_CHANGES and previous.get(key) != current.get(key)
-    ]
+        changed = changed_settings(read_config(path), config)
+    except ConfigError as error:
+        return [f"{error}; pass --overwrite to start a new run in {config.model_dir}"]
     if not changed:
         return []
     return [
@@ -201,77 +374,7 @@ def check_config(config: TrainConfig, overwrite: bool = False, check_run_folder:
           - data_dir /nowhere does not exist; check the path
     """
     problems = _static_problems(config)
-    if check_run_folder:
+    if check_run_folder and config.model_dir:
         problems += _run_folder_problems(config, overwrite)
     if problems:
         raise ConfigError("bad training configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def load_split(config: TrainConfig) -> tuple[list[PreprocessedCase], list[PreprocessedCase]]:
-    """Loads the labelled cases and splits them by patient into training and validation.
-
-    A cache is split exactly like the dataset it was made from (the split depends on case ids only).
-
-    Raises:
-        ConfigError: No cases, no labelled case, a case that fails its checks, or a split
-            that leaves the training or validation set empty.
-
-    Example:
-        >>> train, val = load_split(TrainConfig(model_dir="runs/x", cache_dir="cache"))  # doctest: +SKIP
-    """
-    from tfbrats.data import CaseError, check_cases, find_cases, load_cache, load_case, split_cases
-
-    source = config.data_dir or config.cache_dir
-    try:
-        if config.data_dir is not None:
-            cases = find_cases(config.data_dir).cases
-            labelled_ids = [case.case_id for case in cases if case.has_seg]
-        else:
-            loaded = {case.meta.case_id: case for case in load_cache(config.cache_dir)}
-            cases = [Case(case_id, {}, None) for case_id in loaded]
-            labelled_ids = [case_id for case_id, case in loaded.items() if case.label is not None]
-    except (FileNotFoundError, ValueError) as error:
-        raise ConfigError(f"cannot read the training data in {source}: {error}") from error
-    if not labelled_ids:
-        raise ConfigError(
-            f"no case with a reference segmentation (seg) in {source} ({len(cases)} cases without one); "
-            "training needs labelled cases, e.g. BraTS' training data, not its validation data"
-        )
-    labelled = [case for case in cases if case.case_id in set(labelled_ids)]
-    train, val = split_cases(labelled, config.fold, config.num_folds, config.seed)
-    if not train or not val:
-        raise ConfigError(
-            f"{len(labelled)} labelled case(s) in {source} leave the training or validation set of fold "
-            f"{config.fold} of {config.num_folds} empty; add cases or lower --num_folds"
-        )
-    if config.data_dir is None:
-        return [loaded[c.case_id] for c in train], [loaded[c.case_id] for c in val]
-    try:
-        check_cases(labelled, config.input_channels)  # every case's values, in parallel, before any is loaded
-        return [load_case(c, config.input_channels) for c in train], [load_case(c, config.input_channels) for c in val]
-    except CaseError as error:
-        raise ConfigError(f"a case in {source} cannot be used: {error}") from error
-
-
-def check_patch_fits(config: TrainConfig, cases: list[PreprocessedCase]) -> None:
-    """Rejects a patch larger than the largest training case (in-plane rounded up to 32).
-
-    Beyond that size a patch is padding in every case: slower and no more informative.
-
-    Example:
-        >>> check_patch_fits(TrainConfig(model_dir="x", patch_size=(1, 512, 512)), cases)  # doctest: +SKIP
-    """
-    channels = {case.image.shape[-1] for case in cases}
-    if channels != {config.input_channels}:
-        raise ConfigError(
-            f"the training cases have {sorted(channels)} channels but input_channels is {config.input_channels}; "
-            "use a cache made with the same --input_channels"
-        )
-    largest = [max(case.image.shape[axis] for case in cases) for axis in range(3)]
-    depth = 1 if config.model == "albunet2d" else largest[0]
-    allowed = (depth, _round_up(largest[1]), _round_up(largest[2]))
-    if any(p > a for p, a in zip(config.patch_size, allowed)):
-        raise ConfigError(
-            f"patch_size {tuple(config.patch_size)} is larger than the data allow: the largest cropped training "
-            f"case is (D, H, W) = {tuple(largest)}, so a patch may be at most {allowed}; choose a smaller patch"
-        )

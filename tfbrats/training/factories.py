@@ -1,0 +1,100 @@
+"""What a training configuration builds: its target, contract, model, loss, learning-rate schedule and precision.
+
+The `Trainer`'s default hooks call these; a variant may call them too and change one piece.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfbrats.labels import Target, get_target
+from tfbrats.losses import SoftDiceLoss, loss_for
+from tfbrats.precision import compute_precision
+from tfbrats.training.config import TrainConfig
+
+POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def target_of(config: TrainConfig) -> Target:
+    """The `tfbrats.labels.Target` a configuration trains.
+
+    Example:
+        >>> target_of(TrainConfig(model_dir="x", target="regions")).num_outputs
+        3
+    """
+    return get_target(config.target, config.num_classes)
+
+
+def contract_of(config: TrainConfig):
+    """The segmentation contract a run's models carry: target, channels, the training patch as window.
+
+    Window steps are the paper's (24, 32, 32), capped at the patch so windows always overlap or touch.
+
+    Example:
+        >>> contract_of(TrainConfig(model_dir="x", patch_size=(8, 64, 64))).window.steps
+        (8, 32, 32)
+    """
+    from tfbrats.contract import DEFAULT_STEPS, SegmentationContract, Window
+    from tfbrats.data import channels_for
+
+    patch = tuple(config.patch_size)
+    window = Window(patch_size=patch, steps=tuple(min(s, p) for s, p in zip(DEFAULT_STEPS, patch)))
+    return SegmentationContract(target=target_of(config), channels=channels_for(config.input_channels),
+                                window=window)
+
+
+def build_model(config: TrainConfig) -> keras.Model:
+    """The AlbuNet of a configuration, carrying its contract, with its pretrained encoder if one is given.
+
+    It returns logits: one per class, or one per region (WT, TC, ET) for ``target="regions"``.
+
+    Example:
+        >>> build_model(TrainConfig(model_dir="x", model="albunet2d")).name
+        'albunet2d'
+    """
+    from tfbrats.models import AlbuNet2D, AlbuNet3D, load_encoder_weights
+
+    model_class = AlbuNet3D if config.model == "albunet3d" else AlbuNet2D
+    model = model_class(num_classes=target_of(config).num_outputs, input_channels=config.input_channels,
+                        segmentation=contract_of(config).to_json())
+    if config.encoder_weights:
+        load_encoder_weights(model, config.encoder_weights)
+    return model
+
+
+def make_loss(config: TrainConfig) -> SoftDiceLoss:
+    """The loss of a configuration's target.
+
+    Example:
+        >>> make_loss(TrainConfig(model_dir="x", target="regions")).name
+        'region_dice_loss'
+    """
+    return loss_for(target_of(config), include_background=config.include_background,
+                    cross_entropy_weight=config.cross_entropy_weight)
+
+
+def make_schedule(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate over the run's optimizer steps: constant, poly (power 0.9) or cosine, to 0 at the end.
+
+    Example:
+        >>> schedule = make_schedule(TrainConfig(model_dir="x", lr_schedule="poly", epochs=2, steps_per_epoch=5))
+        >>> round(float(schedule(5)), 6)
+        0.000536
+    """
+    total = config.epochs * config.steps_per_epoch
+    if config.lr_schedule == "poly":
+        return keras.optimizers.schedules.PolynomialDecay(config.learning_rate, total, 0.0, power=0.9)
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    return config.learning_rate
+
+
+def precision(name: str):
+    """The Keras dtype policy of a `mixed_precision` setting, for the models built inside, then restored.
+
+    Example:
+        >>> with precision("bfloat16"):
+        ...     keras.mixed_precision.global_policy().name
+        'mixed_bfloat16'
+    """
+    return compute_precision(POLICIES[name])
