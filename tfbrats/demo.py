@@ -15,6 +15,7 @@ held-out mean Dice per region is printed as min / median / max over the seeds (a
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 import shutil
 import subprocess
@@ -155,6 +156,10 @@ def main(argv: list[str]) -> None:
         first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
         _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",
               f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])
+    tuning = model_dir / "tuning.json"
+    if tuning.is_file():
+        print(f"\npost-processing chosen on the validation cases (python -m tfbrats.tune, in the model's contract): "
+              f"{json.loads(tuning.read_text())['chosen_description']}")
     print(f"\nDemo finished in {(time.monotonic() - started) / 60:.1f} min. Everything is in {out}:")
     for name, path in (("model", model_dir), ("NIfTI predictions", predictions), ("report", report),
                        ("figures", figures)):

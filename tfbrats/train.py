@@ -43,20 +43,25 @@ _define_flags()
 _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Delete the run in --model_dir and start afresh, but only when it was made with other "
     "settings; a run with the same settings (more --epochs included) is resumed either way.")
+_TUNE = flags.DEFINE_boolean(
+    "tune", True, "When training ends, choose the post-processing on the validation cases and write it into the "
+    "model (python -m tfbrats.tune); --notune leaves the defaults (brain mask only).")
 flags.mark_flag_as_required("model_dir")
 
 
 def recorded_flags() -> str:
     """This module's flags with their values, one ``--name=value`` a line (a flagfile that resumes the run).
 
-    ``--overwrite`` is left out: rerunning the recorded flags must resume, never wipe, the run.
+    ``--overwrite`` and ``--tune`` are left out: rerunning the recorded flags must resume, never
+    wipe, the run, and tuning is not a training setting.
 
     Example:
         >>> print(recorded_flags())  # doctest: +SKIP
         --batch_size=2
     """
     own = flags.FLAGS.get_key_flags_for_module(sys.modules[__name__])
-    chosen = sorted((f for f in own if f.value is not None and f.name != _OVERWRITE.name), key=lambda f: f.name)
+    chosen = sorted((f for f in own if f.value is not None and f.name not in (_OVERWRITE.name, _TUNE.name)),
+                    key=lambda f: f.name)
     return "".join(f"{flag.serialize()}\n" for flag in chosen)
 
 
@@ -75,9 +80,9 @@ def config_from_flags():
 def score_volumes(model, cases: list) -> dict[str, float]:
     """Mean Dice per region (WT, TC, ET) of a model on whole cropped cases, one full-volume pass each.
 
-    The model's own segmentation contract (`tfbrats.contract`) turns probabilities into labels,
-    as prediction does (`finish_segmentation`), with the window replaced by a single pass. Dice
-    follows BraTS: 1 when prediction and reference are both empty.
+    The model's own segmentation contract turns probabilities into labels, as prediction does
+    (`tfbrats.inference.predict.window_probabilities`, `tfbrats.contract.finish_segmentation`),
+    with the window replaced by a single pass; Dice follows BraTS (1 when both are empty).
 
     Example:
         >>> score_volumes(model, val_cases)  # doctest: +SKIP
@@ -86,25 +91,18 @@ def score_volumes(model, cases: list) -> dict[str, float]:
     import keras
 
     from tfbrats.contract import SegmentationContract, Window, finish_segmentation
-    from tfbrats.inference.sliding_window import sliding_window
-    from tfbrats.labels import REGIONS, region_masks
+    from tfbrats.evaluation.tuning import mean_dice
+    from tfbrats.inference.predict import window_probabilities
 
     contract = SegmentationContract.from_json(model.segmentation)
     contract = contract.replace(window=Window(patch_size=None, steps=contract.window.steps, batch_size=1))
 
-    def predictor(batch: np.ndarray) -> np.ndarray:
+    def predictor(batch: np.ndarray) -> np.ndarray:  # eager: the model changes between calls
         return keras.ops.convert_to_numpy(contract.target.probabilities(model(batch, training=False)))
 
-    scores: dict[str, list[float]] = {region: [] for region in REGIONS}
-    for case in cases:
-        probabilities = sliding_window(case.image, predictor, patch_size=None, batch_size=1)
-        predicted = region_masks(finish_segmentation(probabilities, case.image, contract))
-        reference = region_masks(case.label)
-        for region in REGIONS:
-            total = predicted[region].sum() + reference[region].sum()
-            overlap = np.logical_and(predicted[region], reference[region]).sum()
-            scores[region].append(1.0 if total == 0 else 2.0 * overlap / total)
-    return {region: float(np.mean(values)) for region, values in scores.items()}
+    labels = [finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, contract)
+              for case in cases]
+    return mean_dice(labels, [case.label for case in cases])
 
 
 def main(argv: list[str]) -> int:
@@ -112,7 +110,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}; every setting is a --flag", file=sys.stderr)
         return 2
-    from tfbrats.training import ConfigError, StrategyError, train
+    from tfbrats.training import ConfigError, StrategyError, cluster_role, train
 
     # TensorFlow's Python logs go through absl, which app.run sets to INFO: keep the console to progress.
     logging.set_verbosity(logging.WARNING)
@@ -122,6 +120,10 @@ def main(argv: list[str]) -> int:
     except (ConfigError, StrategyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if _TUNE.value and cluster_role(config.strategy).is_chief:
+        from tfbrats.evaluation.tuning_run import tune_run
+
+        print(tune_run(config.model_dir), flush=True)
     return 0
 
 

@@ -61,7 +61,7 @@ def test_every_converted_layer_equals_torchvision_on_the_same_input(resnet34):
     with torch.no_grad():
         net(torch.from_numpy(volume[0].transpose(0, 3, 1, 2).copy()))  # the two slices as a batch of images
 
-    model = AlbuNet3D(encoder_weights=str(path))
+    model = AlbuNet3D.from_encoder_weights(str(path))
     names = [_keras_name(name) for name in watched]
     keras_features = keras.Model(model.input, [model.get_layer(n).output for n in names])(volume, training=False)
     assert len(watched) == 2 + 4 * sum(BLOCKS.values()) + 2 * 3 + sum(BLOCKS.values()) == 88

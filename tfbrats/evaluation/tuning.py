@@ -74,7 +74,13 @@ class TuningResult:
         }
 
 
-def _mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> dict[str, float]:
+def mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> dict[str, float]:
+    """Mean Dice per region (BraTS: 1 when both masks are empty) of internal label maps against references.
+
+    Example:
+        >>> mean_dice([np.array([0, 1, 3])], [np.array([0, 1, 1])])
+        {'WT': 1.0, 'TC': 1.0, 'ET': 0.0}
+    """
     scores = {region: [] for region in REGIONS}
     for predicted, reference in zip(labels, references):
         predicted_masks, reference_masks = region_masks(predicted), region_masks(reference)
@@ -88,7 +94,7 @@ def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references
     """The admissible option with the best mean Dice (ties: the last, i.e. strongest, of `options`)."""
     best: Candidate | None = None
     for option in options:
-        candidate = Candidate(option, _mean_dice([postprocess(r, None, option) for r in raw], references))
+        candidate = Candidate(option, mean_dice([postprocess(r, None, option) for r in raw], references))
         tried.append(candidate)
         admissible = all(candidate.mean_dice[r] >= reference_mean[r] - TOLERANCE for r in REGIONS)
         if admissible and (best is None or candidate.overall >= best.overall - TOLERANCE):
@@ -127,7 +133,7 @@ def choose_postprocessing(
     raw = [np.asarray(segment_raw(case), np.uint8) for case in labelled]
     references = [case.label for case in labelled]
     plain = dataclasses.replace(baseline, min_component_voxels=0, min_et_voxels=0)
-    baseline_mean = _mean_dice(raw, references)
+    baseline_mean = mean_dice(raw, references)
     tried: list[Candidate] = []
     components = _choose([dataclasses.replace(plain, brain_mask=False, min_component_voxels=n)
                           for n in sorted(set(component_candidates) | {0})], raw, references, baseline_mean, tried)
