@@ -45,17 +45,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import onnxruntime
 
+    from tfbrats.contract import SegmentationContract, Window
     from tfbrats.inference.model import make_predictor
-    from tfbrats.labels import get_target
     from tfbrats.models import AlbuNet3D
     from tfbrats.serving.export import export_onnx
 
     model = AlbuNet3D(num_classes=4, head="softmax")
+    contract = SegmentationContract(window=Window(patch_size=tuple(args.patch)))  # 4 classes, 3 channels
     x = np.random.default_rng(0).normal(size=(args.batch, *args.patch, 3)).astype("float32")
     with tempfile.TemporaryDirectory() as scratch:
-        folder = export_onnx(model, Path(scratch) / "albunet3d", 1, args.patch)
+        folder = export_onnx(model, Path(scratch) / "albunet3d", 1, contract)
         session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    tensorflow = make_predictor(model, get_target("classes"))
+    tensorflow = make_predictor(model, contract.target)
     onnx_seconds, onnx_times = median_seconds(lambda: session.run(None, {"image": x}), args.repeats, warmup=2)
     tf_seconds, tf_times = median_seconds(lambda: tensorflow(x), args.repeats, warmup=2)
     difference = np.abs(session.run(None, {"image": x})[0] - tensorflow(x)).max()
