@@ -36,6 +36,21 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
 }
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-parser per entry of `SUBCOMMANDS`, each remembering its runner as ``run``.
+
+    Example:
+        build_parser().parse_args(["forward", "--repeats", "5"]).run  # forward.run
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the sub-command, runs it and prints its result, with the machine's facts, as JSON.
 
@@ -45,16 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     Example:
         main(["peak", "--repeats", "3"])  # prints {"benchmark": "peak", ..., "machine": {...}}
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, help=help_text)
-        add_arguments(sub)
-        sub.set_defaults(run=run)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     print(json.dumps({**args.run(args), "machine": machine_facts()}, indent=2))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,18 +1,25 @@
-"""tools/benchmark.py: its figures, its FLOP count against one made from the model's layers, its baselines."""
+"""tools/benchmark.py and tools/benchmarks/: figures, FLOP count from the layers, baselines, timing, machine, policy."""
 
+import argparse
 import json
 import os
+import re
+import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import benchmark
 import keras
 import numpy as np
 import pytest
+from benchmarks import common, data, train_step
 
 from tfbrats.models import AlbuNet3D
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
+BENCHMARK = REPOSITORY / "tools" / "benchmark.py"
 PATCH = (2, 32, 32)
 
 
@@ -82,3 +89,75 @@ def test_train_step_prints_its_figures_and_baselines_run_other_code(model):
     assert machine["commit"].removesuffix("-dirty") == head and machine["cpu_model"] != "unknown"
     flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
     assert (machine["avx512"], machine["avx512_bf16"]) == ("avx512f" in flags, "avx512_bf16" in flags)
+
+
+def test_median_seconds_times_each_call_after_the_warmup(monkeypatch):
+    # A fake clock that each call advances by its own duration: the first (5 s) is the untimed warm-up.
+    durations, clock = iter([5.0, 1.0, 4.0, 2.0]), [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+
+    def call() -> None:
+        clock[0] += next(durations)
+
+    assert common.median_seconds(call, repeats=3, warmup=1) == (2.0, [1.0, 4.0, 2.0])
+    with pytest.raises(ValueError, match="repeats must be at least 1; got 0"):
+        common.median_seconds(call, repeats=0)
+
+
+def test_machine_facts_are_this_checkout_and_this_cpu():
+    git = ["git", "-C", str(REPOSITORY)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run([*git, "diff", "HEAD", "--name-only", "--", "tfbrats", "tools"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE).group(1).strip()
+    flags = re.search(r"^flags\s*:\s*(.*)$", cpuinfo, re.MULTILINE).group(1).split()
+    assert common.machine_facts() == {"commit": head + ("-dirty" if changed else ""), "cpu_model": model,
+                                      "avx512": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+                                      "cpu_count": os.cpu_count()}
+
+
+def test_every_command_the_readme_quotes_is_a_subcommand_that_parses():
+    readme = (REPOSITORY / "README.md").read_text()
+    listed = re.search(r"benchmark\.py \{([a-z_,]+)\}", readme).group(1).split(",")
+    assert sorted(benchmark.SUBCOMMANDS) == sorted(listed) == sorted(
+        ["data", "peak", "forward", "train_step", "predict", "windows", "onnx"])
+    quoted = [command for command in re.findall(r"benchmark\.py ([a-z_][^`|]*)`", readme)]
+    assert len(quoted) >= 9 and {command.split()[0] for command in quoted} == set(listed) - {"onnx"}
+    parser = benchmark.build_parser()
+    for command in quoted:
+        args = parser.parse_args(shlex.split(command))
+        assert args.run is benchmark.SUBCOMMANDS[args.command][2]
+    args = parser.parse_args(shlex.split("train_step --patch 8 64 64 --shape 96 96 64 --steps 5 --baselines"))
+    assert (args.patch, args.shape, args.steps, args.baselines, args.batch) == ([8, 64, 64], [96, 96, 64], 5, True, 2)
+
+
+def test_models_are_built_in_their_precision_and_the_global_policy_is_restored(monkeypatch):
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = common.albunet3d("mixed_bfloat16")
+    convs = [layer for layer in model.layers if "Conv3D" in type(layer).__name__]
+    dtypes = {layer.name: layer.dtype_policy.compute_dtype for layer in convs}
+    assert dtypes.pop("final") == "float32" and set(dtypes.values()) == {"bfloat16"}  # the head keeps float32 logits
+    assert keras.mixed_precision.global_policy().name == "float32"
+    # train_step measures under the policy it was given, and leaves the old one behind
+    seen = []
+    monkeypatch.setattr(train_step, "_measure", lambda args: seen.append(keras.mixed_precision.global_policy().name))
+    train_step.run(argparse.Namespace(precision="mixed_bfloat16"))
+    assert seen == ["mixed_bfloat16"] and keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_data_reports_the_fields_of_its_recorded_figures(tmp_path):
+    parser = argparse.ArgumentParser()
+    data.add_arguments(parser)
+    args = parser.parse_args(["--cases", "2", "--shape", "48", "48", "32", "--patch", "4", "32", "32", "--batch", "2",
+                              "--batches", "2", "--warmup", "1", "--repeats", "3"])
+    figures = data.run(args)
+    recorded = json.loads((REPOSITORY / "docs" / "benchmarks" / "cpu_data.json").read_text())
+    # "machine" is added by the entry; "augmented_before_after" is a note written beside the figures
+    assert sorted(figures) == sorted(set(recorded) - {"machine", "augmented_before_after"})
+    assert (figures["cases"], figures["patch"], figures["batch"]) == (2, [4, 32, 32], 2)
+    for name in ("plain", "augmented"):
+        assert len(figures[f"{name}_repeats"]) == 3
+        assert figures[f"{name}_patches_per_s"] == statistics.median(figures[f"{name}_repeats"])
+    assert figures["augmented_over_plain"] == pytest.approx(
+        figures["augmented_patches_per_s"] / figures["plain_patches_per_s"], abs=1e-4)
