@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfbrats.data import CaseError, CaseMeta, find_cases, load_case, uncrop, write_labels_nifti
-from tfbrats.data.cases import BRATS2020_LABELS, DECATHLON_LABELS, LabelMap
+from tfbrats.data.records import BRATS2020_LABELS, DECATHLON_LABELS, LabelMap
 from tfbrats.data.synthetic import synthetic_case, write_synthetic_dataset
 
 SHAPE = (48, 48, 32)

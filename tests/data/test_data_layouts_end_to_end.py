@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tfbrats.data import find_cases
-from tfbrats.data.cases import LabelMap
+from tfbrats.data.records import LabelMap
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUTS = ("brats2020", "decathlon", "nnunet")

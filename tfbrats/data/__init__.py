@@ -19,16 +19,7 @@ from typing import Any
 
 from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
-from tfbrats.data.cases import (
-    BRATS2020_LABELS,
-    BRATS2023_LABELS,
-    DECATHLON_LABELS,
-    Case,
-    DatasetIndex,
-    LabelMap,
-    find_cases,
-    split_cases,
-)
+from tfbrats.data.cases import DatasetIndex, find_cases, split_cases
 from tfbrats.data.checks import check_case_values, check_cases
 from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
 from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
@@ -44,6 +35,7 @@ from tfbrats.data.preprocess import (
     write_labels_nifti,
     zscore_nonzero,
 )
+from tfbrats.data.records import BRATS2020_LABELS, BRATS2023_LABELS, DECATHLON_LABELS, Case, LabelMap
 from tfbrats.data.sampling import pad_to_patch, patch_corner, sample_patch
 
 __all__ = [

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from tfbrats.data.cases import Case
 from tfbrats.data.io import CaseError, channels_for, check_case
 from tfbrats.data.preprocess import CaseMeta, PreprocessedCase, load_case
+from tfbrats.data.records import Case
 from tfbrats.files import atomic_path, write_json
 
 # 2: cases are stored in BraTS' voxel orientation (tfbrats.data.orientation); format 1 kept the input's.

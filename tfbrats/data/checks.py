@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import Case
 from tfbrats.data.io import CaseError, check_case, check_labels, read_voxels
+from tfbrats.data.records import Case
 
 
 def _integer_and_finite_scaling(image: nib.Nifti1Image) -> bool:

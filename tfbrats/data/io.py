@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import Case, LabelMap, label_map
+from tfbrats.data.records import Case, LabelMap, label_map
 
 AFFINE_TOLERANCE = 1e-3
 

@@ -27,7 +27,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tfbrats.data.cases import DATASET_JSON, Case, LabelMap
+from tfbrats.data.records import Case, LabelMap
+
+DATASET_JSON = "dataset.json"
 
 # Normalised channel name (lower case, letters and digits only) -> tfbrats modality key.
 CHANNEL_NAMES = {

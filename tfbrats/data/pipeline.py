@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import load_cache
-from tfbrats.data.cases import Case
 from tfbrats.data.io import check_case
 from tfbrats.data.preprocess import PreprocessedCase, load_case
+from tfbrats.data.records import Case
 from tfbrats.data.sampling import sample_patch
 
 # A per-patch step after augmentation: (image, label, rng) -> (image, label), numpy arrays.

@@ -4,7 +4,9 @@ A case becomes a `PreprocessedCase`: ``image`` ``(D, H, W, C)`` float32 with cha
 FLAIR, T1c, T2 (and T1), each z-scored over its nonzero voxels with background kept 0, cropped
 to the bounding box of the union of nonzero voxels; ``label`` ``(D, H, W)`` uint8 in the internal
 classes 0..3 (ET = 3); and `CaseMeta`, which holds what is needed to write a prediction back in
-the original geometry.
+the original geometry. The module is a little over 300 lines because `load_case` and
+`write_labels_nifti` are each other's inverse (crop/uncrop, orientation, label values) and are
+kept side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import Case, LabelMap, label_map
 from tfbrats.data.io import (
     CaseError,
     channels_for,
@@ -29,6 +30,7 @@ from tfbrats.data.io import (
 )
 from tfbrats.data.modalities import MISSING_FILL
 from tfbrats.data.orientation import reorient, reoriented_zooms, to_training_transform, undo_reorient
+from tfbrats.data.records import Case, LabelMap, label_map
 from tfbrats.files import atomic_path
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]

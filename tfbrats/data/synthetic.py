@@ -34,7 +34,7 @@ import nibabel as nib
 import numpy as np
 import scipy.ndimage
 
-from tfbrats.data.cases import BRATS2020_LABELS, BRATS2023_LABELS, DECATHLON_LABELS, LabelMap
+from tfbrats.data.records import BRATS2020_LABELS, BRATS2023_LABELS, DECATHLON_LABELS, LabelMap
 from tfbrats.files import atomic_path, write_json
 
 # Tissue classes of the generator and their intensities (arbitrary units) per modality.

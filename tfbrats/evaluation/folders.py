@@ -16,7 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tfbrats.data.cases import LabelMap, find_cases, label_map
+from tfbrats.data.cases import find_cases
+from tfbrats.data.records import LabelMap, label_map
 from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")

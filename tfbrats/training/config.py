@@ -6,6 +6,8 @@ choices), from which ``python -m tfbrats.train`` defines its flags, `config_from
 config from flag values, and `check_config` checks choices and ranges. Adding a setting is adding
 one field. The augmentation probabilities come from `tfbrats.data.AugmentConfig` the same way
 (flags ``--aug_<name>``).
+
+Its length (~380 lines) is the settings table itself: one field with its help text per setting.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ resumed at any epoch boundary, or extended with more epochs, sees the batches th
 would; initial weights come from the seed too. Durable: each epoch is committed as checkpoint,
 then best model, then history row (`tfbrats.training.run`); the checkpoint carries the epoch's
 row and best, so a restart after a kill anywhere completes the commit.
+
+Its length (~370 lines) is the hooks' docstrings and the one epoch loop they frame; the steps,
+factories, run folder and progress output live in their own modules.
 """
 
 from __future__ import annotations
