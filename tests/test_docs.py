@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = sorted([*ROOT.glob("tfbrats/**/*.py"), *ROOT.glob("tools/*.py"), *ROOT.glob("configs/*"),
+FILES = sorted([*ROOT.glob("tfbrats/**/*.py"), *ROOT.glob("tools/**/*.py"), *ROOT.glob("configs/*"),
                 *ROOT.glob("docs/*.md"), ROOT / "README.md"])
 
 
