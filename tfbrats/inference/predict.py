@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def predict_cases(
         output_dir: Where the NIfTI files and their JSON sidecars go.
         contract: The contract to apply; None applies the model's own (`loaded.contract`).
         overwrite: Recompute every case, current or not.
-        progress: Show a progress bar over cases.
+        progress: Show progress over cases: a bar on a terminal, one plain line per case otherwise
+            (a log file gets no carriage returns or colour codes).
 
     Example:
         >>> cases = find_cases("data/val").cases  # doctest: +SKIP
@@ -164,7 +166,7 @@ def predict_cases(
     output_dir.mkdir(parents=True, exist_ok=True)
     predictor = make_predictor(loaded.model, contract.target)
     summary = PredictionSummary()
-    bar = keras.utils.Progbar(len(cases), unit_name="case") if progress else None
+    bar = keras.utils.Progbar(len(cases), unit_name="case") if progress and sys.stdout.isatty() else None
     for number, case in enumerate(cases, start=1):
         target = output_dir / f"{case.case_id}.nii.gz"
         sidecar = output_dir / f"{case.case_id}.json"
@@ -199,4 +201,8 @@ def predict_cases(
                 summary.failed[case.case_id] = f"{type(error).__name__}: {error}"
         if bar is not None:
             bar.update(number)
+        elif progress:
+            state = ("failed" if case.case_id in summary.failed
+                     else "skipped" if case.case_id in summary.skipped else "done")
+            print(f"case {number}/{len(cases)} {case.case_id}: {state}", flush=True)
     return summary
