@@ -37,16 +37,20 @@ def printed_rows(stdout: str) -> dict[str, list[float]]:
 
 def untrained_wt_dice(cases: list) -> float:
     """Mean whole-tumor Dice of an untrained AlbuNet3D on `cases`, windows as the demo predicts."""
+    from tfbrats.contract import SegmentationContract, Window
     from tfbrats.data import load_case, uncrop
-    from tfbrats.inference.predict import WindowSettings, make_predictor, segment
+    from tfbrats.inference.model import make_predictor
+    from tfbrats.inference.predict import segment
+    from tfbrats.labels import get_target
     from tfbrats.models import AlbuNet3D
 
     keras.utils.set_random_seed(0)
-    predictor = make_predictor(AlbuNet3D(num_classes=4))
+    predictor = make_predictor(AlbuNet3D(num_classes=4), get_target("classes"))
+    contract = SegmentationContract(window=Window(PATCH, PATCH, 2))
     scores = []
     for case in cases:
         preprocessed = load_case(case)
-        labels = segment(preprocessed, predictor, WindowSettings(PATCH, PATCH, 2))
+        labels = segment(preprocessed, predictor, contract)
         scores.append(dice(labels > 0, uncrop(preprocessed.label, preprocessed.meta) > 0))
     return float(np.mean(scores))
 

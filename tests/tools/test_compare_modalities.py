@@ -30,10 +30,12 @@ def test_compare_modalities_writes_the_table(tmp_path):
     # Recomputed here for the class model: FLAIR zeroed in the preprocessed image (the tool instead
     # leaves the file out), the same windows, whole-tumor Dice in numpy, over the held-out case.
     from tfbrats.data import MISSING_FILL, find_cases, load_case, uncrop
-    from tfbrats.inference.predict import WindowSettings, load_model, make_predictor, segment
+    from tfbrats.inference.model import load_model, make_predictor, override_contract
+    from tfbrats.inference.predict import segment
 
     loaded = load_model(tmp_path / "work" / "runs" / "classes")
     predictor = make_predictor(loaded.model, loaded.target)
+    contract = override_contract(loaded.contract, patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=2)
     (case,) = find_cases(tmp_path / "work" / "test").cases
     full = load_case(case)
     truth = uncrop(full.label, full.meta) > 0
@@ -41,7 +43,7 @@ def test_compare_modalities_writes_the_table(tmp_path):
         image = full.image.copy()
         if channel is not None:
             image[..., channel] = MISSING_FILL
-        labels = segment(dataclasses.replace(full, image=image), predictor, WindowSettings((1, 32, 32), (1, 32, 32), 2))
+        labels = segment(dataclasses.replace(full, image=image), predictor, contract)
         predicted = labels > 0
         wt = 2.0 * np.logical_and(predicted, truth).sum() / (predicted.sum() + truth.sum())
         assert table[("classes", missing)][0] == pytest.approx(wt, abs=6e-4), missing

@@ -103,4 +103,5 @@ def test_a_tiny_region_run_with_dropout_records_its_settings(tiny_data, tmp_path
     labels = np.asarray(nib.load(summary.written[0]).dataobj)
     assert labels.shape == nib.load(case.images["t2"]).shape and set(np.unique(labels)) <= {0, 1, 2, 4}
     sidecar = json.loads((tmp_path / "predictions" / f"{case.case_id}.json").read_text())
-    assert (sidecar["target"], sidecar["missing"], sidecar["warning"]) == ("regions", ["flair"], None)
+    target = sidecar["contract"]["target"]["name"]
+    assert (target, sidecar["missing"], sidecar["warning"]) == ("regions", ["flair"], None)

@@ -58,8 +58,10 @@ def test_one_epoch_then_a_new_process_to_two_equals_two_epochs_straight(tiny_dat
     # stdout is a pipe here: plain lines, no bar redraws or colours, a few lines per epoch; no C++ start-up noise.
     for result, epochs in ((straight, 2), (first, 1), (second, 1)):
         assert "\r" not in result.stdout and "\x1b" not in result.stdout
+        # The 4 lines at the end report the post-processing chosen on the validation cases.
         lines = result.stdout.splitlines()
-        assert len(lines) <= 2 + 3 * epochs, lines
+        assert len(lines) <= 2 + 3 * epochs + 4, lines
+        assert lines[-4].startswith("post-processing chosen on"), lines
         assert len([line for line in lines if re.match(r"epoch \d/\d done in", line)]) == epochs
         assert not NOISE.search(result.stderr), result.stderr[:2000]
     assert "\r" not in second.stdout
