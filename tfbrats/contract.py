@@ -70,6 +70,19 @@ class Window:
         if self.batch_size < 1:
             raise ContractError(f"window batch_size must be >= 1; got {self.batch_size}")
 
+    @classmethod
+    def for_patch(cls, patch_size: tuple[int, int, int] | None, steps: tuple[int, int, int] = DEFAULT_STEPS,
+                  **options) -> Window:
+        """A window of `patch_size` whose `steps` are clipped to it (windows then overlap or touch).
+
+        Example:
+            >>> Window.for_patch((8, 64, 64)).steps
+            (8, 32, 32)
+        """
+        if patch_size is not None:
+            steps = tuple(min(int(s), int(p)) for s, p in zip(steps, patch_size))
+        return cls(patch_size=patch_size, steps=steps, **options)
+
     def to_json(self) -> dict[str, Any]:
         return {"patch_size": list(self.patch_size) if self.patch_size else None, "steps": list(self.steps),
                 "batch_size": self.batch_size, "blend": self.blend, "mirror_tta": self.mirror_tta}

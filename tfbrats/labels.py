@@ -122,8 +122,8 @@ class Target:
         raise NotImplementedError
 
     def to_labels_numpy(self, probabilities: np.ndarray) -> np.ndarray:
-        """`to_labels` on a numpy array, returning numpy."""
-        raise NotImplementedError
+        """`to_labels` on a numpy array, returning numpy (the same rule, not a copy of it)."""
+        return np.asarray(_ops().convert_to_numpy(self.to_labels(np.asarray(probabilities))), dtype=np.uint8)
 
     def one_hot_labels(self, logits):
         """One-hot (..., 4) of the labels the logits segment to, for class-based counting (Keras ops)."""
@@ -174,9 +174,6 @@ class ClassesTarget(Target):
         ops = _ops()
         return ops.cast(ops.argmax(probabilities, axis=-1), "uint8")
 
-    def to_labels_numpy(self, probabilities: np.ndarray) -> np.ndarray:
-        return np.argmax(probabilities, axis=-1).astype(np.uint8)
-
     def one_hot_labels(self, logits):
         # argmax of logits = argmax of the softmax: skip the exponentials.
         ops = _ops()
@@ -212,13 +209,6 @@ class RegionsTarget(Target):
 
     def to_labels(self, probabilities):
         return regions_to_labels(probabilities, self.threshold)
-
-    def to_labels_numpy(self, probabilities: np.ndarray) -> np.ndarray:
-        above = np.asarray(probabilities) > self.threshold
-        whole = above[..., 0]
-        core = whole & above[..., 1]
-        enhancing = core & above[..., 2]
-        return np.where(enhancing, 3, np.where(core, 1, np.where(whole, 2, 0))).astype(np.uint8)
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "threshold": self.threshold}

@@ -21,7 +21,6 @@ import numpy as np
 from tfbrats.contract import (
     DEFAULT_PATCH_2D,
     DEFAULT_PATCH_3D,
-    DEFAULT_STEPS,
     ContractError,
     SegmentationContract,
     Window,
@@ -107,12 +106,6 @@ def _default_patch(model) -> tuple[int, int, int]:
     return DEFAULT_PATCH_3D if getattr(model, "depth_layers", True) else DEFAULT_PATCH_2D
 
 
-def _clipped_steps(patch: tuple[int, int, int] | None) -> tuple[int, int, int]:
-    if patch is None:
-        return DEFAULT_STEPS
-    return tuple(min(s, p) for s, p in zip(DEFAULT_STEPS, patch))
-
-
 def contract_from_run_config(model, run_config: dict, where: str) -> SegmentationContract:
     """The contract of a model saved without one, from its run's `config.json` (or the defaults).
 
@@ -138,7 +131,7 @@ def contract_from_run_config(model, run_config: dict, where: str) -> Segmentatio
     return SegmentationContract(
         target=target,
         channels=channels_for(int(model.input_shape[-1])),
-        window=Window(patch_size=patch, steps=_clipped_steps(patch)),
+        window=Window.for_patch(patch),
         chosen_by="defaults (the model file records no contract)",
     )
 
@@ -271,12 +264,8 @@ def override_contract(
         500
     """
     window = contract.window
-    patch = None if full_volume else (patch_size or window.patch_size)
-    chosen_steps = steps or window.steps
-    if patch is not None:
-        chosen_steps = tuple(min(s, p) for s, p in zip(chosen_steps, patch))
-    window = dataclasses.replace(
-        window, patch_size=patch, steps=chosen_steps,
+    window = Window.for_patch(
+        None if full_volume else (patch_size or window.patch_size), steps or window.steps,
         batch_size=window.batch_size if batch_size is None else batch_size,
         blend=blend or window.blend, mirror_tta=window.mirror_tta if mirror_tta is None else mirror_tta)
     post = contract.postprocessing

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbrats.contract import SegmentationContract, finish_segmentation
+from tfbrats.contract import SegmentationContract, brain_region, finish_segmentation
 from tfbrats.data import MISSING_FILL, Case, LabelMap, PreprocessedCase, load_case, uncrop, write_labels_nifti
 from tfbrats.data.brain import brain_extent
 from tfbrats.files import write_json
@@ -112,7 +112,7 @@ def check_brain_extent(preprocessed: PreprocessedCase) -> dict:
         False
     """
     meta = preprocessed.meta
-    extent = brain_extent(np.any(preprocessed.image != 0, axis=-1), meta.spacing, int(np.prod(meta.original_shape)))
+    extent = brain_extent(brain_region(preprocessed.image), meta.spacing, int(np.prod(meta.original_shape)))
     warning = extent.warning(meta.case_id)
     if warning:
         log.warning("%s", warning)

@@ -34,13 +34,11 @@ def contract_of(config: TrainConfig):
         >>> contract_of(TrainConfig(model_dir="x", patch_size=(8, 64, 64))).window.steps
         (8, 32, 32)
     """
-    from tfbrats.contract import DEFAULT_STEPS, SegmentationContract, Window
+    from tfbrats.contract import SegmentationContract, Window
     from tfbrats.data import channels_for
 
-    patch = tuple(config.patch_size)
-    window = Window(patch_size=patch, steps=tuple(min(s, p) for s, p in zip(DEFAULT_STEPS, patch)))
     return SegmentationContract(target=target_of(config), channels=channels_for(config.input_channels),
-                                window=window)
+                                window=Window.for_patch(tuple(config.patch_size)))
 
 
 def build_model(config: TrainConfig) -> keras.Model:
