@@ -76,6 +76,16 @@ PATTERNS = {
         assert logits.shape == (4, 16, 64, 64, 4), logits.shape
         last_line()
     """,
+    "distributed_iterator": """
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        it = iter(strategy.experimental_distribute_dataset(build()))
+        images, labels = next(it)
+        assert len(images.values) == 2, images
+        last_line()
+    """,
     "exception_mid_iteration": """
         it = iter(build())
         next(it)
@@ -148,6 +158,7 @@ def _run_pattern(pattern: str, data: Path, tmp_path: Path) -> None:
         pytest.param("numpy_iterator", marks=pytest.mark.slow),
         pytest.param("take_loop", marks=pytest.mark.slow),
         pytest.param("exception_mid_iteration", marks=pytest.mark.slow),
+        pytest.param("distributed_iterator", marks=pytest.mark.slow),
     ],
 )
 def test_script_ends_after_its_last_line(pattern: str, brats2020: Path, tmp_path: Path) -> None:
@@ -160,25 +171,35 @@ def test_keras_script_ends_after_its_last_line(pattern: str, brats2020: Path, tm
     _run_pattern(pattern, brats2020, tmp_path)
 
 
-@pytest.mark.slow
-def test_ctrl_c_mid_iteration_ends_the_script(brats2020: Path, tmp_path: Path) -> None:
-    script = _script(
-        """
+CTRL_C_LOOPS = {
+    # Ctrl-C during the training step (the sleep) or while the main thread waits for a batch
+    "during_step": """
         for step, (images, labels) in enumerate(build()):
             print("STEP", step, flush=True)
-            time.sleep(0.5)  # the training step, where Ctrl-C usually lands
-        """
-    )
+            time.sleep(0.5)
+    """,
+    "waiting_for_batch": """
+        for step, (images, labels) in enumerate(build()):
+            print("STEP", step, flush=True)
+    """,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", sorted(CTRL_C_LOOPS))
+def test_ctrl_c_mid_iteration_ends_the_script(where: str, brats2020: Path, tmp_path: Path) -> None:
+    script = _script(CTRL_C_LOOPS[where])
     for run in range(RUNS):
         stderr_path = tmp_path / f"ctrl_c_{run}.err"
         process = _start(script, brats2020, stderr_path)
         assert _wait_for_line(process, "STEP 2"), stderr_path.read_text()[-3000:]
+        time.sleep(0.2 * run)  # a different moment of the loop each run
         interrupted = time.time()
         process.send_signal(signal.SIGINT)
         seconds = _exit_seconds(process, interrupted, stderr_path)
         stderr = stderr_path.read_text()
-        assert "KeyboardInterrupt" in stderr, stderr[-3000:]
-        assert process.returncode in (1, 130, -signal.SIGINT), process.returncode
+        assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr[-3000:]  # nothing after it: no crash
+        assert process.returncode in (1, 130, -signal.SIGINT), (process.returncode, stderr[-3000:])
         assert seconds < EXIT_SECONDS, f"run {run}: {seconds:.1f} s from Ctrl-C to the exit"
 
 
@@ -201,15 +222,22 @@ def test_exit_guard_finds_the_iterators_over_pipelines(brats2020: Path) -> None:
     assert next(kept)[0].shape == (2, 1, 8, 8, 3)
 
 
-def test_exit_guard_refuses_new_patches_once_closing() -> None:
-    from tfbrats.data.pipeline import _ExitGuard
+def test_stop_iterator_ends_the_pipeline_and_its_patches(brats2020: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tfbrats.data import AugmentConfig, find_cases, make_dataset, pipeline
 
-    guard = _ExitGuard(wait_seconds=0.5)
-    with guard.making_patch():
-        assert guard.running == 1
-    assert guard.running == 0
-    assert guard.end() == 0
-    with pytest.raises(RuntimeError, match="exiting"):
-        with guard.making_patch():
-            pass
-    assert guard.running == 0
+    calls = []
+    sample_patch = pipeline.sample_patch
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return sample_patch(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "sample_patch", counted)
+    it = iter(make_dataset(find_cases(brats2020).cases, PATCH, 2, augment=AugmentConfig(), seed=0))
+    assert next(it)[0].shape == (2, *PATCH, 3)
+    pipeline.stop_iterator(it)
+    made = len(calls)
+    time.sleep(1.0)  # a running pipeline makes several patches a second here
+    assert len(calls) == made
+    with pytest.raises(StopIteration):
+        next(it)

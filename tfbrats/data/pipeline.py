@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import gc
-import threading
-import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +112,8 @@ def make_dataset(
     channels = num_channels.pop()
     count = len(cases)
 
-    def make_patch(index: np.int64) -> tuple[np.ndarray, np.ndarray]:
-        with _EXIT_GUARD.making_patch():
-            return make_patch_now(int(index))
-
-    def make_patch_now(index: int) -> tuple[np.ndarray, np.ndarray]:
+    def make_patch(patch_index: np.int64) -> tuple[np.ndarray, np.ndarray]:
+        index = int(patch_index)
         if training:
             order = np.random.default_rng([seed, 0, index // count]).permutation(count)
             case = cases[order[index % count]]
@@ -166,46 +159,29 @@ def make_dataset(
 #
 # tf.data calls `make_patch` from its own threads (tf.numpy_function) and keeps calling it in the
 # background to fill its buffers. Once the interpreter starts finalizing, Python ends any thread
-# other than the main one that asks for the GIL, so a map call in flight then never completes. An
-# iterator still referenced at that point (a script's `it = iter(ds)`) is destroyed during module
-# teardown, and its destructor waits for those calls forever. So, before finalization (atexit),
-# the pipelines stop starting patches, the patches being made finish, and every iterator over a
-# pipeline that is still alive is kept for good: its memory goes with the process, and no
-# destructor waits for work that can no longer run.
+# other than the main one that asks for the GIL: a map call in flight then never completes, and a
+# thread that starts one is unwound out of TensorFlow's C++ frames. An iterator still referenced at
+# that point (a script's `it = iter(ds)`) is destroyed during module teardown, and its destructor
+# waits for those calls forever; a thread unwound mid-call can corrupt the heap instead (a crash
+# on Ctrl-C). So, at exit (atexit, while every thread can still run Python), each iterator over a
+# pipeline that is still alive is pointed at an empty dataset: TensorFlow then cancels and destroys
+# the pipeline's own iterator, waiting with the GIL released for the calls in flight, which finish.
+# Nothing is left running when the interpreter finalizes.
 
 
 class _ExitGuard:
-    """The pipelines of this process, the patches being made, and what happens at exit."""
+    """The pipelines of this process, and stopping the iterators over them at exit."""
 
-    def __init__(self, wait_seconds: float = 5.0) -> None:
+    def __init__(self) -> None:
         self.pipelines: weakref.WeakSet[tf.data.Dataset] = weakref.WeakSet()
-        self.wait_seconds = wait_seconds  # the longest wait for patches being made (one augmentation)
-        self.changed = threading.Condition()
-        self.running = 0
-        self.closing = False
         self.registered = False
 
     def add(self, dataset: tf.data.Dataset) -> None:
         """Remembers a pipeline; the first one registers `end` to run at exit."""
-        with self.changed:
-            if not self.registered:
-                atexit.register(self.end)
-                self.registered = True
+        if not self.registered:
+            atexit.register(self.end)
+            self.registered = True
         self.pipelines.add(dataset)
-
-    @contextlib.contextmanager
-    def making_patch(self) -> Iterator[None]:
-        """Counts a patch while it is made; refuses to start one once the process is exiting."""
-        with self.changed:
-            if self.closing:
-                raise RuntimeError("tfbrats.data: the process is exiting; the pipeline makes no more patches")
-            self.running += 1
-        try:
-            yield
-        finally:
-            with self.changed:
-                self.running -= 1
-                self.changed.notify_all()
 
     def reaches_pipeline(self, dataset: Any) -> bool:
         """Whether `dataset` is, or is built on, a pipeline made by `make_dataset`."""
@@ -236,26 +212,49 @@ class _ExitGuard:
         return found
 
     def end(self) -> int:
-        """Stops new patches, waits for those being made, and keeps live iterators from teardown.
-
-        Runs at exit (atexit), before the interpreter finalizes.
+        """Stops every live iterator over this process's pipelines (runs at exit, before finalization).
 
         Returns:
-            How many live iterators were kept (never destroyed).
+            How many iterators were stopped.
 
         Example:
             >>> _EXIT_GUARD.end()  # doctest: +SKIP
             1
         """
-        deadline = time.monotonic() + self.wait_seconds
-        with self.changed:
-            self.closing = True
-            while self.running and time.monotonic() < deadline:
-                self.changed.wait(timeout=deadline - time.monotonic())
         iterators = self.live_iterators()
         for iterator in iterators:
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(iterator))
+            stop_iterator(iterator)
         return len(iterators)
+
+
+def stop_iterator(iterator: Any) -> None:
+    """Ends the pipeline under a tf.data or distributed iterator, waiting for its map calls in flight.
+
+    The iterator's resource is re-initialised from an empty dataset of the same structure, so
+    TensorFlow cancels and destroys the iterator it held (inside an op, with the GIL released, so
+    the calls in flight finish). A plain iterator then ends (StopIteration); a distributed one may
+    still hand out the batches already on its devices.
+
+    Example:
+        >>> it = iter(tf.data.Dataset.range(5))
+        >>> stop_iterator(it)
+        >>> list(it)
+        []
+    """
+    from tensorflow.python.data.util import structure
+    from tensorflow.python.ops import gen_dataset_ops
+
+    owners = [iterator] if isinstance(iterator, tf.data.Iterator) else [
+        getattr(worker, "_iterator", None) for worker in getattr(iterator, "_iterators", ())]
+    for owner in owners:
+        specs = structure.get_flat_tensor_specs(owner.element_spec)
+        empty = tf.data.Dataset.from_tensor_slices(
+            tuple(tf.zeros([0, *(size or 0 for size in spec.shape)], spec.dtype) for spec in specs))
+        if hasattr(owner, "_iterator_resource"):  # tf.data's OwnedIterator
+            gen_dataset_ops.make_iterator(empty._variant_tensor, owner._iterator_resource)
+        elif hasattr(owner, "_multi_device_iterator_resource"):  # the host side of a distributed iterator
+            gen_dataset_ops.multi_device_iterator_init(
+                empty._variant_tensor, owner._multi_device_iterator_resource, max_buffer_size=1)
 
 
 _EXIT_GUARD = _ExitGuard()
