@@ -39,8 +39,9 @@ def test_stray_et_is_relabelled_and_a_threshold_that_would_erase_real_et_is_not_
     result = choose_postprocessing(cases, lambda case: predicted[case.meta.case_id],
                                    component_candidates=(0, 5, 10, 2000), et_candidates=(0, 20, 50, 100))
     # 10 removes the 6-voxel stray component (5 keeps it); 2000 would erase the 1350-voxel tumors.
-    # ET below 50 relabels case b's remaining 4 ET voxels; 100 would erase case a's 64.
-    assert result.chosen == PostProcessing(brain_mask=True, min_component_voxels=10, min_et_voxels=50)
+    # ET below 20 relabels case b's remaining 4 ET voxels, and so would 50 (a tie: the weaker stays);
+    # 100 would erase case a's 64.
+    assert result.chosen == PostProcessing(brain_mask=True, min_component_voxels=10, min_et_voxels=20)
     rows = {row["case_id"]: row for row in result.per_case}
     assert rows["b"]["baseline_Dice_ET"] == 0.0 and rows["b"]["chosen_Dice_ET"] == 1.0
     assert rows["b"]["baseline_HD95_ET"] == pytest.approx(373.13) and rows["b"]["chosen_HD95_ET"] == 0.0
@@ -57,6 +58,23 @@ def test_a_small_false_component_is_removed_but_not_a_real_small_tumor():
     result = choose_postprocessing([_case("a", reference)], lambda case: predicted,
                                    component_candidates=(0, 2, 10), et_candidates=(0,))
     assert result.chosen.min_component_voxels == 2
+
+
+def test_a_stronger_step_that_scores_the_same_is_not_chosen():
+    # No validation case has ET between 100 and 500 voxels: 100, 200 and 500 all score the same here,
+    # and only 100 is kept (500 would turn a new case's 416 voxels of real ET into necrosis).
+    with_et, without_et = _tumor(False), _tumor(False)
+    with_et[2:8, 6:19, 6:19] = 3  # 1014 voxels of ET
+    predicted = without_et.copy()
+    predicted[3:7, 10:14, 10:14] = 3  # 64 voxels of stray ET on the case without ET
+    cases = [_case("a", with_et), _case("b", without_et)]
+    labels = {"a": with_et, "b": predicted}
+    result = choose_postprocessing(cases, lambda case: labels[case.meta.case_id],
+                                   component_candidates=(0, 10), et_candidates=(0, 50, 100, 200, 500))
+    assert result.chosen.min_component_voxels == 0  # removing components changes nothing here
+    scores = {c.postprocessing.min_et_voxels: c.overall for c in result.candidates[-5:]}
+    assert scores[100] == scores[200] == scores[500] > scores[50] == scores[0]  # 50 keeps the stray 64
+    assert result.chosen.min_et_voxels == 100
 
 
 def test_tuning_needs_labelled_cases():

@@ -1,4 +1,4 @@
-"""Post-processing chosen on validation cases, the nnU-Net way: keep a step only where it does not hurt.
+"""Post-processing chosen on validation cases, the nnU-Net way: keep a step only where it measurably helps.
 
 Every validation case of a run is segmented once as a whole volume with the model's own window;
 the candidates then act on those labels alone (no network call), in the order `postprocess`
@@ -10,8 +10,12 @@ applies them:
 
 A candidate is admissible when it lowers no region's mean validation Dice (WT, TC, ET, with
 BraTS' empty-mask rule); among the admissible ones the highest mean Dice over the three regions
-wins and, on a tie, the stronger step (larger N or T). Thresholds count voxels; BraTS data are
-resampled to 1 mm, so they are mm^3 there.
+wins, and a stronger step (larger N or T) replaces a weaker one only when it scores higher: on a
+tie the weaker step stays. Validation cases say nothing about the volumes between two tied
+thresholds, and a stronger one there can erase a real lesion on a new case (an ET threshold of
+500 voxels chosen over an equal-scoring 200 turned a held-out case's 416-voxel enhancing tumor
+into necrosis: ET Dice 0). Thresholds count voxels; BraTS data are resampled to 1 mm, so they are
+mm^3 there.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class TuningResult:
             "chosen_description": self.chosen.describe(),
             "baseline": self.baseline.to_json(),
             "rule": "keep a candidate only when no region's mean validation Dice drops; highest mean Dice wins, "
-                    "ties go to the stronger step",
+                    "a stronger step only when it scores higher (ties keep the weaker)",
             "candidates": [{**c.postprocessing.to_json(), **{f"mean_Dice_{r}": d for r, d in c.mean_dice.items()}}
                            for c in self.candidates],
             "per_case": self.per_case,
@@ -91,13 +95,13 @@ def mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray]) ->
 
 def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references: Sequence[np.ndarray],
             reference_mean: dict[str, float], tried: list[Candidate]) -> PostProcessing:
-    """The admissible option with the best mean Dice (ties: the last, i.e. strongest, of `options`)."""
+    """The admissible option with the best mean Dice; `options` go from weakest to strongest, ties keep the weaker."""
     best: Candidate | None = None
     for option in options:
         candidate = Candidate(option, mean_dice([postprocess(r, None, option) for r in raw], references))
         tried.append(candidate)
         admissible = all(candidate.mean_dice[r] >= reference_mean[r] - TOLERANCE for r in REGIONS)
-        if admissible and (best is None or candidate.overall >= best.overall - TOLERANCE):
+        if admissible and (best is None or candidate.overall > best.overall + TOLERANCE):
             best = candidate
     return best.postprocessing if best else options[0]
 
