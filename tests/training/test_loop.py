@@ -79,3 +79,17 @@ def test_train_writes_the_run_folder_then_resumes(tiny_data, tmp_path):
     assert any("Resuming from checkpoint" in m and "1 of 2 epochs done, step 2" in m for m in messages), messages
     assert second.resumed_from_epoch == 1
     assert [(row["epoch"], row["step"]) for row in _history(model_dir)] == [("1", "2"), ("2", "4")]
+
+
+def test_bn_momentum_is_every_batch_normalization_s_average(tiny_data, tmp_path):
+    model = build_model(_config(tiny_data, tmp_path, bn_momentum=0.75))
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) > 40 and {norm.momentum for norm in norms} == {0.75}
+    stem = model.get_layer("stem_bn")
+    features = keras.Model(model.input, stem.input)
+    images = np.random.default_rng(0).normal(size=(2, 1, 32, 32, 3)).astype(np.float32)
+    batch_mean = keras.ops.convert_to_numpy(features(images)).mean(axis=(0, 1, 2, 3))
+    before = keras.ops.convert_to_numpy(stem.moving_mean)
+    model(images, training=True)
+    after = keras.ops.convert_to_numpy(stem.moving_mean)
+    np.testing.assert_allclose(after, 0.75 * before + 0.25 * batch_mean, rtol=1e-4, atol=1e-5)

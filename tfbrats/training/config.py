@@ -81,6 +81,11 @@ class TrainConfig:
     lr_schedule: str = _setting(
         "constant", "Learning rate over the run: constant (the paper), poly (x (1 - step/total)^0.9, nnU-Net) or "
         "cosine (half a cosine down to 0).", choices=SCHEDULES)
+    bn_momentum: float = _setting(
+        0.9, "BatchNormalization's moving-average momentum (moving = m * moving + (1 - m) * batch); 0.9 is torch's "
+        "default, the encoder's pretraining. The moving statistics are what inference uses: with small batches a "
+        "higher m (0.99) averages them over more batches, so whole-volume predictions vary less between epochs.",
+        low=0.0, high=1.0)
     encoder_weights: str | None = _setting(
         None, "ResNet34 ImageNet weights (.weights.h5 from tools/convert_weights.py, .safetensors, .pth); "
         "empty or unset: random initialisation.")

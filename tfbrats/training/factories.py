@@ -55,9 +55,20 @@ def build_model(config: TrainConfig) -> keras.Model:
     model_class = AlbuNet3D if config.model == "albunet3d" else AlbuNet2D
     model = model_class(num_classes=target_of(config).num_outputs, input_channels=config.input_channels,
                         segmentation=contract_of(config).to_json())
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = config.bn_momentum
     if config.encoder_weights:
         load_encoder_weights(model, config.encoder_weights)
     return model
+
+
+def _all_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers of `layer`, nested ones included."""
+    found = []
+    for child in getattr(layer, "layers", ()):
+        found += [child, *_all_layers(child)]
+    return found
 
 
 def make_loss(config: TrainConfig) -> SoftDiceLoss:
