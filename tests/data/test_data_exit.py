@@ -188,7 +188,9 @@ CTRL_C_LOOPS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("where", sorted(CTRL_C_LOOPS))
 def test_ctrl_c_mid_iteration_ends_the_script(where: str, brats2020: Path, tmp_path: Path) -> None:
-    script = _script(CTRL_C_LOOPS[where])
+    # Python's own Ctrl-C handler, also when the test runs in a background job (which starts with SIGINT ignored)
+    script = _script("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                     + textwrap.dedent(CTRL_C_LOOPS[where]))
     for run in range(RUNS):
         stderr_path = tmp_path / f"ctrl_c_{run}.err"
         process = _start(script, brats2020, stderr_path)

@@ -55,6 +55,7 @@ def read_tf_config() -> dict:
         ...     {"cluster": {"worker": ["localhost:2222"]}, "task": {"type": "worker", "index": 0}})
         >>> read_tf_config()["task"]
         {'type': 'worker', 'index': 0}
+        >>> del os.environ["TF_CONFIG"]
     """
     text = os.environ.get("TF_CONFIG")
     if not text:
