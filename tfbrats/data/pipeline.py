@@ -246,7 +246,7 @@ def stop_iterator(iterator: Any) -> None:
     from tensorflow.python.ops import gen_dataset_ops
 
     owners = [iterator] if isinstance(iterator, tf.data.Iterator) else [
-        getattr(worker, "_iterator", None) for worker in getattr(iterator, "_iterators", ())]
+        worker._iterator for worker in getattr(iterator, "_iterators", ()) if hasattr(worker, "_iterator")]
     for owner in owners:
         specs = structure.get_flat_tensor_specs(owner.element_spec)
         empty = tf.data.Dataset.from_tensor_slices(
