@@ -1,23 +1,50 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-# Both install tfbrats and its pinned dependencies into .venv first (nothing is downloaded at run time).
+# Each installs tfbrats into .venv first, with the exact versions of the newest tested stack
+# (requirements/newest.txt); nothing is downloaded at run time. `make test` then also runs the
+# short job on the oldest supported stack (requirements/oldest.txt) in .venv-oldest.
 VENV ?= .venv
+OLDEST_VENV ?= .venv-oldest
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+OLDEST_PY := $(OLDEST_VENV)/bin/python
 DEMO_OUT ?= demo_output
+# What the oldest stack covers that the newest cannot: tensorflow-io's DICOM reader, the TF-TRT
+# tool's checks, the lesion-wise metrics (panoptica needs numpy < 2.3), and on both stacks the
+# tf.data exit mechanism (private tf.data attributes) and a data -> train -> predict -> evaluate run.
+OLDEST_TESTS ?= tests/clinical/test_dicom.py tests/serving/test_tftrt.py tests/evaluation/test_lesionwise.py \
+	tests/data/test_data_exit.py tests/test_demo.py
 
-.PHONY: install test demo lint
+.PHONY: install test test-newest test-oldest demo lint
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install --quiet --upgrade pip
+
+# The demo's install: the core and the plots its report draws.
+$(VENV)/.installed-demo: setup.cfg pyproject.toml requirements/newest.txt | $(VENV)/bin/python
+	$(PY) -m pip install -c requirements/newest.txt -e '.[plots]'
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-test: setup.cfg pyproject.toml requirements/newest.txt | $(VENV)/bin/python
+	$(PY) -m pip install -c requirements/newest.txt -e '.[test]'
+	touch $@
 
-test: $(VENV)/.installed
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml requirements/oldest.txt
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_PY) -m pip install --quiet --upgrade pip
+	$(OLDEST_PY) -m pip install -c requirements/oldest.txt -e '.[tfio,tftrt,plots,lesionwise]' pytest
+	touch $@
+
+install: $(VENV)/.installed-test
+
+test: test-newest test-oldest
+
+test-newest: $(VENV)/.installed-test
 	$(PY) -m ruff check tfbrats tools tests
 	$(PY) -m pytest -q -rs
 
-demo: $(VENV)/.installed
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_PY) -m pytest -q -rs $(OLDEST_TESTS)
+
+demo: $(VENV)/.installed-demo
 	$(PY) -m tfbrats.demo --out=$(DEMO_OUT)

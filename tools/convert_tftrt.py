@@ -3,6 +3,11 @@
     python tools/convert_tftrt.py --input saved_models/albunet3d/1 \\
         --output saved_models/albunet3d_trt/1 --precision FP16
 
+TF-TRT is part of TensorFlow's pip builds up to 2.17 only: run this tool in an environment with
+`pip install 'tfbrats[tftrt]'` (TensorFlow 2.16/2.17). With TensorFlow 2.18 or newer it says so
+and exits with status 2; the accelerated route there is ONNX (`tools/export.py --format=onnx`, then
+onnxruntime's TensorRT execution provider or TensorRT's `trtexec`).
+
 Needs, with TensorFlow 2.16.2's pip build (built against CUDA 12.3, cuDNN 8 and TensorRT 8.6.1;
 `tf.sysconfig.get_build_info()` prints the first two):
 - an NVIDIA GPU that TensorFlow sees: a driver for CUDA 12.3 and the CUDA libraries
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.metadata
 import json
 import os
 import sys
@@ -34,16 +40,31 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TENSORRT_LIBRARY = "libnvinfer.so.8"
+LAST_TFTRT_TENSORFLOW = (2, 17)
 PRECISIONS = ("FP32", "FP16")
 EXIT_MISSING = 2
 
 
-def missing_requirements() -> list[str]:
-    """What TF-TRT needs and this machine lacks; empty when a GPU and TensorRT 8 are present.
+def tensorflow_without_tftrt() -> str | None:
+    """Why the installed TensorFlow has no TF-TRT (2.18 and newer), or None; reads only its metadata."""
+    version = importlib.metadata.version("tensorflow")
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if (major, minor) <= LAST_TFTRT_TENSORFLOW:
+        return None
+    return (f"TensorFlow {version}: TF-TRT was removed after TensorFlow 2.17. Convert in an environment with "
+            "TensorFlow 2.16 or 2.17 (pip install 'tfbrats[tftrt]'), or take the ONNX route: "
+            "tools/export.py --format=onnx, then onnxruntime's TensorRT execution provider or trtexec")
 
-    Checks the TensorRT library with ctypes first, then imports TensorFlow only to list GPUs:
-    nothing here asks TF-TRT anything.
+
+def missing_requirements() -> list[str]:
+    """What TF-TRT needs and this machine lacks; empty when TF-TRT, a GPU and TensorRT 8 are present.
+
+    Checks TensorFlow's version by its metadata and the TensorRT library with ctypes first, then
+    imports TensorFlow only to list GPUs: nothing here asks TF-TRT anything.
     """
+    no_tftrt = tensorflow_without_tftrt()
+    if no_tftrt:
+        return [no_tftrt]
     missing = []
     try:
         ctypes.CDLL(TENSORRT_LIBRARY)

@@ -62,8 +62,10 @@ class FoldedConv3D(layers.Conv3D):
             strides = self.strides[1:]
             if self.kernel_size[1:] == (1, 1) and strides != (1, 1):
                 # A 1x1 kernel only samples the grid: slice, then convolve with stride 1 (the same
-                # outputs for "same" and "valid"). TF 2.16's oneDNN Conv2D filter gradient is wrong
-                # for a strided 1x1 kernel (measured: off by 92 where it is 200; tests compare it).
+                # outputs for "same" and "valid", on a quarter of the input). TF 2.16's oneDNN Conv2D
+                # filter gradient for a strided 1x1 kernel was measured wrong (off by 92 where it is
+                # 200) on a CPU without AVX512; on one with AVX512_BF16 neither TF 2.16 nor 2.21 shows
+                # it. tests/models/test_layers.py compares the gradients with Conv3D's on every stack.
                 inputs = inputs[:, :, :: strides[0], :: strides[1], :]
                 strides = (1, 1)
             folded, shape = _fold_depth(inputs)
