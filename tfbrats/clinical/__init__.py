@@ -1,11 +1,18 @@
 """Clinical data preparation: DICOM or NIfTI studies to BraTS 2020 cases (`python -m tfbrats.clinical`).
 
-tensorflow-io is imported only when a DICOM series is read, and deepbet (torch) only when a brain mask
-is computed, so importing this package is light.
+DICOM series are read with pydicom; tensorflow-io (optional, TensorFlow 2.16 only) is imported only
+when it is asked for as the pixel decoder, and deepbet (torch) only when a brain mask is computed, so
+importing this package loads neither TensorFlow nor torch.
 """
 
 from tfbrats.clinical.brainmask import BrainMaskUnavailable, choose_input, extract_brain_mask
-from tfbrats.clinical.dicom import DicomSeriesError, image_affine, read_dicom_series
+from tfbrats.clinical.dicom import (
+    DicomReaderUnavailable,
+    DicomSeriesError,
+    dicom_reader_version,
+    image_affine,
+    read_dicom_series,
+)
 from tfbrats.clinical.orient import orientation_code, to_brats_orientation
 from tfbrats.clinical.pipeline import choose_reference, prepare_case, read_scan
 from tfbrats.clinical.register import (
@@ -19,6 +26,7 @@ from tfbrats.clinical.register import (
 
 __all__ = [
     "BrainMaskUnavailable",
+    "DicomReaderUnavailable",
     "DicomSeriesError",
     "RegistrationResult",
     "RegistrationSettings",
@@ -26,6 +34,7 @@ __all__ = [
     "brats_grid",
     "choose_input",
     "choose_reference",
+    "dicom_reader_version",
     "extract_brain_mask",
     "image_affine",
     "orientation_code",

@@ -2,13 +2,15 @@
 
 Usage:
     python -m tfbrats.clinical --t1c T1C --t2 T2 --flair FLAIR [--t1 T1] [--mask MASK | --no_mask]
-        [--reference t1c] --case_id ID --out DIR
+        [--reference t1c] [--dicom_reader pydicom|tfio] --case_id ID --out DIR
 
 Each scan is a DICOM series folder or a NIfTI file. Writes `DIR/ID/ID_{t1,t1ce,t2,flair}.nii.gz`,
 the brain mask `DIR/ID/ID_brainmask.nii.gz` and `DIR/ID/ID_clinical.json` (every step with its
 parameters, metric values and transforms). Without `--mask` the brain mask is computed (deepbet,
 `pip install 'tfbrats[brainmask]'`); `--no_mask` declares the scans already skull-stripped. With
-none of the three it stops (exit status 1) and says how to get one.
+none of the three it stops (exit status 1) and says how to get one. DICOM pixels are decoded with
+pydicom; `--dicom_reader=tfio` uses tensorflow-io instead where it is installed and loads
+(TensorFlow 2.16 only).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from absl import app, flags
 
 from tfbrats.clinical.brainmask import DEFAULT_THRESHOLD, BrainMaskUnavailable
-from tfbrats.clinical.dicom import DicomSeriesError
+from tfbrats.clinical.dicom import READERS, DicomReaderUnavailable, DicomSeriesError
 from tfbrats.clinical.pipeline import prepare_case
 
 FLAGS = flags.FLAGS
@@ -42,6 +44,9 @@ flags.DEFINE_float("spacing", 1.0, "Isotropic output voxel size in mm.")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing OUT/CASE_ID folder.")
 flags.DEFINE_boolean("figure", True, "Draw the brain mask's outline over the unmasked scan on three planes "
                      "into OUT/CASE_ID/CASE_ID_brainmask.png (needs matplotlib).")
+flags.DEFINE_enum("dicom_reader", READERS[0], list(READERS),
+                  "DICOM pixel decoder: pydicom (exact values, no tensorflow-io needed) or tfio "
+                  "(tensorflow-io's DCMTK, only where it loads: TensorFlow 2.16).")
 flags.mark_flags_as_required(["t1c", "t2", "flair", "case_id", "out"])
 
 # Command-line names of the modalities -> BraTS 2020 file suffixes.
@@ -66,8 +71,9 @@ def main(argv: list[str]) -> int:
             mask_input=_FLAG_TO_MODALITY[FLAGS.mask_input] if FLAGS.mask_input else None,
             mask_threshold=FLAGS.mask_threshold,
             reference=_FLAG_TO_MODALITY[FLAGS.reference] if FLAGS.reference else None,
-            spacing_mm=FLAGS.spacing, overwrite=FLAGS.overwrite)
-    except (BrainMaskUnavailable, DicomSeriesError, FileExistsError, FileNotFoundError, ValueError) as error:
+            spacing_mm=FLAGS.spacing, overwrite=FLAGS.overwrite, dicom_reader=FLAGS.dicom_reader)
+    except (BrainMaskUnavailable, DicomReaderUnavailable, DicomSeriesError, FileExistsError, FileNotFoundError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if FLAGS.figure and (case_dir / f"{case_dir.name}_brainmask.nii.gz").exists():

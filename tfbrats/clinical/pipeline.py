@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tfbrats.clinical.brainmask import DEFAULT_THRESHOLD, choose_input, extract_brain_mask, extractor_version
-from tfbrats.clinical.dicom import image_affine, read_dicom_series
+from tfbrats.clinical.dicom import READERS, dicom_reader_version, image_affine, read_dicom_series
 from tfbrats.clinical.orient import (
     obliquity_degrees,
     orientation_code,
@@ -30,11 +30,12 @@ REQUIRED = ("t1ce", "t2", "flair")
 _REFERENCE_ORDER = ("t1ce", "t1", "t2", "flair")
 
 
-def read_scan(path: str | Path) -> tuple[sitk.Image, dict]:
+def read_scan(path: str | Path, *, dicom_reader: str = READERS[0]) -> tuple[sitk.Image, dict]:
     """Read a DICOM series folder or a NIfTI file as a float32 3-D image (world in LPS mm).
 
     Args:
         path: a folder holding one DICOM series, or a `.nii`/`.nii.gz` file.
+        dicom_reader: the DICOM pixel decoder, "pydicom" or "tfio" (see `read_dicom_series`).
 
     Returns:
         `(image, info)` with `info` describing the source for the sidecar.
@@ -44,7 +45,7 @@ def read_scan(path: str | Path) -> tuple[sitk.Image, dict]:
     """
     path = Path(path)
     if path.is_dir():
-        image, info = read_dicom_series(path)
+        image, info = read_dicom_series(path, reader=dicom_reader)
         info = {"format": "dicom", **info}
     elif path.is_file():
         image = sitk.ReadImage(str(path), sitk.sitkFloat32)
@@ -98,7 +99,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
                  mask: str | Path | None = None, skull_stripped: bool = False,
                  mask_input: str | None = None, mask_threshold: float = DEFAULT_THRESHOLD,
                  reference: str | None = None, spacing_mm: float = 1.0, overwrite: bool = False,
-                 settings: RegistrationSettings | None = None) -> Path:
+                 settings: RegistrationSettings | None = None, dicom_reader: str = READERS[0]) -> Path:
     """Turn a study's scans into `<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair}.nii.gz`.
 
     Steps, each recorded with its parameters in `<case_id>_clinical.json`: read (DICOM or NIfTI),
@@ -129,6 +130,8 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         spacing_mm: isotropic output voxel size.
         overwrite: replace an existing case folder.
         settings: registration knobs.
+        dicom_reader: the DICOM pixel decoder, "pydicom" (default) or "tfio" (tensorflow-io, only
+            where it loads: TensorFlow 2.16); checked before anything is read.
 
     Returns:
         The case folder.
@@ -151,6 +154,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     if mask is not None and skull_stripped:
         raise ValueError(f"a brain mask ({mask}) was given for scans said to be skull-stripped already; "
                          "give one or the other (--mask or --no_mask).")
+    dicom_reader_version(dicom_reader)  # fails here, before any work, when the reader cannot load
     automatic = mask is None and not skull_stripped
     if automatic:
         extractor_version()  # fails here, before any work, when the extractor is not installed
@@ -172,13 +176,13 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     images: dict[str, sitk.Image] = {}
     inputs: dict[str, dict] = {}
     for modality, path in present.items():
-        image, inputs[modality] = read_scan(path)
+        image, inputs[modality] = read_scan(path, dicom_reader=dicom_reader)
         images[modality] = to_brats_orientation(image)
         steps.append({"step": "reorient", "modality": modality, "from": orientation_code(image),
                       "to": orientation_code(images[modality]), "interpolation": "none (axis permutation/flip)"})
     mask_image = None
     if mask is not None:
-        mask_image, inputs["mask"] = read_scan(mask)
+        mask_image, inputs["mask"] = read_scan(mask, dicom_reader=dicom_reader)
         mask_image = to_brats_orientation(mask_image)
 
     auto = reference is None
