@@ -5,6 +5,10 @@ rename is atomic on every POSIX file system) and renamed over the target when th
 returns; if the writer raises, the temporary file is removed and the target is untouched. A
 folder is staged the same way and renamed into place. A process killed at any moment therefore
 leaves only complete outputs (and, at worst, a hidden ``.*.partial*`` leftover).
+
+A name that becomes a file name (a case id: ``<output>/<case_id>.nii.gz``) is checked by one rule,
+`check_file_name`, and every writer builds such a path with `output_file`, which refuses a path
+that would land outside its folder.
 """
 
 from __future__ import annotations
@@ -17,6 +21,60 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def check_file_name(name: str, what: str = "case id") -> str:
+    """Returns `name` when it can name a file inside a folder; raises `ValueError` naming it otherwise.
+
+    A file name is not empty, holds no path separator (``/``, ``\\``) or control character, and
+    does not start with ``.`` (which also refuses ``.`` and ``..``; hidden names are where the
+    partial files of atomic writes live). So no id can lead a writer out of its folder.
+
+    Args:
+        name: The name, e.g. a case id.
+        what: What the name is, for the message.
+
+    Example:
+        >>> check_file_name("BraTS20_Training_001")
+        'BraTS20_Training_001'
+        >>> check_file_name("../victim")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: case id '../victim' is not a file name: it must be non-empty, hold no path separator ...
+    """
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
+            or any(ord(character) < 32 for character in name)):
+        raise ValueError(f"{what} {name!r} is not a file name: it must be non-empty, hold no path separator ('/' or "
+                         "backslash) or control character, and not start with '.'")
+    return name
+
+
+def output_file(folder: str | Path, name: str, suffix: str = "", what: str = "case id") -> Path:
+    """The path ``folder/<name><suffix>`` a writer may use: `name` is a file name and the path stays in `folder`.
+
+    The path is resolved (an existing link at it followed) and must lie directly in `folder`.
+
+    Args:
+        folder: The output folder.
+        name: The name the file is made of (a case id), checked by `check_file_name`.
+        suffix: What follows the name (``.nii.gz``, ``.json``).
+        what: What the name is, for the message.
+
+    Raises:
+        ValueError: `name` is not a file name, or the path resolves outside `folder`.
+
+    Example:
+        >>> output_file("predictions", "BraTS20_Validation_001", ".nii.gz")
+        PosixPath('predictions/BraTS20_Validation_001.nii.gz')
+    """
+    check_file_name(name, what)
+    folder = Path(folder)
+    path = folder / check_file_name(f"{name}{suffix}", what)
+    resolved = Path(os.path.realpath(path))
+    if resolved.parent != Path(os.path.realpath(folder)):
+        raise ValueError(f"{what} {name!r}: {path} resolves to {resolved}, outside the folder {folder}; tfbrats "
+                         "writes only inside its output folder: remove the link or choose another folder")
+    return path
 
 
 def _suffixes(path: Path) -> str:

@@ -11,6 +11,13 @@ segmentation contract (chosen on validation by `python -m tfbrats.tune`); a flag
 setting, and the sidecar `<output>/<case_id>.json` records what was applied. A rerun skips cases
 made by the same model and contract and recomputes the others; `--overwrite` recomputes all.
 
+Prediction never replaces what it did not write: an `--output` that holds, or lies in the folder
+of, any input file (a dataset's `imagesTr`/`labelsTr`, a case folder, a dataset root), a file, or
+a folder that cannot be written is refused before any case is computed; a `<case_id>.nii.gz` or
+`<case_id>.json` there whose sidecar does not say tfbrats wrote it fails that case (named, left
+untouched, `--overwrite` or not) while the others go on. A bad input, model or output folder is
+one `error:` line; any failed case makes the exit status 1.
+
 A case may lack some of its modalities (FLAIR, T1c, T2, and T1 for 4-channel models), not all:
 each missing one is filled with zeros (the z-scored brain mean, what `--modality_dropout` training
 fills), named in the log, and recorded in `<output>/<case_id>.json` beside the prediction (missing
@@ -70,17 +77,22 @@ def main(argv: list[str]) -> int:
     from tfbrats.inference.model import load_model, override_contract
     from tfbrats.inference.predict import predict_cases
 
-    index = find_cases(_INPUT.value)
-    loaded = load_model(_MODEL.value, _PRECISION.value)
-    contract = override_contract(
-        loaded.contract, patch_size=_triple(_PATCH.value, "patch_size"), full_volume=_FULL_VOLUME.value,
-        steps=_triple(_STEPS.value, "steps"), batch_size=_BATCH.value, blend=_BLEND.value, mirror_tta=_MIRROR.value,
-        brain_mask=_BRAIN_MASK.value, min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value,
-        label_values=_triple(_LABEL_VALUES.value, "label_values"))
-    print(f"{len(index.cases)} cases ({index.layout} layout); model {loaded.path}; target {contract.target.name}; "
-          f"window {contract.window.patch_size or 'full volume'}; post-processing: "
-          f"{contract.postprocessing.describe()} ({contract.chosen_by})")
-    summary = predict_cases(index.cases, loaded, _OUTPUT.value, contract, _OVERWRITE.value)
+    patch_size, steps = _triple(_PATCH.value, "patch_size"), _triple(_STEPS.value, "steps")
+    label_values = _triple(_LABEL_VALUES.value, "label_values")
+    try:
+        index = find_cases(_INPUT.value)
+        loaded = load_model(_MODEL.value, _PRECISION.value)
+        contract = override_contract(
+            loaded.contract, patch_size=patch_size, full_volume=_FULL_VOLUME.value, steps=steps,
+            batch_size=_BATCH.value, blend=_BLEND.value, mirror_tta=_MIRROR.value, brain_mask=_BRAIN_MASK.value,
+            min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value, label_values=label_values)
+        print(f"{len(index.cases)} cases ({index.layout} layout); model {loaded.path}; target "
+              f"{contract.target.name}; window {contract.window.patch_size or 'full volume'}; post-processing: "
+              f"{contract.postprocessing.describe()} ({contract.chosen_by})")
+        summary = predict_cases(index.cases, loaded, _OUTPUT.value, contract, _OVERWRITE.value)
+    except (OSError, ValueError) as error:  # the input, the model or the output folder: nothing was predicted
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {len(summary.written)} predictions to {_OUTPUT.value}"
           + (f" ({len(summary.recomputed)} recomputed: made by another model or contract)"
              if summary.recomputed else "")

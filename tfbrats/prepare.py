@@ -30,11 +30,11 @@ flags.mark_flags_as_required(["data_dir", "cache_dir"])
 def main(argv: list[str]) -> int:
     """Finds the cases under --data_dir and writes the missing ones to --cache_dir."""
     del argv
-    index = find_cases(FLAGS.data_dir)
-    logging.info("found %d cases in layout %s under %s", len(index.cases), index.layout, FLAGS.data_dir)
     try:
+        index = find_cases(FLAGS.data_dir)
+        logging.info("found %d cases in layout %s under %s", len(index.cases), index.layout, FLAGS.data_dir)
         written = prepare_cache(index.cases, FLAGS.cache_dir, FLAGS.input_channels, FLAGS.workers)
-    except (CaseError, ValueError) as error:
+    except (CaseError, OSError, ValueError) as error:
         logging.error("%s", error)
         return 1
     total = len(list_cached_cases(FLAGS.cache_dir))

@@ -96,7 +96,7 @@ def test_bad_arguments_are_reported(tmp_path):
         prepare_case({"t1ce": scans["t1ce"], "t2": scans["t2"]}, "c", tmp_path / "out")
     with pytest.raises(ValueError, match="reference 't1' is not among"):
         prepare_case(scans, "c", tmp_path / "out", reference="t1")
-    with pytest.raises(ValueError, match="plain folder name"):
+    with pytest.raises(ValueError, match=r"case_id '\.\./c' is not a file name"):
         prepare_case(scans, "../c", tmp_path / "out")
     with pytest.raises(ValueError, match=r"give one or the other \(--mask or --no_mask\)"):
         prepare_case(scans, "c", tmp_path / "out", mask=scans["t1ce"], skull_stripped=True)

@@ -1,5 +1,6 @@
 """The preprocessing cache: round trip, atomic writes, skipping finished cases, refusing mixes."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,31 @@ def test_bad_case_stops_before_any_work(brats2020: Path, tmp_path: Path) -> None
     with pytest.raises(CaseError, match="(?s)1 case\\(s\\) failed their checks.*no file for modality \\['flair'\\]"):
         prepare_cache([broken], tmp_path / "cache", progress=False)
     assert list_cached_cases(tmp_path / "cache") == []
+
+
+def test_a_case_id_that_is_not_a_file_name_is_never_written_outside_the_cache(brats2020: Path,
+                                                                              tmp_path: Path) -> None:
+    from tfbrats.data.cache import write_cached_case
+
+    case = load_case(find_cases(brats2020).cases[0])
+    cache = tmp_path / "cache"
+    for case_id in ("../victim/c1", str(tmp_path / "victim" / "c1")):
+        escaping = dataclasses.replace(case, meta=dataclasses.replace(case.meta, case_id=case_id))
+        with pytest.raises(ValueError, match="is not a file name"):
+            write_cached_case(cache, escaping)
+    assert not (tmp_path / "victim").exists()
+
+
+@pytest.mark.slow
+def test_prepare_refuses_a_manifest_case_id_that_leaves_the_cache(brats2020: Path, tmp_path: Path) -> None:
+    flair = next((brats2020 / "BraTS20_Training_001").glob("*_flair.nii.gz"))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("case_id,t1,t1ce,t2,flair,seg\n../victim/c1," + ",".join([str(flair)] * 4) + ",\n")
+    command = [sys.executable, "-m", "tfbrats.prepare", f"--data_dir={manifest}", f"--cache_dir={tmp_path / 'c'}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"manifest {manifest}, line 2: case id '../victim/c1' is not a file name" in result.stderr
+    assert not (tmp_path / "victim").exists()
 
 
 @pytest.mark.slow

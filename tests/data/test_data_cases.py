@@ -111,3 +111,30 @@ def test_split_is_deterministic_disjoint_and_complete() -> None:
     assert [c.case_id for c in val] == ["c03", "c07"] and len(train) == 21
     with pytest.raises(ValueError, match="fold must be"):
         split_cases(cases, fold=5)
+
+
+@pytest.mark.parametrize("case_id", ["../victim/c1", "/tmp/victim/c1", ".."])
+def test_a_manifest_case_id_that_is_not_a_file_name_is_refused_with_its_row(tmp_path: Path, case_id: str) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"case_id,flair\nok,f.nii.gz\n{case_id},f.nii.gz\n")
+    with pytest.raises(ValueError, match=rf"manifest {manifest}, line 3: case id '{case_id}' is not a file name"):
+        find_cases(manifest)
+
+
+@pytest.mark.parametrize("link", ["broken", "self"])
+def test_a_dangling_link_is_a_file_of_the_case_and_reading_it_names_it(brats2020: Path, tmp_path: Path,
+                                                                         link: str) -> None:
+    from tfbrats.data import CaseError, load_case
+
+    source = find_cases(brats2020).cases[0]
+    folder = tmp_path / source.case_id
+    folder.mkdir()
+    for path in source.images.values():
+        (folder / path.name).symlink_to(path)
+    t2 = folder / source.images["t2"].name
+    t2.unlink()
+    t2.symlink_to(t2 if link == "self" else tmp_path / "moved_away.nii.gz")
+    case = find_cases(folder).cases[0]
+    assert case.images["t2"] == t2, "the link is the case's T2, not a missing modality"
+    with pytest.raises(CaseError, match=f"t2 file {t2}"):
+        load_case(case, allow_missing=True)

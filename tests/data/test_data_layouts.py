@@ -152,3 +152,16 @@ def test_a_4d_image_with_too_few_channels_names_the_case(datasets, tmp_path):
     case = find_cases(root).cases[0]
     with pytest.raises(CaseError, match=r"case BRATS_001: t1ce file .* shape \(48, 48, 32, 2\); expected a 4-D image"):
         load_case(case)
+
+
+def test_a_dangling_channel_or_label_link_is_listed_and_named_when_read(tmp_path):
+    root = tmp_path / "nnunet"
+    write_synthetic_dataset(root, cases=1, shape=SHAPE, seed=3, layout="nnunet")
+    t2, label = root / "imagesTr" / "BraTS_001_0003.nii.gz", root / "labelsTr" / "BraTS_001.nii.gz"
+    for path in (t2, label):
+        path.unlink()
+        path.symlink_to(path)  # refers to itself
+    case = find_cases(root).cases[0]
+    assert case.images["t2"] == t2 and case.seg == label
+    with pytest.raises(CaseError, match=f"t2 file {t2}"):
+        load_case(case, allow_missing=True)

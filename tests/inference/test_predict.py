@@ -60,17 +60,19 @@ def test_predictions_keep_geometry_and_dataset_labels(dataset, model_file, tmp_p
 def test_rerun_skips_finished_cases_and_a_bad_case_does_not_stop_the_others(dataset, model_file, tmp_path):
     cases = find_cases(dataset).cases
     loaded = load_model(model_file)
-    predict_cases(cases[:1], loaded, tmp_path, small_windows(loaded), progress=False)
-    broken = tmp_path / "broken_flair.nii.gz"
+    out = tmp_path / "out"
+    predict_cases(cases[:1], loaded, out, small_windows(loaded), progress=False)
+    broken = tmp_path / "corrupt" / "broken_flair.nii.gz"
+    broken.parent.mkdir()
     broken.write_bytes(cases[2].images["flair"].read_bytes()[:300])
     bad_case = type(cases[2])(cases[2].case_id, {**cases[2].images, "flair": broken}, None, 4)
-    summary = predict_cases([cases[0], cases[1], bad_case], loaded, tmp_path, small_windows(loaded), progress=False)
+    summary = predict_cases([cases[0], cases[1], bad_case], loaded, out, small_windows(loaded), progress=False)
     assert summary.skipped == [cases[0].case_id]
     assert [p.name for p in summary.written] == [f"{cases[1].case_id}.nii.gz"]
     assert list(summary.failed) == [cases[2].case_id]
     assert "broken_flair" in summary.failed[cases[2].case_id]
-    assert not (tmp_path / f"{cases[2].case_id}.nii.gz").exists()
-    assert not list(tmp_path.glob(".*")), "no partial files are left behind"
+    assert not (out / f"{cases[2].case_id}.nii.gz").exists()
+    assert not list(out.glob(".*")), "no partial files are left behind"
 
 
 def test_small_enhancing_tumor_becomes_necrosis():
@@ -85,6 +87,19 @@ def test_small_enhancing_tumor_becomes_necrosis():
 def test_load_model_reports_a_folder_without_models(tmp_path):
     with pytest.raises(FileNotFoundError, match="best.keras or final.keras"):
         load_model(tmp_path)
+
+
+def test_load_model_names_a_file_that_is_not_a_model(tmp_path):
+    import zipfile
+
+    (tmp_path / "notes.keras").write_text("weights of the best epoch\n")
+    with pytest.raises(ValueError, match=f"model file {tmp_path / 'notes.keras'} is not a Keras model"):
+        load_model(tmp_path / "notes.keras")
+    with zipfile.ZipFile(tmp_path / "archive.keras", "w") as archive:
+        archive.writestr("readme.txt", "no model here")
+    with pytest.raises(ValueError, match=f"model file {tmp_path / 'archive.keras'} cannot be loaded as a Keras model "
+                                         r"\(KeyError: .*config.json"):
+        load_model(tmp_path / "archive.keras")
 
 
 @pytest.mark.slow

@@ -131,3 +131,64 @@ def test_patch_validation_counts_each_case_once(tiny_data, tmp_path, tiny_traine
     expected = keras.ops.convert_to_numpy(dice_from_counts(counts))
     row = result.history[0]
     np.testing.assert_allclose([row["val_dice_WT"], row["val_dice_TC"], row["val_dice_ET"]], expected, atol=1e-6)
+
+
+def _disk_full_at_checkpoint(trainer_class, epoch: int, limit_bytes: int = 64):
+    """A trainer whose checkpoint of `epoch` is written with files limited to `limit_bytes`, as on a full disk.
+
+    The operating system refuses every write past the limit (RLIMIT_FSIZE, with SIGXFSZ ignored so
+    the write fails instead of the process dying): TensorFlow's own save fails as it does on a full disk.
+    """
+    import resource
+    import signal
+
+    class DiskFull(trainer_class):
+        def save_checkpoint(self, number):
+            if number != epoch:
+                return super().save_checkpoint(number)
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, hard))
+            try:
+                super().save_checkpoint(number)
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+                signal.signal(signal.SIGXFSZ, handler)
+
+    return DiskFull
+
+
+def _checkpoint_entries(run: Run) -> list[str]:
+    return sorted(p.name for p in run.checkpoint_dir.iterdir())
+
+
+def test_a_checkpoint_save_that_fills_the_disk_leaves_no_partial_files(tiny_data, tmp_path, tiny_trainer):
+    import tensorflow as tf
+
+    config = tiny_config(tiny_data, tmp_path / "run", epochs=2)
+    with pytest.raises(tf.errors.OpError, match="tempstate"):
+        _disk_full_at_checkpoint(tiny_trainer, epoch=2)(config, echo=lambda m: None).fit()
+    run = Run(config.model_dir)
+    assert _checkpoint_entries(run) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+    assert run.checkpoint_epoch() == 1 and run.problems() == []
+    assert tiny_trainer(config, echo=lambda m: None).fit().resumed_from_epoch == 1
+    assert run.problems() == [] and run.checkpoint_epoch() == 2
+
+
+def test_a_start_removes_what_a_killed_checkpoint_save_left(tiny_data, tmp_path, tiny_trainer):
+    config = tiny_config(tiny_data, tmp_path / "run", epochs=1)
+    tiny_trainer(config, echo=lambda m: None).fit()
+    run = Run(config.model_dir)
+    complete = _checkpoint_entries(run)
+    # What a save of epoch 2 killed part-way leaves: TensorFlow's temporary folder and files, and a data
+    # file of a checkpoint the state file never listed.
+    partial = run.checkpoint_dir / "ckpt-2_temp"
+    partial.mkdir()
+    (partial / "part-00000-of-00001.data-00000-of-00001.tempstate8213").write_bytes(b"\0" * 100_000)
+    (run.checkpoint_dir / "ckpt-2.data-00000-of-00001").write_bytes(b"\0" * 100_000)
+    (run.checkpoint_dir / "checkpoint.tmp5f1c").write_bytes(b"")
+    messages = []
+    assert tiny_trainer(config, echo=messages.append).fit().resumed_from_epoch == 1
+    assert _checkpoint_entries(run) == complete
+    assert sum("left by a checkpoint save that did not finish" in m for m in messages) == 3
+    assert run.problems() == []

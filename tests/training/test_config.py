@@ -48,6 +48,21 @@ def test_empty_data_dir(config, tmp_path):
         check_config(dataclasses.replace(config, data_dir=str(tmp_path / "empty")))
 
 
+def test_a_model_dir_that_is_a_file(config, tmp_path):
+    (tmp_path / "run").write_text("notes")
+    with pytest.raises(ConfigError, match=f"model_dir {tmp_path / 'run'} is a file; give a folder"):
+        check_config(config)
+
+
+@pytest.mark.slow
+def test_cli_reports_a_model_dir_that_is_a_file_in_one_line(tiny_data, tmp_path):
+    (tmp_path / "run").write_text("notes")
+    result = run_python(["-m", "tfbrats.train", *tiny_flags(tiny_data, tmp_path / "run")], timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"model_dir {tmp_path / 'run'} is a file" in result.stderr
+    assert (tmp_path / "run").read_text() == "notes"
+
+
 def test_neither_or_both_data_sources(config):
     with pytest.raises(ConfigError, match="exactly one of --data_dir"):
         check_config(dataclasses.replace(config, data_dir=None))

@@ -22,7 +22,7 @@ from tfbrats.clinical.register import (
     register_rigid,
     resample_to_grid,
 )
-from tfbrats.files import atomic_folder, write_json
+from tfbrats.files import atomic_folder, output_file, write_json
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 REQUIRED = ("t1ce", "t2", "flair")
@@ -119,7 +119,8 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     Args:
         scans: modality ("t1", "t1ce", "t2", "flair") -> DICOM series folder or NIfTI file;
             t1 may be missing or None.
-        case_id: the case name (a folder name, no path separators).
+        case_id: the case name, a file name (`tfbrats.files.check_file_name`: no path separators,
+            not starting with '.').
         out_dir: dataset root; created when missing.
         mask: brain mask (NIfTI or DICOM) in the reference scan's world coordinates; None to
             compute one.
@@ -146,8 +147,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     if unknown or missing:
         raise ValueError(f"scans has unknown modalities {unknown} and lacks {missing}; "
                          f"give {list(REQUIRED)} and optionally t1.")
-    if not case_id or Path(case_id).name != case_id or case_id.startswith("."):
-        raise ValueError(f"case_id {case_id!r} must be a plain folder name (no '/' and no leading '.').")
+    case_dir = output_file(out_dir, case_id, what="case_id")
     present = {m: Path(p) for m, p in scans.items() if p is not None}
     if reference is not None and reference not in present:
         raise ValueError(f"reference {reference!r} is not among the given scans {sorted(present)}.")
@@ -164,8 +164,6 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     elif mask_input is not None:
         raise ValueError(f"a brain mask input ({mask_input}) only applies to the automatic mask, not with "
                          f"{'--mask' if mask is not None else '--no_mask'}; drop one of them.")
-    out_dir = Path(out_dir)
-    case_dir = out_dir / case_id
     if case_dir.exists() and not overwrite:
         raise FileExistsError(f"{case_dir} already exists; choose another --out or --case_id, "
                               "or pass --overwrite.")

@@ -8,7 +8,9 @@ Layout of a cache folder::
     <case_id>.json             # CaseMeta; written last, so it marks the case as complete
 
 Every file is written under a temporary name and renamed, so a killed run leaves no
-half-written case, and a rerun skips the cases whose JSON exists.
+half-written case, and a rerun skips the cases whose JSON exists. Every path is made by
+`tfbrats.files.output_file`, so a case id that is not a file name is refused, never written
+outside the cache folder.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from tfbrats.data.io import CaseError, channels_for, check_case
 from tfbrats.data.preprocess import CaseMeta, PreprocessedCase, load_case
 from tfbrats.data.records import Case
-from tfbrats.files import atomic_path, write_json
+from tfbrats.files import atomic_path, output_file, write_json
 
 # 2: cases are stored in BraTS' voxel orientation (tfbrats.data.orientation); format 1 kept the input's.
 CACHE_FORMAT = 2
@@ -77,7 +79,7 @@ def is_cached(cache_dir: str | Path, case_id: str) -> bool:
         >>> is_cached("cache", "BraTS20_Training_001")  # doctest: +SKIP
         True
     """
-    return (Path(cache_dir) / f"{case_id}.json").is_file()
+    return output_file(cache_dir, case_id, ".json").is_file()
 
 
 def write_cached_case(cache_dir: str | Path, case: PreprocessedCase) -> None:
@@ -86,12 +88,11 @@ def write_cached_case(cache_dir: str | Path, case: PreprocessedCase) -> None:
     Example:
         >>> write_cached_case("cache", load_case(case))  # doctest: +SKIP
     """
-    cache_dir = Path(cache_dir)
     case_id = case.meta.case_id
-    _write_npy(cache_dir / f"{case_id}.image.npy", case.image)
+    _write_npy(output_file(cache_dir, case_id, ".image.npy"), case.image)
     if case.label is not None:
-        _write_npy(cache_dir / f"{case_id}.label.npy", case.label)
-    write_json(cache_dir / f"{case_id}.json", case.meta.to_json() | {"has_label": case.label is not None})
+        _write_npy(output_file(cache_dir, case_id, ".label.npy"), case.label)
+    write_json(output_file(cache_dir, case_id, ".json"), case.meta.to_json() | {"has_label": case.label is not None})
 
 
 def _prepare_one(case: Case, cache_dir: Path, input_channels: int) -> str:
@@ -191,7 +192,8 @@ def list_cached_cases(cache_dir: str | Path) -> list[str]:
             f"{cache_dir} is not a tfbrats cache (no {SETTINGS_NAME}); make one with "
             f"python -m tfbrats.prepare --data_dir=... --cache_dir={cache_dir}"
         )
-    return sorted(p.name[: -len(".json")] for p in cache_dir.glob("*.json") if p.name != SETTINGS_NAME)
+    return sorted(p.name[: -len(".json")] for p in cache_dir.glob("*.json")
+                  if p.name != SETTINGS_NAME and not p.name.startswith("."))
 
 
 def load_cached_case(cache_dir: str | Path, case_id: str, mmap: bool = True) -> PreprocessedCase:
@@ -200,11 +202,10 @@ def load_cached_case(cache_dir: str | Path, case_id: str, mmap: bool = True) -> 
     Example:
         >>> case = load_cached_case("cache", "BraTS20_Training_001")  # doctest: +SKIP
     """
-    cache_dir = Path(cache_dir)
-    values = json.loads((cache_dir / f"{case_id}.json").read_text())
+    values = json.loads(output_file(cache_dir, case_id, ".json").read_text())
     mode = "r" if mmap else None
-    image = np.load(cache_dir / f"{case_id}.image.npy", mmap_mode=mode)
-    label = np.load(cache_dir / f"{case_id}.label.npy", mmap_mode=mode) if values["has_label"] else None
+    image = np.load(output_file(cache_dir, case_id, ".image.npy"), mmap_mode=mode)
+    label = np.load(output_file(cache_dir, case_id, ".label.npy"), mmap_mode=mode) if values["has_label"] else None
     return PreprocessedCase(image, label, CaseMeta.from_json(values))
 
 

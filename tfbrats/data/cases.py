@@ -7,14 +7,17 @@ Supported layouts under a root folder (`find_cases` reports which one it found):
 - ``brats2023``: BraTS 2023+, ``<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (ET stored as 3)
 - ``manifest``: a CSV file (the root itself, or ``manifest.csv`` inside it) with the columns
   ``case_id,t1,t1ce,t2,flair,seg`` and optionally ``et_label``; relative paths are taken
-  from the CSV's folder, and an empty ``seg`` or a missing column means "no reference"
+  from the CSV's folder, and an empty ``seg`` or a missing column means "no reference"; each
+  ``case_id`` must be a file name (`tfbrats.files.check_file_name`), or the row is refused
 - ``case``: the root is a single case folder in any of the first three layouts
 - ``decathlon``: the Medical Segmentation Decathlon's Task01_BrainTumour (``dataset.json``,
   ``imagesTr/<id>.nii.gz`` 4-D, ``labelsTr/``, ``imagesTs/``); see `tfbrats.data.layouts`
 - ``nnunet``: an nnU-Net raw dataset (``dataset.json``, ``imagesTr/<id>_<cccc>.nii.gz``,
   ``labelsTr/``, ``imagesTs/``); see `tfbrats.data.layouts`
 
-Validation and test cases have no ``seg`` file; their `Case.seg` is None. `Case` and the label
+Validation and test cases have no ``seg`` file; their `Case.seg` is None. A file a layout names
+that is a broken or self-referencing link is listed (`tfbrats.data.layouts.visible_files`), so
+reading it fails with its name instead of the case lacking that modality. `Case` and the label
 values (`LabelMap`) are defined in `tfbrats.data.records`, which both discovery modules use.
 """
 
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbrats.data.layouts import DATASET_JSON, find_dataset_json_cases
+from tfbrats.data.layouts import DATASET_JSON, find_dataset_json_cases, visible_files
 from tfbrats.data.records import Case
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
@@ -66,9 +69,9 @@ def _case_from_folder(folder: Path) -> tuple[str, Case] | None:
     files: dict[str, Path] = {}
     ids: set[str] = set()
     layouts: set[str] = set()
-    for path in sorted(folder.iterdir()):
+    for path in visible_files(folder):
         match = _FILE_PATTERN.match(path.name)
-        if not match or not path.is_file():
+        if not match:
             continue
         key, sep = match["key"], match["sep"]
         if sep == "-" and key in _BRATS2023_NAMES:
@@ -128,7 +131,10 @@ def _read_manifest(path: Path) -> list[Case]:
                     f"manifest {path}, line {row_number} (case {case_id}): et_label is {et_text!r}; "
                     "use 4 (BraTS 2018-2021) or 3 (BraTS 2023+)"
                 )
-            cases.append(Case(case_id, images, resolve(row.get("seg")), int(et_text)))
+            try:
+                cases.append(Case(case_id, images, resolve(row.get("seg")), int(et_text)))
+            except ValueError as error:
+                raise ValueError(f"manifest {path}, line {row_number}: {error}") from None
     ids = [case.case_id for case in cases]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -190,16 +190,31 @@ def dataset_labels(values: dict[str, Any], path: Path) -> LabelMap:
     return LabelMap(necrosis=classes[1], edema=classes[2], enhancing=classes[3])
 
 
-def _image_files(folder: Path, ending: str) -> list[Path]:
-    """The visible files of `folder` with the given ending (macOS ``._*`` shadows are skipped)."""
+def _named(path: Path) -> bool:
+    """Whether `path` is a file or a link (even one that leads nowhere: reading it then names it)."""
+    return path.is_symlink() or path.is_file()
+
+
+def visible_files(folder: Path, ending: str = "") -> list[Path]:
+    """The visible files of `folder` with the given ending, sorted (macOS ``._*`` shadows are skipped).
+
+    A symbolic link is listed whether or not it leads to a file: a broken or self-referencing link
+    is a file the dataset names but that cannot be read, so reading it fails with its name, rather
+    than the case silently lacking that modality.
+
+    Example:
+        >>> visible_files(Path("Task01_BrainTumour/imagesTr"), ".nii.gz")[:1]  # doctest: +SKIP
+        [PosixPath('Task01_BrainTumour/imagesTr/BRATS_001.nii.gz')]
+    """
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(ending) and not p.name.startswith(".") and p.is_file())
+    return sorted(p for p in folder.iterdir()
+                  if p.name.endswith(ending) and not p.name.startswith(".") and _named(p))
 
 
 def _is_split_per_channel(root: Path, ending: str, channels: dict[int, str]) -> bool:
     """Whether the images are stored one file per channel (``<case>_0000``), as nnU-Net stores them."""
-    files = _image_files(root / "imagesTr", ending) + _image_files(root / "imagesTs", ending)
+    files = visible_files(root / "imagesTr", ending) + visible_files(root / "imagesTs", ending)
     matches = [_CHANNEL_FILE.match(p.name[: -len(ending)]) for p in files]
     return bool(files) and all(m is not None and int(m["channel"]) in channels for m in matches)
 
@@ -233,7 +248,7 @@ def find_dataset_json_cases(root: Path) -> tuple[str, list[Case]]:
     split = "channel_names" in values or _is_split_per_channel(root, ending, channels)
     cases: list[Case] = []
     for folder, has_labels in (("imagesTr", True), ("imagesTs", False)):
-        files = _image_files(root / folder, ending)
+        files = visible_files(root / folder, ending)
         if split:
             cases += _split_cases(root, folder, files, ending, channels, labels, has_labels)
         else:
@@ -242,7 +257,7 @@ def find_dataset_json_cases(root: Path) -> tuple[str, list[Case]]:
                 seg = root / "labelsTr" / image.name
                 volumes = {key: number for number, key in channels.items()}
                 images = dict.fromkeys(volumes, image)
-                cases.append(Case(case_id, images, seg if has_labels and seg.is_file() else None, labels, volumes))
+                cases.append(Case(case_id, images, seg if has_labels and _named(seg) else None, labels, volumes))
     if not cases:
         raise FileNotFoundError(f"{root}: {DATASET_JSON} found but no *{ending} image under imagesTr/ or imagesTs/")
     ids = [case.case_id for case in cases]
@@ -274,5 +289,5 @@ def _split_cases(
     cases = []
     for case_id, images in sorted(grouped.items()):
         seg = root / "labelsTr" / f"{case_id}{ending}"
-        cases.append(Case(case_id, images, seg if has_labels and seg.is_file() else None, labels))
+        cases.append(Case(case_id, images, seg if has_labels and _named(seg) else None, labels))
     return cases

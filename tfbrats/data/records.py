@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfbrats.files import check_file_name
+
 
 @dataclasses.dataclass(frozen=True)
 class LabelMap:
@@ -104,7 +106,8 @@ class Case:
     """One patient: the paths of its modalities and of its reference segmentation.
 
     Args:
-        case_id: The case's name, e.g. ``BraTS20_Training_001``.
+        case_id: The case's name, e.g. ``BraTS20_Training_001``; it names the case's output files
+            (``<case_id>.nii.gz``), so it must be a file name (`tfbrats.files.check_file_name`).
         images: Modality key (``t1``, ``t1ce``, ``t2``, ``flair``) -> NIfTI path; only the
             files that exist are listed.
         seg: The reference segmentation, or None for validation/test cases.
@@ -125,7 +128,8 @@ class Case:
     volumes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Turns an integer `labels` (BraTS' ET value) into its `LabelMap`."""
+        """Checks that the id is a file name; turns an integer `labels` (BraTS' ET value) into its `LabelMap`."""
+        check_file_name(self.case_id)
         object.__setattr__(self, "labels", label_map(self.labels))
 
     @property

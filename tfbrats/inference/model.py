@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,21 @@ def find_model_file(path: str | Path) -> Path:
     return path
 
 
+def _read_keras_model(path: Path):
+    """The Keras model in `path`, or a one-line `ValueError` naming the file when it holds none."""
+    import keras
+
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ValueError(f"model file {path} is not a Keras model: a .keras file is a zip archive and this one is "
+                         f"not ({path.stat().st_size} bytes); give a model saved by tfbrats or its run folder")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (KeyError, OSError, TypeError, ValueError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
+        raise ValueError(f"model file {path} cannot be loaded as a Keras model ({type(error).__name__}: {reason}); "
+                         "give a model saved by tfbrats or its run folder") from error
+
+
 def _default_patch(model) -> tuple[int, int, int]:
     return DEFAULT_PATCH_3D if getattr(model, "depth_layers", True) else DEFAULT_PATCH_2D
 
@@ -164,6 +180,7 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
 
     Raises:
         FileNotFoundError: No model there.
+        ValueError: The file holds no Keras model (not a zip archive, no model config, ...).
         ContractError: The model's contract and its run's `config.json` disagree, or a model
             without a contract cannot be read safely.
 
@@ -172,8 +189,6 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
         >>> loaded.contract.postprocessing.describe()  # doctest: +SKIP
         'brain mask; ET below 200 voxels -> necrosis'
     """
-    import keras
-
     import tfbrats.models  # noqa: F401  (registers the AlbuNet classes for deserialisation)
 
     if precision not in PRECISIONS:
@@ -181,7 +196,7 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
     model_path = find_model_file(path)
     config_path = model_path.parent / RUN_CONFIG
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    model = keras.models.load_model(model_path, compile=False)
+    model = _read_keras_model(model_path)
     recorded = getattr(model, "segmentation", None)
     if recorded:
         contract = SegmentationContract.from_json(recorded)

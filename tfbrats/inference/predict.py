@@ -6,6 +6,15 @@ then back to the original grid. A JSON sidecar ``<case_id>.json`` beside each pr
 the model (path and weights fingerprint), the contract applied, and any missing modalities
 (filled with zeros, the z-scored brain mean, with a warning when the model was not trained with
 modality dropout). A rerun recomputes a case whose sidecar names another model or contract.
+
+Two rules keep prediction from destroying what it did not write:
+
+- the output folder (`check_output_folder`, before any case is computed): a folder, writable,
+  neither holding any input file of the cases nor lying inside a folder that holds one (a
+  dataset's ``imagesTr``/``labelsTr``, a case folder);
+- a file at ``<case_id>.nii.gz`` or ``<case_id>.json`` (`existing_prediction`): replaced only when
+  the sidecar says tfbrats' prediction wrote it (``"written_by": "tfbrats.predict"``); anything
+  else fails that case, naming the file, and is left untouched, ``overwrite`` or not.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,11 +33,14 @@ import numpy as np
 from tfbrats.contract import SegmentationContract, brain_region, finish_segmentation
 from tfbrats.data import MISSING_FILL, Case, LabelMap, PreprocessedCase, load_case, uncrop, write_labels_nifti
 from tfbrats.data.brain import brain_extent
-from tfbrats.files import write_json
+from tfbrats.files import output_file, write_json
 from tfbrats.inference.model import LoadedModel, make_predictor
 from tfbrats.inference.sliding_window import sliding_window
 
 log = logging.getLogger(__name__)
+
+# What a prediction's sidecar says under "written_by": the mark of a file tfbrats may replace.
+PREDICTION_WRITER = "tfbrats.predict"
 
 
 def window_probabilities(image: np.ndarray, predictor: Callable[[np.ndarray], np.ndarray],
@@ -89,6 +103,7 @@ def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[s
             "zeros), is unreliable; use a model trained with --modality_dropout (e.g. 0.25) for incomplete cases"
         )
     return {
+        "written_by": PREDICTION_WRITER,
         "case_id": case_id,
         "model": str(loaded.path),
         "model_sha256": loaded.fingerprint,
@@ -119,17 +134,128 @@ def check_brain_extent(preprocessed: PreprocessedCase) -> dict:
     return {**extent.to_json(), "warning": warning}
 
 
-def _made_by(sidecar: Path, loaded: LoadedModel, contract: SegmentationContract) -> str | None:
-    """Why an existing prediction is stale (another model or contract), or None when it is current."""
+def check_output_folder(output_dir: str | Path, cases: Sequence[Case]) -> Path:
+    """Creates the output folder of a prediction and checks it may receive every case's files.
+
+    Run before any case is computed, so a bad folder costs nothing. Refused: a path that is a
+    file; a folder that is, or lies inside, the folder of any input file of the cases (a dataset's
+    image or label folder, a case folder), or that holds any input file below it (a dataset root);
+    a folder this process cannot create or write into. Links are followed on both sides.
+
+    Args:
+        output_dir: Where the predictions are to go.
+        cases: The cases to predict (their images and segmentations are the inputs).
+
+    Raises:
+        ValueError: The folder is refused; the message names it and the input file it would
+            endanger.
+
+    Example:
+        >>> cases = find_cases("Task01_BrainTumour").cases  # doctest: +SKIP
+        >>> check_output_folder("Task01_BrainTumour/imagesTr", cases)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: output folder Task01_BrainTumour/imagesTr holds input file ...
+    """
+    output = Path(output_dir).expanduser()
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output folder {output} is a file; give a folder for the <case_id>.nii.gz predictions")
+    real = Path(os.path.realpath(output))
+    for case in cases:
+        for source in (*case.images.values(), *((case.seg,) if case.seg is not None else ())):
+            listed = Path(os.path.realpath(source.parent)) / source.name
+            for where in (listed, Path(os.path.realpath(source))):  # the file as listed, and where a link leads
+                if where.is_relative_to(real) or real.is_relative_to(where.parent):
+                    place = "holds" if where.is_relative_to(real) else "lies in the folder of"
+                    link = "" if where == listed else f" (a link to {where})"
+                    raise ValueError(
+                        f"output folder {output} {place} input file {source}{link} of case {case.case_id}; "
+                        "predictions are never written among a dataset's images or labels: choose a folder "
+                        "outside the dataset")
     try:
-        record = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return f"its sidecar {sidecar.name} is missing or unreadable"
+        output.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".tfbrats-write-check-", dir=output)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(f"output folder {output} cannot be written into ({error.strerror or error}); choose "
+                         "a writable folder") from error
+    return output
+
+
+def _written_by_tfbrats(record: object, case_id: str) -> bool:
+    """Whether a parsed sidecar is tfbrats' prediction record of the case (older records lack "written_by")."""
+    if not isinstance(record, dict) or record.get("case_id") != case_id:
+        return False
+    legacy = "written_by" not in record and {"model_sha256", "contract"} <= set(record)
+    return record.get("written_by") == PREDICTION_WRITER or legacy
+
+
+def existing_prediction(case_id: str, target: Path, sidecar: Path) -> dict | None:
+    """The sidecar record of tfbrats' prediction of a case at `target`, or None when neither file exists.
+
+    The one rule for replacing a file: ``<case_id>.nii.gz`` and ``<case_id>.json`` are tfbrats'
+    to replace only when the sidecar is a JSON record of this case that says tfbrats' prediction
+    wrote it (``"written_by": "tfbrats.predict"``; a sidecar written before that field existed says
+    so by the weights fingerprint and contract only tfbrats records).
+
+    Args:
+        case_id: The case.
+        target: Its prediction, ``<output>/<case_id>.nii.gz``.
+        sidecar: Its sidecar, ``<output>/<case_id>.json``.
+
+    Raises:
+        FileExistsError: `target` exists without such a sidecar (an input image or label, another
+            tool's output), or `sidecar` exists and is not such a record; neither is touched.
+
+    Example:
+        >>> existing_prediction("c1", Path("predictions/c1.nii.gz"), Path("predictions/c1.json"))  # doctest: +SKIP
+        {'written_by': 'tfbrats.predict', 'case_id': 'c1', ...}
+    """
+    advice = "it is left untouched: move it away or choose another output folder"
+    if sidecar.is_symlink() or sidecar.exists():
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            record = None
+        if not _written_by_tfbrats(record, case_id):
+            raise FileExistsError(f"{sidecar} is not the sidecar tfbrats writes for case {case_id} (no "
+                                  f'"written_by": "{PREDICTION_WRITER}"); {advice}')
+        return record
+    if target.is_symlink() or target.exists():
+        raise FileExistsError(f"{target} exists without a sidecar {sidecar.name} saying tfbrats wrote it (an input "
+                              f"image or label, another tool's output?); {advice}")
+    return None
+
+
+def _made_by(record: dict, loaded: LoadedModel, contract: SegmentationContract) -> str | None:
+    """Why an existing prediction is stale (another model or contract), or None when it is current."""
     if record.get("model_sha256") != loaded.fingerprint:
         return f"it was made by another model ({record.get('model')}, weights {str(record.get('model_sha256'))[:12]})"
     if record.get("contract") != contract.to_json():
         return "it was made with another segmentation contract (window or post-processing)"
     return None
+
+
+def _predict_case(case: Case, loaded: LoadedModel, contract: SegmentationContract,
+                  predictor: Callable[[np.ndarray], np.ndarray], target: Path, sidecar: Path) -> Path:
+    """Segments one case and writes its sidecar, then its prediction; returns the prediction's path."""
+    image_only = dataclasses.replace(case, seg=None)
+    preprocessed = load_case(image_only, input_channels=len(contract.channels), allow_missing=True)
+    meta = preprocessed.meta
+    report = prediction_record(case.case_id, meta.channels, meta.missing, loaded, contract, meta.orientation)
+    if meta.missing:
+        log.warning("case %s: missing modalities %s, filled with zeros (model trained with modality "
+                    "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)
+    if report["warning"]:
+        log.warning("case %s: %s", case.case_id, report["warning"])
+    report["brain_extent"] = check_brain_extent(preprocessed)
+    labels = segment(preprocessed, predictor, contract)
+    if contract.label_values:
+        values = contract.label_values
+        meta = dataclasses.replace(meta, labels=LabelMap(values[1], values[2], values[3]))
+    # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
+    write_json(sidecar, report)
+    return write_labels_nifti(labels, meta, target)
 
 
 def predict_cases(
@@ -142,18 +268,25 @@ def predict_cases(
 ) -> PredictionSummary:
     """Predicts every case into `output_dir/<case_id>.nii.gz`; a failing case does not stop the others.
 
-    A case whose prediction exists is skipped when its sidecar names the same model (weights
-    fingerprint) and contract, and recomputed (and logged) otherwise. A case may lack some
-    modalities (not all): they are filled with zeros, logged, and listed in the sidecar.
+    The output folder is checked first (`check_output_folder`): one that holds or lies among the
+    cases' input files, a file, or a folder that cannot be written is refused before any case is
+    computed. A case whose prediction exists is skipped when its sidecar names the same model
+    (weights fingerprint) and contract, and recomputed (and logged) otherwise; a file there that
+    tfbrats did not write fails the case and is left untouched (`existing_prediction`). A case may
+    lack some modalities (not all): they are filled with zeros, logged, and listed in the sidecar.
 
     Args:
         cases: Cases to segment (segmentations, if any, are ignored).
         loaded: The model (see `tfbrats.inference.load_model`).
         output_dir: Where the NIfTI files and their JSON sidecars go.
         contract: The contract to apply; None applies the model's own (`loaded.contract`).
-        overwrite: Recompute every case, current or not.
+        overwrite: Recompute every case tfbrats predicted before, current or not (files tfbrats did
+            not write are never replaced).
         progress: Show progress over cases: a bar on a terminal, one plain line per case otherwise
             (a log file gets no carriage returns or colour codes).
+
+    Raises:
+        ValueError: The output folder is refused (nothing is computed).
 
     Example:
         >>> cases = find_cases("data/val").cases  # doctest: +SKIP
@@ -162,43 +295,27 @@ def predict_cases(
     import keras
 
     contract = contract or loaded.contract
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = check_output_folder(output_dir, cases)
     predictor = make_predictor(loaded.model, contract.target)
     summary = PredictionSummary()
     bar = keras.utils.Progbar(len(cases), unit_name="case") if progress and sys.stdout.isatty() else None
     for number, case in enumerate(cases, start=1):
-        target = output_dir / f"{case.case_id}.nii.gz"
-        sidecar = output_dir / f"{case.case_id}.json"
-        stale = _made_by(sidecar, loaded, contract) if target.exists() and not overwrite else None
-        if target.exists() and not overwrite and stale is None:
-            summary.skipped.append(case.case_id)
-        else:
-            if stale:
-                log.warning("case %s: recomputing %s: %s", case.case_id, target, stale)
-                summary.recomputed.append(case.case_id)
-            try:
-                image_only = dataclasses.replace(case, seg=None)
-                preprocessed = load_case(image_only, input_channels=len(contract.channels), allow_missing=True)
-                meta = preprocessed.meta
-                report = prediction_record(case.case_id, meta.channels, meta.missing, loaded, contract,
-                                           meta.orientation)
-                if meta.missing:
-                    log.warning("case %s: missing modalities %s, filled with zeros (model trained with modality "
-                                "dropout %g)", case.case_id, list(meta.missing), loaded.modality_dropout)
-                if report["warning"]:
-                    log.warning("case %s: %s", case.case_id, report["warning"])
-                report["brain_extent"] = check_brain_extent(preprocessed)
-                labels = segment(preprocessed, predictor, contract)
-                if contract.label_values:
-                    values = contract.label_values
-                    meta = dataclasses.replace(meta, labels=LabelMap(values[1], values[2], values[3]))
-                # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
-                write_json(sidecar, report)
-                summary.written.append(write_labels_nifti(labels, meta, target))
-            except Exception as error:  # one bad case must not stop a folder of hundreds
-                log.error("case %s failed: %s", case.case_id, error)
-                summary.failed[case.case_id] = f"{type(error).__name__}: {error}"
+        try:
+            target = output_file(output_dir, case.case_id, ".nii.gz")
+            sidecar = output_file(output_dir, case.case_id, ".json")
+            record = existing_prediction(case.case_id, target, sidecar)
+            done_before = record is not None and target.exists() and not overwrite
+            stale = _made_by(record, loaded, contract) if done_before else None
+            if done_before and stale is None:
+                summary.skipped.append(case.case_id)
+            else:
+                if stale:
+                    log.warning("case %s: recomputing %s: %s", case.case_id, target, stale)
+                    summary.recomputed.append(case.case_id)
+                summary.written.append(_predict_case(case, loaded, contract, predictor, target, sidecar))
+        except Exception as error:  # one bad case must not stop a folder of hundreds
+            log.error("case %s failed: %s", case.case_id, error)
+            summary.failed[case.case_id] = f"{type(error).__name__}: {error}"
         if bar is not None:
             bar.update(number)
         elif progress:

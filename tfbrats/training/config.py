@@ -265,6 +265,8 @@ def _static_problems(config: TrainConfig) -> list[str]:
     problems = _table_problems(config)
     if not config.model_dir:
         problems.append("model_dir (the run folder) must be given")
+    elif Path(config.model_dir).exists() and not Path(config.model_dir).is_dir():
+        problems.append(f"model_dir {config.model_dir} is a file; give a folder for the run (created if missing)")
     patch = tuple(config.patch_size)
     if len(patch) != 3 or min(patch) < 1:
         problems.append(f"patch_size must be three positive sizes D,H,W; got {patch}")

@@ -14,7 +14,9 @@ A run folder (``--model_dir``) holds::
 Every file is written atomically, and an epoch is committed in a fixed order: checkpoint, then
 best.keras and best.json, then the history row. A run killed anywhere therefore leaves a folder
 whose history and best model never run ahead of its checkpoint, at most one epoch behind it; the
-next start completes them from the checkpoint (`Run.problems` names real contradictions).
+next start completes them from the checkpoint (`Run.problems` names real contradictions). A
+checkpoint save that fails or is killed leaves temporary files (TensorFlow's ``ckpt-N_temp/``)
+that `Run.remove_failed_checkpoints` removes: at once when the save fails, and at the next start.
 
 Inference uses `Run(path).config` and `Run(path).model_path()`.
 """
@@ -50,6 +52,8 @@ HISTORY_COLUMNS = (
 )
 INTEGER_COLUMNS = ("epoch", "step")
 _CHECKPOINT_STATE = re.compile(r'^model_checkpoint_path:\s*"[^"]*?ckpt-(\d+)"', re.MULTILINE)
+# The entries of one checkpoint save: its files, and the folder TensorFlow writes them in first.
+_CHECKPOINT_ENTRY = re.compile(r"^ckpt-(\d+)(?:\.index|\.data-\d+-of-\d+|_temp)")
 
 
 class RunError(ConfigError):
@@ -166,6 +170,34 @@ class Run:
         if match is None:
             raise RunError(f"{state} names no ckpt-<epoch> checkpoint; it was not written by tfbrats.train")
         return int(match.group(1))
+
+    def remove_failed_checkpoints(self) -> list[Path]:
+        """Removes what an unfinished checkpoint save left in checkpoints/; returns the removed paths.
+
+        A save writes its files under temporary names (TensorFlow's ``ckpt-N_temp/`` folder and
+        ``*.tempstate*`` files, ``checkpoint.tmp*``) and lists the checkpoint in the state file
+        ``checkpoint`` last. A save that failed (a full disk) or was killed therefore leaves
+        temporary entries, or files of a checkpoint newer than the latest the state file lists;
+        both are removed. Complete checkpoints are untouched.
+
+        Example:
+            >>> Run("runs/demo").remove_failed_checkpoints()  # doctest: +SKIP
+            [PosixPath('runs/demo/checkpoints/ckpt-3_temp')]
+        """
+        if not self.checkpoint_dir.is_dir():
+            return []
+        latest = self.checkpoint_epoch() or 0
+        removed = []
+        for entry in sorted(self.checkpoint_dir.iterdir()):
+            save = _CHECKPOINT_ENTRY.match(entry.name)
+            temporary = ".tempstate" in entry.name or entry.name.startswith("checkpoint.tmp")
+            if temporary or (save is not None and (int(save.group(1)) > latest or entry.name.endswith("_temp"))):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+        return removed
 
     def clear(self) -> None:
         """Removes the files a run writes (and nothing else in the folder)."""

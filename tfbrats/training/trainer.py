@@ -9,7 +9,9 @@ stream seeded by `TrainConfig.seed` (`tfbrats.data.make_dataset`'s ``first_index
 resumed at any epoch boundary, or extended with more epochs, sees the batches the unbroken run
 would; initial weights come from the seed too. Durable: each epoch is committed as checkpoint,
 then best model, then history row (`tfbrats.training.run`); the checkpoint carries the epoch's
-row and best, so a restart after a kill anywhere completes the commit.
+row and best, so a restart after a kill anywhere completes the commit. A checkpoint save that
+fails (a full disk) removes its partial files, and a start removes those a killed save left
+(`Run.remove_failed_checkpoints`).
 
 Its length (~370 lines) is the hooks' docstrings and the one epoch loop they frame; the steps,
 factories, run folder and progress output live in their own modules.
@@ -218,6 +220,8 @@ class Trainer:
         train_step, eval_step = make_step_functions(self.model, self.optimizer, loss, strategy, target_of(config))
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                                          best=self.best, best_epoch=self.best_epoch, last_row=self.last_row)
+        for leftover in Run(self.write_dir).remove_failed_checkpoints():
+            self.log(f"removed {leftover}, left by a checkpoint save that did not finish")
         self.manager = tf.train.CheckpointManager(checkpoint, str(Run(self.write_dir).checkpoint_dir), max_to_keep=2)
         latest = tf.train.latest_checkpoint(str(self.run.checkpoint_dir))
         if latest:
@@ -316,7 +320,11 @@ class Trainer:
         if improved:
             self.best.assign(value)
             self.best_epoch.assign(epoch)
-        self.save_checkpoint(epoch)
+        try:
+            self.save_checkpoint(epoch)
+        except BaseException:  # a full disk or an interrupt: the partial files must not stay behind
+            Run(self.write_dir).remove_failed_checkpoints()
+            raise
         if improved:
             self.save_best(self._best_record(row))
             self.log(f"new best {self._metric()} {value:.4f} at epoch {epoch}: saved {self.run.best_path}")
