@@ -19,8 +19,8 @@ from absl import app, flags
 
 from tfbrats.evaluation import (
     METRIC_FAMILIES,
+    available_metric_families,
     evaluate_folders,
-    lesionwise_available,
     summary_markdown,
     write_report,
 )
@@ -47,8 +47,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     metrics = tuple(family for family in METRIC_FAMILIES if family in _METRICS.value)
-    if not flags.FLAGS["metrics"].present and not lesionwise_available():
-        metrics = ("legacy",)
+    if not flags.FLAGS["metrics"].present and available_metric_families() != METRIC_FAMILIES:
+        metrics = available_metric_families()
         print("lesion-wise metrics need the lesionwise extra (pip install -e '.[lesionwise]'); reporting legacy only")
     try:
         evaluation = evaluate_folders(_PRED_DIR.value, _REF_DIR.value, _ET_LABEL.value, metrics)

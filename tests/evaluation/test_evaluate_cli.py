@@ -13,6 +13,7 @@ from tfbrats.evaluation import (
     COLUMNS,
     LESION_COLUMNS,
     PAPER_TABLE1,
+    available_metric_families,
     evaluate_folders,
     summarize,
     write_report,
@@ -67,6 +68,16 @@ def test_evaluate_folders_scores_and_counts_missing(folders, tmp_path):
     assert summarize(evaluation.results)["median"]["Dice_ET"] == b["Dice_ET"]
 
 
+def test_report_without_matplotlib_writes_the_tables_and_warns(folders, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    evaluation = evaluate_folders(*folders)
+    with pytest.warns(UserWarning, match=r"dice_boxplot.png not drawn .*tfbrats\[plots\]"):
+        paths = write_report(evaluation.results, tmp_path / "report")
+    assert sorted(paths) == ["metrics.csv", "summary.md"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["metrics.csv", "summary.md"]
+
+
 def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
     pred_dir, ref_dir = folders
     out = tmp_path / "report"
@@ -90,7 +101,10 @@ def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["case_id"] for row in rows] == ["case_a", "case_b", "case_c"]
     assert [row["prediction"] for row in rows] == ["ok", "ok", "missing"]
-    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *LESION_COLUMNS]  # both families by default
+    # Both families by default where the lesionwise extra is installed, legacy alone (and said) elsewhere.
+    lesion_columns = list(LESION_COLUMNS) if "lesionwise" in available_metric_families() else []
+    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *lesion_columns]
+    assert ("reporting legacy only" in result.stdout) == (not lesion_columns)
     summary = (out / "summary.md").read_text()
     assert f"{PAPER_TABLE1['mean']['Dice_ET']:.4f}" in summary
     assert "| mean |" in summary and "| median |" in summary and "| std |" in summary

@@ -6,6 +6,7 @@ Figures need matplotlib (the `plots` extra), imported only when a figure is draw
 from tfbrats.evaluation.folders import (
     METRIC_FAMILIES,
     FolderEvaluation,
+    available_metric_families,
     evaluate_folders,
     find_reference_segs,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "FolderEvaluation",
     "case_metrics",
     "dice",
+    "available_metric_families",
     "evaluate_folders",
     "find_reference_segs",
     "hd95",

@@ -119,11 +119,23 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
     return labels, tuple(float(z) for z in image.header.get_zooms()[:3]), image.affine
 
 
+def available_metric_families() -> tuple[str, ...]:
+    """The default metric families: legacy, and lesion-wise where the `lesionwise` extra is installed.
+
+    Example:
+        >>> available_metric_families()[0]
+        'legacy'
+    """
+    from tfbrats.evaluation.lesionwise import lesionwise_available
+
+    return METRIC_FAMILIES if lesionwise_available() else ("legacy",)
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     ref_dir: str | Path,
     et_label: int | None = None,
-    metrics: tuple[str, ...] = METRIC_FAMILIES,
+    metrics: tuple[str, ...] | None = None,
 ) -> FolderEvaluation:
     """Scores every reference case against its prediction; a missing prediction scores as empty.
 
@@ -134,7 +146,7 @@ def evaluate_folders(
             values from the reference layout (4 for `_seg`, 3 for `-seg`, `dataset.json`'s).
         metrics: the families to compute: "legacy" (BraTS 2020: global Dice and HD95, columns
             `COLUMNS`) and/or "lesionwise" (BraTS 2023+ by the official package, columns
-            `LESION_COLUMNS`).
+            `LESION_COLUMNS`); None: `available_metric_families()`.
 
     Returns:
         a `FolderEvaluation`; each result's metrics hold the chosen families' columns.
@@ -144,6 +156,7 @@ def evaluate_folders(
         >>> evaluation.missing  # doctest: +SKIP
         []
     """
+    metrics = available_metric_families() if metrics is None else metrics
     unknown = sorted(set(metrics) - set(METRIC_FAMILIES))
     if unknown or not metrics:
         raise ValueError(f"metrics {list(metrics)}: expected one or more of {list(METRIC_FAMILIES)}")

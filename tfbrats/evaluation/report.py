@@ -175,6 +175,8 @@ def write_report(results: Sequence[CaseResult], out_dir: str | Path) -> dict[str
     """Writes `metrics.csv`, `summary.md` and `dice_boxplot.png` into `out_dir` (created if needed).
 
     The box plot shows the legacy Dice, or the lesion-wise Dice when the results hold only those.
+    It needs matplotlib (the `plots` extra): without it the plot is left out with a warning and
+    the tables are still written.
 
     Args:
         results: the per-case results.
@@ -195,6 +197,9 @@ def write_report(results: Sequence[CaseResult], out_dir: str | Path) -> dict[str
     paths = [
         write_metrics_csv(results, out_dir / "metrics.csv"),
         write_text(out_dir / "summary.md", summary_markdown(results)),
-        dice_boxplot(results, out_dir / "dice_boxplot.png", metric=metric),
     ]
+    try:
+        paths.append(dice_boxplot(results, out_dir / "dice_boxplot.png", metric=metric))
+    except ImportError as error:
+        warnings.warn(f"dice_boxplot.png not drawn ({error}): pip install 'tfbrats[plots]'", stacklevel=2)
     return {path.name: path for path in paths}
