@@ -9,9 +9,11 @@ PY := $(VENV)/bin/python
 OLDEST_PY := $(OLDEST_VENV)/bin/python
 DEMO_OUT ?= demo_output
 # What the oldest stack covers that the newest cannot: tensorflow-io's DICOM reader, the TF-TRT
-# tool's checks, the lesion-wise metrics (panoptica needs numpy < 2.3), and on both stacks the
-# tf.data exit mechanism (private tf.data attributes) and a data -> train -> predict -> evaluate run.
+# tool's checks, the lesion-wise metrics (panoptica needs numpy < 2.3); and what must hold on both:
+# FoldedConv3D's gradients (TF 2.16's oneDNN once got a strided 1x1 one wrong), the tf.data exit
+# mechanism (private tf.data attributes) and a data -> train -> predict -> evaluate run.
 OLDEST_TESTS ?= tests/clinical/test_dicom.py tests/serving/test_tftrt.py tests/evaluation/test_lesionwise.py \
+	tests/models/test_layers.py \
 	tests/data/test_data_exit.py tests/test_demo.py
 
 .PHONY: install test test-newest test-oldest demo lint
