@@ -6,16 +6,22 @@ which label values are written. Training writes it into the model file (the Albu
 ``segmentation`` config, so a `.keras` alone is enough), the run folder keeps the tuned choice,
 and every door applies it through the same code: `tfbrats.predict`, the Python API, the exported
 SavedModel and its clients. `finish_segmentation` is that code for everything after the window.
+
+Values enter the contract through two functions, and nothing becomes a label map unchecked:
+`check_probabilities` (finite, within [0, 1], one per output; what `finish_segmentation` applies
+first) and `check_labels` (whole numbers among the internal labels; what `postprocess` applies
+first, so a server's labels are checked as the library's are). Either raises `OutputError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tfbrats.labels import ET_CLASS, Target, get_target, target_from_json
+from tfbrats.labels import CLASS_NAMES, ET_CLASS, Target, get_target, target_from_json
 
 CONTRACT_VERSION = 1
 DEFAULT_CHANNELS = ("flair", "t1ce", "t2")
@@ -25,10 +31,17 @@ DEFAULT_PATCH_2D = (1, 128, 128)
 DEFAULT_STEPS = (24, 32, 32)
 BLENDS = ("mean", "gaussian")
 NECROSIS_CLASS = 1
+# How far a probability may stray outside [0, 1]: float32 rounding in window blending, half-precision heads.
+PROBABILITY_TOLERANCE = 1e-3
+INTERNAL_LABELS = tuple(range(len(CLASS_NAMES)))
 
 
 class ContractError(ValueError):
     """A model, run folder or export whose segmentation contract is missing or contradicts another."""
+
+
+class OutputError(ValueError):
+    """Probabilities or labels that cannot become a segmentation: not finite, outside [0, 1], not a label."""
 
 
 def _triple(values, what: str) -> tuple[int, int, int]:
@@ -250,34 +263,149 @@ def relabel_small_enhancing(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     return labels
 
 
-def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcessing) -> np.ndarray:
+def _case(case_id: str | None) -> str:
+    return f"case {case_id}: " if case_id else ""
+
+
+def _shown(values: np.ndarray, limit: int = 5) -> str:
+    """Up to `limit` distinct values as a list (whole numbers without a decimal point)."""
+    shown = [int(v) if np.isfinite(v) and v == int(v) else float(v) for v in values[:limit].tolist()]
+    return f"{shown}{' ...' if len(values) > limit else ''}"
+
+
+def check_probabilities(probabilities: np.ndarray, target: Target, image: np.ndarray | None = None,
+                        case_id: str | None = None) -> np.ndarray:
+    """`probabilities` (D, H, W, outputs) as float32, once they are finite values in [0, 1], one per output.
+
+    A network with NaN weights gives NaN probabilities, which argmax or a threshold would turn into
+    confident background; logits served as probabilities stray outside [0, 1]. Both are refused.
+
+    Args:
+        probabilities: The network's probabilities over a volume.
+        target: The target they are (its number of outputs).
+        image: The image (D, H, W, C) they were computed from, whose grid they must have; None
+            skips that check.
+        case_id: The case, named in the error.
+
+    Raises:
+        OutputError: A shape, dtype or value that cannot be the target's probabilities (a value
+            may stray from [0, 1] by `PROBABILITY_TOLERANCE`).
+
+    Example:
+        >>> check_probabilities(np.array([[[[0.2, 0.8]]]]), get_target("classes", 2)).dtype
+        dtype('float32')
+        >>> nan = np.array([[[[np.nan, 0.8]]]])
+        >>> check_probabilities(nan, get_target("classes", 2), case_id="c1")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.contract.OutputError: case c1: the network's probabilities hold 1 NaN or infinite values of 2 ...
+    """
+    where = _case(case_id)
+    values = np.asarray(probabilities)
+    if values.dtype.kind not in "biuf" or values.ndim != 4 or values.shape[-1] != target.num_outputs:
+        raise OutputError(f"{where}probabilities of shape {values.shape} and dtype {values.dtype}; expected "
+                          f"numbers (D, H, W, {target.num_outputs}), one per output of the {target.name} target")
+    if image is not None and values.shape[:3] != np.shape(image)[:3]:
+        raise OutputError(f"{where}probabilities over a grid {values.shape[:3]} for an image of shape "
+                          f"{np.shape(image)}; expected the image's grid {np.shape(image)[:3]}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        first = np.unravel_index(int(np.argmin(finite)), values.shape)
+        raise OutputError(
+            f"{where}the network's probabilities hold {values.size - np.count_nonzero(finite)} NaN or infinite "
+            f"values of {values.size} (the first at index {tuple(int(i) for i in first)}: {values[first]}); "
+            "expected finite probabilities in [0, 1]: check the model's weights and the input for NaN"
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE:
+        outside = np.count_nonzero((values < -PROBABILITY_TOLERANCE) | (values > 1 + PROBABILITY_TOLERANCE))
+        raise OutputError(
+            f"{where}the network's probabilities range over [{low:.4g}, {high:.4g}] ({outside} values outside "
+            f"[0, 1]); expected the {target.name} target's {target.activation} probabilities, not logits"
+        )
+    return values.astype(np.float32, copy=False)
+
+
+def check_labels(labels: np.ndarray, allowed: Sequence[int] = INTERNAL_LABELS,
+                 case_id: str | None = None) -> np.ndarray:
+    """`labels` as uint8, once every value is one of `allowed` (a whole number: 3.7 or 300 is refused).
+
+    Args:
+        labels: Internal labels, of any numeric dtype (a server's answer may be float or int64).
+        allowed: The labels that may occur (default: the internal classes 0..3).
+        case_id: The case, named in the error.
+
+    Raises:
+        OutputError: A non-numeric array, or values outside `allowed`, which a cast to uint8 would
+            wrap or truncate into a tumor class.
+
+    Example:
+        >>> check_labels(np.array([0.0, 3.0])).tolist()
+        [0, 3]
+        >>> check_labels(np.array([0, 3.7, 300]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.contract.OutputError: labels hold 2 voxels of values [3.7, 300], which are not labels [0, 1, 2, 3]...
+    """
+    where = _case(case_id)
+    values = np.asarray(labels)
+    if values.dtype.kind not in "biuf":
+        raise OutputError(f"{where}labels of dtype {values.dtype}; expected whole numbers among {list(allowed)}")
+    unknown = ~np.isin(values, np.asarray(allowed))
+    if unknown.any():
+        raise OutputError(f"{where}labels hold {np.count_nonzero(unknown)} voxels of values "
+                          f"{_shown(np.unique(values[unknown]))}, which are not labels {list(allowed)}; "
+                          "expected whole numbers among them")
+    return values.astype(np.uint8)
+
+
+def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcessing,
+                case_id: str | None = None) -> np.ndarray:
     """Applies `steps` to internal labels (D, H, W); `image` (D, H, W, C) is needed for the brain mask.
+
+    The labels are checked first (`check_labels`): only the internal classes 0..3 go on.
+
+    Raises:
+        OutputError: Labels that are not internal classes, or not on the image's grid.
 
     Example:
         >>> labels = np.array([[[3, 3, 1]]], np.uint8); image = np.ones((1, 1, 3, 1))
         >>> postprocess(labels, image, PostProcessing(min_et_voxels=5)).tolist()
         [[[1, 1, 1]]]
     """
-    labels = np.asarray(labels, dtype=np.uint8)
+    labels = check_labels(labels, case_id=case_id)
     if steps.brain_mask:
         if image is None:
             raise ContractError("the brain-mask step needs the image (zero in every channel = outside the brain)")
+        if labels.shape != np.shape(image)[:-1]:
+            raise OutputError(f"{_case(case_id)}labels of shape {labels.shape} for an image of shape "
+                              f"{np.shape(image)}; expected the image's grid {np.shape(image)[:-1]}")
         labels = np.where(brain_region(image), labels, np.uint8(0)).astype(np.uint8)
     labels = remove_small_components(labels, steps.min_component_voxels)
     return relabel_small_enhancing(labels, steps.min_et_voxels)
 
 
 def finish_segmentation(probabilities: np.ndarray, image: np.ndarray | None,
-                        contract: SegmentationContract) -> np.ndarray:
+                        contract: SegmentationContract, case_id: str | None = None) -> np.ndarray:
     """Probabilities (D, H, W, outputs) -> internal labels (D, H, W), as the contract says.
 
-    The one function every door uses after the network: the target's labels, then `postprocess`.
+    The one function every door uses after the network: `check_probabilities`, the target's
+    labels, then `postprocess`.
+
+    Args:
+        probabilities: The network's probabilities over the (cropped) volume.
+        image: The preprocessed image (D, H, W, C), for the brain mask; None without one.
+        contract: The contract whose target and post-processing apply.
+        case_id: The case, named in errors.
+
+    Raises:
+        OutputError: Probabilities that are not finite, not in [0, 1] or not on the image's grid.
 
     Example:
         >>> p = np.zeros((1, 1, 2, 4)); p[..., 0, 3] = 1; p[..., 1, 0] = 1
         >>> finish_segmentation(p, np.ones((1, 1, 2, 3)), SegmentationContract()).tolist()
         [[[3, 0]]]
     """
-    labels = contract.target.to_labels_numpy(np.asarray(probabilities))
-    return postprocess(labels, image, contract.postprocessing)
-
+    probabilities = check_probabilities(probabilities, contract.target, image, case_id)
+    labels = contract.target.to_labels_numpy(probabilities)
+    return postprocess(labels, image, contract.postprocessing, case_id)

@@ -113,6 +113,11 @@ class Target:
         """What each output channel is (class or region names)."""
         raise NotImplementedError
 
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """The internal labels `to_labels` can give."""
+        raise NotImplementedError
+
     def probabilities(self, logits):
         """Logits (..., num_outputs) -> probabilities of the same shape (Keras ops)."""
         raise NotImplementedError
@@ -167,6 +172,10 @@ class ClassesTarget(Target):
         return CLASS_NAMES[: self.num_classes] if self.num_classes <= len(CLASS_NAMES) else tuple(
             f"class_{i}" for i in range(self.num_classes))
 
+    @property
+    def labels(self) -> tuple[int, ...]:
+        return tuple(range(self.num_classes))
+
     def probabilities(self, logits):
         return _ops().softmax(_ops().cast(logits, "float32"), axis=-1)
 
@@ -203,6 +212,10 @@ class RegionsTarget(Target):
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(REGIONS)
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        return tuple(range(len(CLASS_NAMES)))
 
     def probabilities(self, logits):
         return _ops().sigmoid(_ops().cast(logits, "float32"))

@@ -19,6 +19,12 @@ needs --metadata, the export's version folder (or its assets.extra/tfbrats.json)
 contract. gRPC (tensorflow-serving-api; port 8500 by default)
 sends binary tensors; REST (port 8501) sends JSON text, about 5 times larger, and needs no
 TensorFlow on the client.
+
+--timeout is the deadline of each request as a whole (connecting, sending, waiting and reading
+the answer), not of each read. A request that fails or runs out of time, or an answer that is not
+a segmentation (malformed JSON, missing outputs, labels that are not 0..3 on the case's grid,
+probabilities that are NaN or outside [0, 1]), is one line on stderr naming the case, and exit
+status 1 with nothing written.
 """
 
 from __future__ import annotations
@@ -53,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input_channels", type=int, choices=(3, 4), default=3, help="the model's input channels")
     parser.add_argument("--metadata", type=Path, help="the export's version folder or its tfbrats.json "
                         "(--signature=serving_default: the contract to apply here)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one response")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds one request may take in all, from connecting to the answer's last byte")
     args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds; got {args.timeout}")
     if args.signature == SERVING_DEFAULT and args.metadata is None:
         parser.error("--signature=serving_default needs --metadata (the export's folder) for the contract")
 

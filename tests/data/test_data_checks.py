@@ -1,5 +1,7 @@
 """Value checks of a whole folder before training: a NaN voxel or an unknown label in the last case."""
 
+import gzip
+import io
 import shutil
 from pathlib import Path
 
@@ -78,3 +80,27 @@ def test_an_image_stored_as_floats_is_read(folder: Path) -> None:
     case = find_cases(folder).cases[0]
     _rewrite(case.images["t2"], lambda d: d.astype(np.float32))
     assert check_case_values(case) == ["t2", "seg"]
+
+
+def _scale(path: Path, slope: float) -> None:
+    """Sets a stored file's scl_slope in place (nibabel resets the scaling of the images it saves)."""
+    raw = gzip.decompress(path.read_bytes())
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw))
+    header["scl_slope"], header["scl_inter"] = slope, 0.0
+    path.write_bytes(gzip.compress(header.binaryblock + raw[len(header.binaryblock):]))
+
+
+def test_integers_scaled_past_float32_are_read_and_refused(folder: Path) -> None:
+    cases = find_cases(folder).cases
+    flair = cases[2].images["flair"]
+    stored = np.asarray(nib.load(flair).dataobj)
+    assert stored.dtype == np.int16
+    _scale(flair, 1e37)
+    # Independently: the stored values whose scaled magnitude float32 cannot hold.
+    overflowing = int(np.count_nonzero(np.abs(stored.astype(np.float64) * 1e37) > np.finfo(np.float32).max))
+    assert 0 < overflowing < stored.size
+    with pytest.raises(CaseError, match=rf"case BraTS20_Training_003: flair file {flair} holds {overflowing} NaN or "
+                                        r"infinite voxels"):
+        check_cases(cases, workers=2)
+    _scale(flair, 1e30)  # 32767e30 fits float32 with room to spare: not read
+    assert check_case_values(cases[2]) == ["seg"]

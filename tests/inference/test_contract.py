@@ -1,6 +1,7 @@
 """The segmentation contract: carried by the model file, checked against its run, applied once, recorded."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -9,6 +10,7 @@ from scipy import ndimage
 
 from tfbrats.contract import (
     ContractError,
+    OutputError,
     PostProcessing,
     SegmentationContract,
     Window,
@@ -150,6 +152,54 @@ def test_finish_segmentation_applies_target_then_brain_mask_then_components_then
     np.testing.assert_array_equal(postprocess(labels, None, PostProcessing(brain_mask=False)), labels)
     with pytest.raises(ContractError, match="needs the image"):
         postprocess(labels, None, PostProcessing())
+
+
+def _edema(shape=(1, 2, 2)) -> np.ndarray:
+    probabilities = np.zeros((*shape, 4), np.float32)
+    probabilities[..., 2] = 1.0
+    return probabilities
+
+
+def test_probabilities_that_are_not_finite_are_refused_naming_the_case():
+    image = np.ones((1, 2, 2, 3), np.float32)
+    assert finish_segmentation(_edema(), image, SegmentationContract()).tolist() == [[[2, 2], [2, 2]]]
+    probabilities = _edema()
+    probabilities[0, 1, 0, 3] = np.nan
+    with pytest.raises(OutputError, match=r"^case c7: the network's probabilities hold 1 NaN or infinite values of "
+                                          r"16 \(the first at index \(0, 1, 0, 3\): nan\); expected finite"):
+        finish_segmentation(probabilities, image, SegmentationContract(), case_id="c7")
+    # A regions model's NaN never exceeds the threshold: refused too, not read as background.
+    regions = np.full((1, 2, 2, 3), 0.9, np.float32)
+    regions[..., 1] = np.nan
+    with pytest.raises(OutputError, match="4 NaN or infinite values of 12"):
+        finish_segmentation(regions, image, SegmentationContract(get_target("regions")))
+
+
+def test_probabilities_outside_0_1_or_off_the_grid_are_refused():
+    image = np.ones((1, 2, 2, 3), np.float32)
+    with pytest.raises(OutputError, match=r"range over \[-3, 6\] \(16 values outside \[0, 1\]\); expected the "
+                                          r"classes target's softmax probabilities, not logits"):
+        finish_segmentation(_edema() * 9 - 3, image, SegmentationContract())
+    slightly = _edema() * (1 + 5e-4)  # within the tolerance for rounding
+    assert finish_segmentation(slightly, image, SegmentationContract()).tolist() == [[[2, 2], [2, 2]]]
+    with pytest.raises(OutputError, match=r"1 values outside \[0, 1\]"):
+        finish_segmentation(np.where(np.arange(16).reshape(_edema().shape) == 5, 1.01, _edema()), image,
+                            SegmentationContract())
+    with pytest.raises(OutputError, match=r"probabilities over a grid \(1, 2, 3\) for an image of shape"):
+        finish_segmentation(_edema((1, 2, 3)), image, SegmentationContract())
+    with pytest.raises(OutputError, match=r"probabilities of shape \(1, 2, 2, 3\).*expected numbers \(D, H, W, 4\)"):
+        finish_segmentation(_edema()[..., :3], image, SegmentationContract())
+
+
+@pytest.mark.parametrize(("value", "shown"), [(3.7, "[3.7]"), (300, "[300]"), (-1, "[-1]"), (np.nan, "[nan]")])
+def test_labels_that_are_not_classes_are_refused_not_cast(value, shown):
+    """A cast to uint8 would make 3.7 enhancing tumor and wrap 300 to 44."""
+    labels = np.zeros((1, 2, 3))
+    labels[0, 1] = value
+    with pytest.raises(OutputError, match=rf"^labels hold 3 voxels of values {re.escape(shown)}, which are not "
+                                          r"labels \[0, 1, 2, 3\]; expected whole numbers among them$"):
+        postprocess(labels, np.ones((1, 2, 3, 1)), PostProcessing())
+    assert postprocess(np.full((1, 2, 3), 2.0), None, PostProcessing(brain_mask=False)).tolist() == [[[2] * 3] * 2]
 
 
 def test_contract_json_round_trip_and_bad_versions():

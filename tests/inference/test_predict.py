@@ -75,6 +75,22 @@ def test_rerun_skips_finished_cases_and_a_bad_case_does_not_stop_the_others(data
     assert not list(out.glob(".*")), "no partial files are left behind"
 
 
+def test_a_model_with_nan_weights_fails_every_case_and_writes_no_label_map(dataset, tmp_path):
+    """argmax of NaN probabilities is background: without a check every case would be written empty."""
+    model = AlbuNet2D(num_classes=4)
+    kernel, bias = model.get_layer("final").get_weights()
+    model.get_layer("final").set_weights([np.full_like(kernel, np.nan), bias])
+    model.save(tmp_path / "nan.keras")
+    loaded = load_model(tmp_path / "nan.keras")
+    cases = find_cases(dataset).cases[:2]
+    summary = predict_cases(cases, loaded, tmp_path / "out", small_windows(loaded), progress=False)
+    assert list(summary.failed) == [case.case_id for case in cases] and not summary.written
+    for case in cases:
+        assert summary.failed[case.case_id].startswith(
+            f"OutputError: case {case.case_id}: the network's probabilities hold "), summary.failed[case.case_id]
+    assert not list((tmp_path / "out").iterdir())
+
+
 def test_small_enhancing_tumor_becomes_necrosis():
     labels = np.zeros((4, 4, 4), np.uint8)
     labels[0, 0, :3] = 3

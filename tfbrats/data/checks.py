@@ -1,10 +1,12 @@
 """Checking the voxel values of many cases at once, before any long work starts.
 
 `check_case` reads headers only. `check_case_values` also reads what can hold a bad value: every
-segmentation (labels must be {0, 1, 2, ET}) and every image stored as floating point (voxels
-must be finite). An image stored as integers with a finite scaling cannot hold NaN or infinity,
-so its voxels are not read. `check_cases` runs this for a list of cases on a thread pool (nibabel's
-gzip decompression releases the GIL) and reports every bad case in one error.
+segmentation (labels must be {0, 1, 2, ET}) and every image that can hold a non-finite value
+(voxels must be finite). An image stored as integers whose scaling (``scl_slope``, ``scl_inter``)
+keeps every storable value within float32 cannot hold NaN or infinity, so its voxels are not read;
+one whose scaling could overflow float32 (tfbrats reads voxels as float32) is read. `check_cases`
+runs this for a list of cases on a thread pool (nibabel's gzip decompression releases the GIL) and
+reports every bad case in one error.
 """
 
 from __future__ import annotations
@@ -19,13 +21,26 @@ import numpy as np
 from tfbrats.data.io import CaseError, check_case, check_labels, read_voxels
 from tfbrats.data.records import Case
 
+# Half float32's largest value: a scaled value below it stays finite through float32 rounding.
+_FLOAT32_SAFE = float(np.finfo(np.float32).max) / 2
 
-def _integer_and_finite_scaling(image: nib.Nifti1Image) -> bool:
-    """True when a NIfTI image's stored values are integers scaled by finite numbers (no NaN possible)."""
-    if not np.issubdtype(image.get_data_dtype(), np.integer):
+
+def _always_finite(image: nib.Nifti1Image) -> bool:
+    """True when every value a NIfTI image can store is finite once scaled and read as float32.
+
+    Integers are; the scaling ``value * scl_slope + scl_inter`` keeps them so when slope and
+    intercept are finite and the largest storable magnitude, scaled, stays well within float32.
+    nibabel moves the file's scaling from the header to the voxel proxy when it opens a file, so
+    the proxy's is the one reading applies.
+    """
+    dtype = image.get_data_dtype()
+    if not np.issubdtype(dtype, np.integer):
         return False
-    slope, intercept = image.header.get_slope_inter()
-    return all(value is None or np.isfinite(value) for value in (slope, intercept))
+    slope = float(getattr(image.dataobj, "slope", 1.0))
+    intercept = float(getattr(image.dataobj, "inter", 0.0))
+    info = np.iinfo(dtype)
+    largest = abs(slope) * max(abs(float(info.min)), abs(float(info.max))) + abs(intercept)
+    return bool(np.isfinite(largest)) and largest < _FLOAT32_SAFE
 
 
 def check_case_values(case: Case, input_channels: int = 3) -> list[str]:
@@ -37,11 +52,13 @@ def check_case_values(case: Case, input_channels: int = 3) -> list[str]:
 
     Returns:
         The keys (``seg``, ``flair``, ...) of the files whose voxels were read: the segmentation
-        and any image stored as floating point.
+        and any image stored as floating point or scaled beyond float32's range.
 
     Raises:
-        CaseError: A header problem (see `check_case`), a NaN or infinite voxel in an image, or a
-            label outside {0, 1, 2, ET} in the segmentation; the message names case and file.
+        CaseError: A header problem (see `check_case`: a declared size the file cannot hold is
+            one), a NaN or infinite voxel in an image (a stored integer scaled past float32
+            too), or a label outside {0, 1, 2, ET} in the segmentation; the message names case
+            and file.
 
     Example:
         >>> check_case_values(find_cases("data").cases[-1])  # doctest: +SKIP
@@ -53,7 +70,7 @@ def check_case_values(case: Case, input_channels: int = 3) -> list[str]:
     for key, image in images.items():
         if key == "seg":
             check_labels(case.case_id, paths[key], read_voxels(case.case_id, paths[key], image, key), case.et_label)
-        elif _integer_and_finite_scaling(image):
+        elif _always_finite(image):
             continue
         else:
             read_voxels(case.case_id, paths[key], image, key)

@@ -2,10 +2,17 @@
 
 Axes: nibabel returns arrays indexed ``(x, y, z)``; tfbrats works in ``(D, H, W)`` =
 ``(z, y, x)``, i.e. ``np.transpose(a, (2, 1, 0))`` (`xyz_to_dhw`), so D is the axial slice axis.
+
+No header is believed: every case file (`load_header`) and every label map evaluation reads
+(`open_image`) goes through `check_declared_size` before any voxel is read, so the size a header
+declares must fit the bytes the file holds and a limit on voxels per image (`max_voxels`, raised
+with the environment variable ``TFBRATS_MAX_VOXELS``).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +23,110 @@ import numpy as np
 from tfbrats.data.records import Case, LabelMap, label_map
 
 AFFINE_TOLERANCE = 1e-3
+MAX_VOXELS_VARIABLE = "TFBRATS_MAX_VOXELS"
+# 2**28 voxels: 1 GiB as float32, e.g. 1024 x 512 x 512; BraTS' 240 x 240 x 155 is 8.9 million.
+DEFAULT_MAX_VOXELS = 2**28
+# Deflate emits at least 2 bits (a length and a distance code of 1 bit each) per 258 bytes it
+# repeats, so no gzip stream inflates more than 1032-fold (all zeros at level 9: 1028.6-fold).
+GZIP_MAX_RATIO = 1032
+# nibabel opens these by name with gzip (".mgz" is FreeSurfer's gzipped MGH) or another codec.
+GZIP_SUFFIXES = (".gz", ".mgz")
+OTHER_COMPRESSED_SUFFIXES = (".bz2", ".zst")
 
 
 class CaseError(ValueError):
     """A case cannot be used; the message names the case, the file and what was expected."""
+
+
+def max_voxels() -> int:
+    """The most voxels an image may declare: ``TFBRATS_MAX_VOXELS`` if set, else `DEFAULT_MAX_VOXELS`.
+
+    Raises:
+        ValueError: The variable is set but not a positive whole number.
+
+    Example:
+        >>> max_voxels() == int(os.environ.get("TFBRATS_MAX_VOXELS", DEFAULT_MAX_VOXELS))
+        True
+    """
+    value = os.environ.get(MAX_VOXELS_VARIABLE)
+    if value is None:
+        return DEFAULT_MAX_VOXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"{MAX_VOXELS_VARIABLE}={value!r}: expected a positive whole number of voxels per image "
+                         f"(default {DEFAULT_MAX_VOXELS})")
+    return limit
+
+
+def check_declared_size(image: nib.spatialimages.SpatialImage, described: str) -> None:
+    """Checks, from the header alone, that an opened image's voxels can be read: before any is allocated.
+
+    Two checks, in this order:
+
+    - the file can hold what the header declares: an uncompressed file needs the data offset
+      plus voxels x bytes per voxel; a gzip file (``.gz``) needs at least 1/1032 of that, as
+      deflate never inflates more than 1032-fold (gzip's own size field holds the size modulo
+      4 GiB, so it cannot say more). A file compressed otherwise (``.bz2``, ``.zst``) is
+      bounded by the next check alone;
+    - the image declares at most `max_voxels` voxels (the product of its whole shape).
+
+    A gzip file that passes yet lacks data fails when read, with memory bounded by the limit.
+
+    Args:
+        image: An image opened by nibabel (voxels not yet read).
+        described: The file as errors name it (e.g. "case c1: flair file c1/c1_flair.nii.gz").
+
+    Raises:
+        CaseError: One line naming the file, the declared shape and dtype, and what was found.
+
+    Example:
+        >>> image = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+        >>> check_declared_size(image, "in memory")  # nothing on disk to compare: the limit alone
+    """
+    proxy = image.dataobj
+    shape = tuple(int(n) for n in proxy.shape)
+    voxels = math.prod(shape)
+    dtype = np.dtype(getattr(proxy, "dtype", image.get_data_dtype()))
+    declared = f"{described} declares shape {shape} {dtype} ({voxels} voxels)"
+    data_file = getattr(proxy, "file_like", None)
+    if isinstance(data_file, (str, os.PathLike)) and os.path.isfile(data_file):
+        size = os.path.getsize(data_file)
+        needed = int(getattr(proxy, "offset", 0)) + voxels * dtype.itemsize
+        name = str(data_file).lower()
+        if name.endswith(GZIP_SUFFIXES) and needed > size * GZIP_MAX_RATIO:
+            raise CaseError(f"{declared}, {needed} bytes uncompressed, but the file holds {size} gzip bytes, which "
+                            f"inflate to at most {size * GZIP_MAX_RATIO}; the file is truncated or its header is "
+                            "wrong: copy it again from the original dataset")
+        if not name.endswith(GZIP_SUFFIXES + OTHER_COMPRESSED_SUFFIXES) and needed > size:
+            raise CaseError(f"{declared}, {needed} bytes with its header, but the file holds {size} bytes; the file "
+                            "is truncated or its header is wrong: copy it again from the original dataset")
+    limit = max_voxels()
+    if voxels > limit:
+        raise CaseError(f"{declared}, more than the limit of {limit} voxels per image; if the image is real, "
+                        f"raise the limit: {MAX_VOXELS_VARIABLE}={voxels}")
+
+
+def open_image(path: Path, described: str | None = None) -> nib.spatialimages.SpatialImage:
+    """Opens a NIfTI file with nibabel (header only) and checks its declared size (`check_declared_size`).
+
+    Args:
+        path: The file.
+        described: The file as errors name it; default: its path.
+
+    Raises:
+        CaseError: The header declares more than the file holds or than `max_voxels`.
+        nibabel.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError: nibabel
+            cannot read the header.
+
+    Example:
+        >>> image = open_image(Path("c1/c1_flair.nii.gz"))  # doctest: +SKIP
+    """
+    image = nib.load(path)
+    check_declared_size(image, described or str(path))
+    return image
 
 
 def channels_for(input_channels: int) -> tuple[str, ...]:
@@ -70,8 +177,9 @@ def load_header(case_id: str, path: Path, what: str, volume: int | None = None) 
             axis; None for a 3-D file.
 
     Raises:
-        CaseError: The file is missing, is not a readable NIfTI image, or has the wrong number
-            of dimensions (or too few volumes).
+        CaseError: The file is missing, is not a readable NIfTI image, declares more voxels than
+            it holds or than `max_voxels` allows, or has the wrong number of dimensions (or too
+            few volumes).
 
     Example:
         >>> img = load_header("c1", Path("c1/c1_flair.nii.gz"), "flair")  # doctest: +SKIP
@@ -85,6 +193,7 @@ def load_header(case_id: str, path: Path, what: str, volume: int | None = None) 
             f"case {case_id}: cannot read {what} file {path} as NIfTI ({type(error).__name__}: {error}); "
             "the file is corrupt or truncated: copy it again from the original dataset"
         ) from error
+    check_declared_size(image, f"case {case_id}: {what} file {path}")
     if volume is None and len(image.shape) != 3:
         raise CaseError(f"case {case_id}: {what} file {path} has shape {image.shape}; expected a 3-D volume (x, y, z)")
     if volume is not None and (len(image.shape) != 4 or not 0 <= volume < image.shape[3]):
@@ -114,7 +223,8 @@ def read_voxels(
         >>> voxels = read_voxels("c1", path, load_header("c1", path, "flair"), "flair")  # doctest: +SKIP
     """
     try:
-        data = np.asarray(image.dataobj if volume is None else image.dataobj[..., volume], dtype=np.float32)
+        with np.errstate(over="ignore"):  # scaling past float32 gives infinities, counted below
+            data = np.asarray(image.dataobj if volume is None else image.dataobj[..., volume], dtype=np.float32)
     except (OSError, EOFError, zlib.error, ValueError) as error:
         raise CaseError(
             f"case {case_id}: the voxels of {what} file {path} cannot be read ({type(error).__name__}: "

@@ -13,10 +13,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from tfbrats.data.cases import find_cases
+from tfbrats.data.io import open_image
 from tfbrats.data.records import LabelMap, label_map
 from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics
 
@@ -106,10 +106,15 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
     Returns:
         (labels in nibabel's axis order, spacing of its three axes, 4x4 affine).
 
+    Raises:
+        tfbrats.data.CaseError: The header declares more voxels than the file holds or than
+            ``TFBRATS_MAX_VOXELS`` allows (`tfbrats.data.io.open_image`).
+        ValueError: The labels are not 3-D or not whole numbers.
+
     Example:
         >>> labels, spacing, affine = read_labels(Path("case.nii.gz"))  # doctest: +SKIP
     """
-    image = nib.load(path)
+    image = open_image(path)
     data = np.asanyarray(image.dataobj)
     if data.ndim != 3:
         raise ValueError(f"{path}: a segmentation must be 3-D; got shape {data.shape}")

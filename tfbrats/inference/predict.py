@@ -56,12 +56,16 @@ def segment(case: PreprocessedCase, predictor: Callable[[np.ndarray], np.ndarray
             contract: SegmentationContract) -> np.ndarray:
     """Segments one preprocessed case: internal labels 0..3 on its original (D, H, W) grid.
 
+    Raises:
+        tfbrats.contract.OutputError: The network's probabilities are not finite or not in [0, 1];
+            the message names the case.
+
     Example:
         >>> predictor = make_predictor(loaded.model, loaded.target)  # doctest: +SKIP
         >>> labels = segment(load_case(case), predictor, loaded.contract)  # doctest: +SKIP
     """
     probabilities = window_probabilities(case.image, predictor, contract)
-    return uncrop(finish_segmentation(probabilities, case.image, contract), case.meta)
+    return uncrop(finish_segmentation(probabilities, case.image, contract, case.meta.case_id), case.meta)
 
 
 @dataclasses.dataclass

@@ -16,19 +16,34 @@ or runs the whole contract here (`tfbrats.inference.predict.window_probabilities
 `tfbrats.contract.finish_segmentation`) with the server's `serving_default` as the predictor (for a
 server that has only that signature, e.g. a TF-TRT conversion). Either way the labels are those
 `python -m tfbrats.predict` writes.
+
+A client's `timeout` is the deadline of each request as a whole: connecting, sending, waiting and
+reading the answer. Whatever goes wrong with a request or its answer (refused, unreachable, too
+late, not JSON, missing or malformed outputs, probabilities or labels the contract refuses) raises
+`ServingError`, one line that names the server and what was expected.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from tfbrats.contract import PostProcessing, SegmentationContract, finish_segmentation, postprocess
+from tfbrats.contract import (
+    OutputError,
+    PostProcessing,
+    SegmentationContract,
+    check_labels,
+    finish_segmentation,
+    postprocess,
+)
 from tfbrats.inference.predict import window_probabilities
 from tfbrats.serving.signatures import (
     CLIENT_POSTPROCESSING_OUTPUT,
@@ -45,11 +60,13 @@ GRPC_MESSAGE_OPTIONS = (("grpc.max_send_message_length", -1), ("grpc.max_receive
 
 
 class ServingError(RuntimeError):
-    """The server refused a request or could not be reached; the message says which and why."""
+    """A request failed or its answer cannot be used (refused, unreachable, too late, malformed); one line says why."""
 
 
 class PredictClient(Protocol):
     """Anything that runs one Predict request and returns the named outputs as numpy arrays."""
+
+    endpoint: str
 
     def predict_outputs(self, signature: str, inputs: Mapping[str, np.ndarray],
                         outputs: Sequence[str]) -> dict[str, np.ndarray]:
@@ -66,7 +83,7 @@ class GrpcPredictClient:
         server: "host:port".
         model_name: the served model's name (`--model_name` of `tensorflow_model_server`).
         version: a model version; None lets the server take its latest.
-        timeout: seconds to wait for one response.
+        timeout: seconds one request may take in all (gRPC's deadline).
 
     Example:
         >>> with GrpcPredictClient("localhost:8500", "albunet3d") as client:  # doctest: +SKIP
@@ -81,6 +98,7 @@ class GrpcPredictClient:
         self.model_name = model_name
         self.version = version
         self.timeout = timeout
+        self.endpoint = f"gRPC {server} (model {model_name!r})"
         self._channel = grpc.insecure_channel(server, options=list(GRPC_MESSAGE_OPTIONS))
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
@@ -106,14 +124,22 @@ class GrpcPredictClient:
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ServingError(_too_late(self.endpoint, signature, self.timeout)) from None
             raise ServingError(
                 f"gRPC Predict on {self.server} (model {self.model_name!r}, signature {signature!r}) failed: "
-                f"{error.code().name}: {error.details()}"
+                f"{error.code().name}: {_one_line(error.details())}"
             ) from error
         missing = [name for name in outputs if name not in response.outputs]
         if missing:
             raise ServingError(f"{self.server} answered outputs {sorted(response.outputs)}, not {missing}")
-        return {name: tf.make_ndarray(response.outputs[name]) for name in outputs}
+        answered = {}
+        for name in outputs:
+            try:
+                answered[name] = tf.make_ndarray(response.outputs[name])
+            except (TypeError, ValueError) as error:
+                raise ServingError(f"{self.endpoint} answered an unreadable tensor {name!r}: {error}") from None
+        return {name: _numbers(self.endpoint, name, value) for name, value in answered.items()}
 
     def close(self) -> None:
         """Closes the channel."""
@@ -133,7 +159,8 @@ class RestPredictClient:
         server: "host:port" (or a full "http(s)://host:port" base URL).
         model_name: the served model's name.
         version: a model version; None lets the server take its latest.
-        timeout: seconds to wait for one response.
+        timeout: seconds one request may take in all, from connecting to the answer's last byte
+            (a server that answers a byte at a time cannot hold the client past it).
 
     Example:
         >>> client = RestPredictClient("localhost:8501", "albunet3d")  # doctest: +SKIP
@@ -144,6 +171,7 @@ class RestPredictClient:
         base = server if server.startswith(("http://", "https://")) else f"http://{server}"
         versioned = f"/versions/{version}" if version is not None else ""
         self.url = f"{base.rstrip('/')}/v1/models/{model_name}{versioned}:predict"
+        self.endpoint = f"POST {self.url}"
         self.timeout = timeout
 
     def predict(self, signature: str, inputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
@@ -154,29 +182,154 @@ class RestPredictClient:
                         outputs: Sequence[str]) -> dict[str, np.ndarray]:
         """Posts `{"signature_name", "inputs"}` and returns the named `outputs` of the response."""
         body = {"signature_name": signature, "inputs": {name: np.asarray(v).tolist() for name, v in inputs.items()}}
-        request = urllib.request.Request(
-            self.url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-        )
+        answer = self._post(json.dumps(body).encode(), signature)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.load(response)
-        except urllib.error.HTTPError as error:
-            raise ServingError(f"POST {self.url} (signature {signature!r}) failed: HTTP {error.code}: "
-                               f"{_error_message(error.read())}") from error
-        except urllib.error.URLError as error:
-            raise ServingError(f"cannot reach {self.url}: {error.reason}") from error
-        if "outputs" not in payload:
-            raise ServingError(f"POST {self.url} answered without 'outputs': keys {sorted(payload)}")
+            payload = json.loads(answer)
+        except ValueError as error:
+            raise ServingError(f"{self.endpoint} answered {len(answer)} bytes that are not JSON ({error}): "
+                               f"{answer[:60]!r}; expected TensorFlow Serving's {{\"outputs\": ...}}") from None
+        if not isinstance(payload, dict) or "outputs" not in payload:
+            found = f"keys {sorted(payload)}" if isinstance(payload, dict) else f"a JSON {type(payload).__name__}"
+            raise ServingError(f"{self.endpoint} answered {found}; expected an object with 'outputs'")
         answered = payload["outputs"]
         # TensorFlow Serving leaves the name out when a signature has a single output.
         if not isinstance(answered, dict):
             if len(outputs) != 1:
-                raise ServingError(f"POST {self.url} answered a single unnamed output; expected {list(outputs)}")
-            return {outputs[0]: np.asarray(answered)}
+                raise ServingError(f"{self.endpoint} answered a single unnamed output; expected {list(outputs)}")
+            return {outputs[0]: _numbers(self.endpoint, outputs[0], answered)}
         missing = [name for name in outputs if name not in answered]
         if missing:
-            raise ServingError(f"POST {self.url} answered outputs {sorted(answered)}, not {missing}")
-        return {name: np.asarray(answered[name]) for name in outputs}
+            raise ServingError(f"{self.endpoint} answered outputs {sorted(answered)}, not {missing}")
+        return {name: _numbers(self.endpoint, name, answered[name]) for name in outputs}
+
+    def _post(self, body: bytes, signature: str) -> bytes:
+        """The answer's body, read in full within the timeout."""
+        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"},
+                                         method="POST")
+        with _Deadline(self.timeout) as deadline:
+            opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+            try:
+                with opener.open(request, timeout=self.timeout) as response:
+                    answer = response.read()
+            except urllib.error.HTTPError as error:
+                message = _error_message(error.read())
+                if deadline.expired:
+                    raise ServingError(_too_late(self.endpoint, signature, self.timeout)) from None
+                raise ServingError(f"{self.endpoint} (signature {signature!r}) failed: HTTP {error.code}: "
+                                   f"{message}") from error
+            except urllib.error.URLError as error:
+                if deadline.expired:
+                    raise ServingError(_too_late(self.endpoint, signature, self.timeout)) from None
+                raise ServingError(f"cannot reach {self.url}: {error.reason}") from error
+            except (OSError, http.client.HTTPException) as error:
+                if deadline.expired:
+                    raise ServingError(_too_late(self.endpoint, signature, self.timeout)) from None
+                raise ServingError(f"{self.endpoint} (signature {signature!r}) broke off: "
+                                   f"{type(error).__name__}: {error}") from error
+        if deadline.expired:  # the connection was cut at the deadline: what was read is incomplete
+            raise ServingError(_too_late(self.endpoint, signature, self.timeout))
+        return answer
+
+
+class _Deadline:
+    """Shuts down the connections of one request when `seconds` have passed, whatever they are waiting for.
+
+    A socket timeout bounds each read; a server sending a byte now and then never trips it. At the
+    deadline every socket opened under this object is shut down, so a blocked read or write returns
+    at once, and `expired` tells the caller why.
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for opened in self._sockets:
+                _shut_down(opened)
+
+    def opened(self, opened: socket.socket) -> None:
+        """Puts a connected socket under the deadline (shut down at once when it has passed)."""
+        with self._lock:
+            self._sockets.append(opened)
+            if self.expired:
+                _shut_down(opened)
+
+    def connection_class(self, base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        """`base` whose connections put their sockets under this deadline."""
+        deadline = self
+
+        class Connection(base):
+            def connect(self) -> None:
+                super().connect()
+                deadline.opened(self.sock)
+
+        return Connection
+
+
+def _shut_down(opened: socket.socket) -> None:
+    try:
+        # The plain socket's shutdown, also for TLS: it wakes a read blocked in another thread.
+        socket.socket.shutdown(opened, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+class _DeadlineHandler:
+    """A urllib HTTP(S) handler whose connections are under a `_Deadline` (proxies work as usual)."""
+
+    def __init__(self, deadline: _Deadline, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.deadline = deadline
+
+    def do_open(self, http_class: type[http.client.HTTPConnection], request: urllib.request.Request,
+                **kwargs: Any) -> http.client.HTTPResponse:
+        return super().do_open(self.deadline.connection_class(http_class), request, **kwargs)
+
+
+class _HTTPHandler(_DeadlineHandler, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_DeadlineHandler, urllib.request.HTTPSHandler):
+    pass
+
+
+def _too_late(endpoint: str, signature: str, timeout: float) -> str:
+    return (f"{endpoint} (signature {signature!r}) gave no complete answer within the timeout of {timeout:g} s; "
+            "the server is stalled or slow: check it, or allow more time (timeout, --timeout)")
+
+
+def _one_line(text: str) -> str:
+    """A server's message on one line (TensorFlow appends the failing graph node on further lines)."""
+    return " ".join(str(text).split())
+
+
+def _numbers(endpoint: str, name: str, value: Any) -> np.ndarray:
+    """An answered output as a numeric array, or a `ServingError` saying what it was instead."""
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise ServingError(f"{endpoint} answered output {name!r} that is not an array ({error})") from None
+    if array.dtype.kind not in "biuf":
+        raise ServingError(f"{endpoint} answered output {name!r} of dtype {array.dtype} (e.g. {_example(array)}); "
+                           "expected numbers")
+    return array
+
+
+def _example(array: np.ndarray) -> str:
+    return repr(array.ravel()[0])[:40] if array.size else "empty"
 
 
 def segment_volume(
@@ -186,6 +339,11 @@ def segment_volume(
     contract: SegmentationContract | None = None,
 ) -> np.ndarray:
     """Internal labels `(D, H, W)` of a preprocessed image `(D, H, W, C)` from a served tfbrats model.
+
+    What the server answers is checked before it becomes a label map: the labels' grid and values
+    (`tfbrats.contract.check_labels`, within the contract's target when it is given), the steps it
+    leaves to the client, and over "serving_default" the probabilities (shape, and
+    `tfbrats.contract.check_probabilities` in `finish_segmentation`).
 
     Args:
         client: A `GrpcPredictClient` or `RestPredictClient`.
@@ -199,37 +357,62 @@ def segment_volume(
     Returns:
         uint8 internal labels 0..3, as `python -m tfbrats.predict` computes them.
 
+    Raises:
+        ServingError: A request failed, or its answer is not a segmentation of `image`.
+
     Example:
         >>> labels = segment_volume(GrpcPredictClient("localhost:8500", "albunet3d"), case.image)  # doctest: +SKIP
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 4:
         raise ValueError(f"segment_volume needs an image (D, H, W, C); got shape {image.shape}")
-    if signature == SEGMENT:
-        answer = client.predict_outputs(SEGMENT, {VOLUME_INPUT: image}, [LABELS_OUTPUT, CLIENT_POSTPROCESSING_OUTPUT])
-        labels = answer[LABELS_OUTPUT]
-        brain_mask, components, enhancing = (int(v) for v in np.ravel(answer[CLIENT_POSTPROCESSING_OUTPUT]))
-        steps = PostProcessing(brain_mask=bool(brain_mask), min_component_voxels=components, min_et_voxels=enhancing)
-        labels = postprocess(np.asarray(labels, np.uint8), image, steps)
-    elif signature == SERVING_DEFAULT:
-        if contract is None:
-            raise ValueError("the serving_default signature returns window probabilities: give the model's contract "
-                             "(read_metadata(export)['contract']) so the window and post-processing run here")
+    endpoint = getattr(client, "endpoint", "the server")
+    try:
+        if signature == SEGMENT:
+            answer = client.predict_outputs(SEGMENT, {VOLUME_INPUT: image},
+                                            [LABELS_OUTPUT, CLIENT_POSTPROCESSING_OUTPUT])
+            labels = np.asarray(answer[LABELS_OUTPUT])
+            if labels.shape != image.shape[:3]:
+                raise ServingError(f"{endpoint} answered labels of shape {labels.shape} for an image of shape "
+                                   f"{image.shape}; expected {image.shape[:3]}")
+            steps = _client_steps(endpoint, answer[CLIENT_POSTPROCESSING_OUTPUT])
+            if contract is not None:
+                labels = check_labels(labels, contract.target.labels)
+            return postprocess(labels, image, steps)
+        if signature == SERVING_DEFAULT:
+            if contract is None:
+                raise ValueError("the serving_default signature returns window probabilities: give the model's "
+                                 "contract (read_metadata(export)['contract']) so the window and post-processing "
+                                 "run here")
+            outputs = contract.target.num_outputs
 
-        def remote(windows: np.ndarray) -> np.ndarray:
-            return client.predict(SERVING_DEFAULT, {IMAGE_INPUT: windows}, PROBABILITIES_OUTPUT)
+            def remote(windows: np.ndarray) -> np.ndarray:
+                probabilities = client.predict(SERVING_DEFAULT, {IMAGE_INPUT: windows}, PROBABILITIES_OUTPUT)
+                if probabilities.shape != windows.shape[:-1] + (outputs,):
+                    raise ServingError(f"{endpoint} answered probabilities of shape {probabilities.shape} for "
+                                       f"windows {windows.shape}; expected {windows.shape[:-1] + (outputs,)}")
+                return probabilities
 
-        labels = finish_segmentation(window_probabilities(image, remote, contract), image, contract)
-    else:
-        raise ValueError(f"signature must be {SEGMENT!r} or {SERVING_DEFAULT!r}; got {signature!r}")
-    if labels.shape != image.shape[:3]:
-        raise ServingError(f"the server returned labels of shape {labels.shape} for an image of shape {image.shape}")
-    return labels.astype(np.uint8)
+            return finish_segmentation(window_probabilities(image, remote, contract), image, contract)
+    except OutputError as error:
+        raise ServingError(f"{endpoint}: {error}") from None
+    raise ValueError(f"signature must be {SEGMENT!r} or {SERVING_DEFAULT!r}; got {signature!r}")
+
+
+def _client_steps(endpoint: str, answered: np.ndarray) -> PostProcessing:
+    """The post-processing a `segment` answer leaves to the client: (brain_mask 0/1, component size, ET size)."""
+    values = np.ravel(answered)
+    whole = values.size == 3 and bool(np.all(np.isfinite(values) & (values == np.round(values)) & (values >= 0)))
+    if not whole or values[0] > 1:
+        raise ServingError(f"{endpoint} answered {CLIENT_POSTPROCESSING_OUTPUT} {values.tolist()}; expected three "
+                           "whole numbers (brain_mask 0 or 1, min_component_voxels, min_et_voxels)")
+    brain_mask, components, enhancing = (int(v) for v in values)
+    return PostProcessing(brain_mask=bool(brain_mask), min_component_voxels=components, min_et_voxels=enhancing)
 
 
 def _error_message(body: bytes) -> str:
-    """TensorFlow Serving's `{"error": ...}` message, or the body as text."""
+    """TensorFlow Serving's `{"error": ...}` message, or the body as text, on one line."""
     try:
-        return str(json.loads(body)["error"])
+        return _one_line(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError):
-        return body.decode(errors="replace")[:500]
+        return _one_line(body.decode(errors="replace")[:500])

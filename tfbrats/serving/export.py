@@ -12,7 +12,9 @@ watches, with two signatures:
   sliding window, the target's labels, the brain mask, the ET volume threshold), and the steps
   left to the client as (brain_mask, min_component_voxels, min_et_voxels) for
   `tfbrats.contract.postprocess`. TensorFlow has no connected-component op, so when the contract
-  removes small components, that step and the ET threshold after it run in the client.
+  removes small components, that step and the ET threshold after it run in the client. The
+  window's probabilities are checked before they become labels (`checked_probabilities`): a NaN,
+  infinite or out-of-range value fails the request (InvalidArgument) rather than segmenting.
 
 The contract and the model's description are written to `assets.extra/tfbrats.json`: the
 SavedModel folder that libraries keep for files that go with the model but that the graph does not
@@ -35,7 +37,7 @@ import keras
 import tensorflow as tf
 
 import tfbrats
-from tfbrats.contract import ET_CLASS, NECROSIS_CLASS, PostProcessing, SegmentationContract
+from tfbrats.contract import ET_CLASS, NECROSIS_CLASS, PROBABILITY_TOLERANCE, PostProcessing, SegmentationContract
 from tfbrats.files import atomic_folder
 from tfbrats.serving.signatures import (
     CLIENT_POSTPROCESSING_OUTPUT,
@@ -69,6 +71,26 @@ def split_postprocessing(post: PostProcessing) -> tuple[PostProcessing, PostProc
         return PostProcessing(brain_mask=post.brain_mask), PostProcessing(
             brain_mask=False, min_component_voxels=post.min_component_voxels, min_et_voxels=post.min_et_voxels)
     return post, PostProcessing(brain_mask=False)
+
+
+def checked_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
+    """`probabilities` once all are finite and in [0, 1] (`tfbrats.contract.check_probabilities` in the graph).
+
+    A request whose probabilities hold NaN, infinity or values outside [0, 1] (by more than
+    `PROBABILITY_TOLERANCE`) fails with an InvalidArgument error that says so, rather than
+    answering the labels argmax or a threshold would make of them.
+
+    Example:
+        >>> checked_probabilities(tf.constant([0.2, 0.8])).numpy().tolist()
+        [0.20000000298023224, 0.800000011920929]
+    """
+    valid = tf.logical_and(probabilities >= -PROBABILITY_TOLERANCE, probabilities <= 1 + PROBABILITY_TOLERANCE)
+    invalid = tf.reduce_sum(tf.cast(tf.logical_not(valid), tf.int64))  # NaN compares false: invalid
+    check = tf.debugging.Assert(tf.equal(invalid, 0), [
+        "network probabilities:", invalid, "values are NaN, infinite or outside [0, 1]; expected finite "
+        "probabilities: check the model weights and the input for NaN"], summarize=1)
+    with tf.control_dependencies([check]):
+        return tf.identity(probabilities)
 
 
 def _graph_postprocess(labels: tf.Tensor, volume: tf.Tensor, post: PostProcessing) -> tf.Tensor:
@@ -140,7 +162,7 @@ def export_saved_model(
     def segment(volume: tf.Tensor) -> dict[str, tf.Tensor]:
         volume_probabilities = sliding_window_graph(volume, probabilities, window.patch_size, window.steps, outputs,
                                                     window.batch_size)
-        labels = tf.cast(contract.target.to_labels(volume_probabilities), tf.int32)
+        labels = tf.cast(contract.target.to_labels(checked_probabilities(volume_probabilities)), tf.int32)
         return {LABELS_OUTPUT: _graph_postprocess(labels, volume, graph_steps),
                 CLIENT_POSTPROCESSING_OUTPUT: tf.constant(_client_steps(client_steps), tf.int32)}
 
