@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tfbrats.data import CaseError, check_case, find_cases
-from tfbrats.data.io import DEFAULT_MAX_VOXELS, GZIP_MAX_RATIO, load_header, max_voxels
+from tfbrats.data.io import GZIP_MAX_RATIO, load_header
+from tfbrats.limits import DEFAULT_MAX_VOXELS, max_voxels
 
 REPO = Path(__file__).resolve().parents[2]
 BOMB_SHAPE = (2048, 2048, 1024)  # float32: 16 GiB
@@ -119,7 +120,7 @@ def test_the_voxel_limit_is_checked_and_raised_through_the_environment(brats2020
     monkeypatch.setenv("TFBRATS_MAX_VOXELS", str(voxels))
     check_case(case)
     monkeypatch.setenv("TFBRATS_MAX_VOXELS", "lots")
-    with pytest.raises(ValueError, match="TFBRATS_MAX_VOXELS='lots': expected a positive whole number"):
+    with pytest.raises(ValueError, match="TFBRATS_MAX_VOXELS='lots' is not a positive whole number"):
         check_case(case)
 
 

@@ -13,8 +13,8 @@ file name or InstanceNumber.
 
 Before any pixel is decoded, every file's declared pixel data size (Rows x Columns x
 SamplesPerPixel x BitsAllocated / 8 x frames) is checked against the bytes the file holds, and
-the series' voxel count against a limit (`max_voxels`, default the environment variable
-`TFBRATS_MAX_VOXELS`, else 2**29 voxels: 512 x 512 x 2048, 2 GiB as float32), so a damaged or
+the series' voxel count against a limit (`max_voxels`, default `tfbrats.limits.max_voxels()`:
+the environment variable `TFBRATS_MAX_VOXELS`, else 2**28 voxels, 1 GiB as float32), so a damaged or
 hostile header cannot make the decoder allocate gigabytes or read past the end of the data.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
-import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -35,11 +34,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.pixels import pixel_array
 
+from tfbrats import limits
+
 # Pixel decoders `read_dicom_series` accepts; the first is the default.
 READERS = ("pydicom", "tfio")
-# Environment variable that raises (or lowers) the largest volume a series may declare.
-MAX_VOXELS_ENV = "TFBRATS_MAX_VOXELS"
-DEFAULT_MAX_VOXELS = 2**29
 # Relative tolerance on slice gaps and pixel spacings before a series is called inconsistent.
 _SPACING_TOLERANCE = 0.01
 # Distance (mm) a slice may lie off the line through the first slice along the normal.
@@ -83,26 +81,6 @@ class DicomSlice:
         """Unit slice normal, row direction x column direction."""
         n = np.cross(self.row_direction, self.column_direction)
         return n / np.linalg.norm(n)
-
-
-def max_voxels_setting() -> int:
-    """The voxel limit of a DICOM series: `TFBRATS_MAX_VOXELS` when set, else 2**29.
-
-    Example:
-        >>> max_voxels_setting() == int(os.environ.get("TFBRATS_MAX_VOXELS", 2**29))
-        True
-    """
-    text = os.environ.get(MAX_VOXELS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_VOXELS
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ValueError(f"{MAX_VOXELS_ENV}={text!r} is not a positive whole number of voxels; "
-                         f"set it like {MAX_VOXELS_ENV}={2 * DEFAULT_MAX_VOXELS} or unset it.")
-    return limit
 
 
 def dicom_reader_version(reader: str) -> str:
@@ -227,7 +205,7 @@ def _check_pixel_data(ds: pydicom.Dataset, path: Path, max_voxels: int) -> None:
         raise DicomSeriesError(
             f"{path}: Rows {rows} x Columns {columns} = {rows * columns} voxels in one slice, more than "
             f"the limit of {max_voxels}; if the image is real, raise the limit with "
-            f"{MAX_VOXELS_ENV}={rows * columns * 2}.")
+            f"{limits.MAX_VOXELS_VARIABLE}={rows * columns * 2}.")
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -436,7 +414,7 @@ def read_dicom_series(folder: str | Path, *, reader: str = "pydicom",
             "tfio" (tensorflow-io's DCMTK decoder, only where tensorflow-io loads: TensorFlow 2.16).
             Tags are always read with pydicom.
         max_voxels: the largest slice and the largest volume accepted, in voxels; None reads the
-            environment variable `TFBRATS_MAX_VOXELS`, else 2**29 (512 x 512 x 2048).
+            environment variable `TFBRATS_MAX_VOXELS`, else 2**28 (`tfbrats.limits`).
 
     Returns:
         `(image, info)`: the SimpleITK image (index order x = columns, y = rows, z = slices along the
@@ -457,7 +435,7 @@ def read_dicom_series(folder: str | Path, *, reader: str = "pydicom",
     """
     folder = Path(folder)
     reader_version = dicom_reader_version(reader)
-    max_voxels = max_voxels_setting() if max_voxels is None else max_voxels
+    max_voxels = limits.max_voxels() if max_voxels is None else max_voxels
     if not folder.is_dir():
         raise DicomSeriesError(f"{folder}: not a folder; pass the folder that holds one DICOM series.")
     files = sorted(p for p in folder.iterdir()
@@ -483,7 +461,7 @@ def read_dicom_series(folder: str | Path, *, reader: str = "pydicom",
         raise DicomSeriesError(
             f"{folder}: {len(ordered)} slices of {first.rows} x {first.columns} = {voxels} voxels, more "
             f"than the limit of {max_voxels}; if the series is real, raise the limit with "
-            f"{MAX_VOXELS_ENV}={voxels * 2}.")
+            f"{limits.MAX_VOXELS_VARIABLE}={voxels * 2}.")
     decode = _DECODERS[reader]
     volume = np.stack([decode(s) for s in ordered])  # (z, y, x)
     image = sitk.GetImageFromArray(volume)

@@ -21,11 +21,9 @@ import nibabel as nib
 import numpy as np
 
 from tfbrats.data.records import Case, LabelMap, label_map
+from tfbrats.limits import MAX_VOXELS_VARIABLE, max_voxels
 
 AFFINE_TOLERANCE = 1e-3
-MAX_VOXELS_VARIABLE = "TFBRATS_MAX_VOXELS"
-# 2**28 voxels: 1 GiB as float32, e.g. 1024 x 512 x 512; BraTS' 240 x 240 x 155 is 8.9 million.
-DEFAULT_MAX_VOXELS = 2**28
 # Deflate emits at least 2 bits (a length and a distance code of 1 bit each) per 258 bytes it
 # repeats, so no gzip stream inflates more than 1032-fold (all zeros at level 9: 1028.6-fold).
 GZIP_MAX_RATIO = 1032
@@ -36,29 +34,6 @@ OTHER_COMPRESSED_SUFFIXES = (".bz2", ".zst")
 
 class CaseError(ValueError):
     """A case cannot be used; the message names the case, the file and what was expected."""
-
-
-def max_voxels() -> int:
-    """The most voxels an image may declare: ``TFBRATS_MAX_VOXELS`` if set, else `DEFAULT_MAX_VOXELS`.
-
-    Raises:
-        ValueError: The variable is set but not a positive whole number.
-
-    Example:
-        >>> max_voxels() == int(os.environ.get("TFBRATS_MAX_VOXELS", DEFAULT_MAX_VOXELS))
-        True
-    """
-    value = os.environ.get(MAX_VOXELS_VARIABLE)
-    if value is None:
-        return DEFAULT_MAX_VOXELS
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ValueError(f"{MAX_VOXELS_VARIABLE}={value!r}: expected a positive whole number of voxels per image "
-                         f"(default {DEFAULT_MAX_VOXELS})")
-    return limit
 
 
 def check_declared_size(image: nib.spatialimages.SpatialImage, described: str) -> None:
