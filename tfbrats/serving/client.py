@@ -208,8 +208,7 @@ def segment_volume(
     if signature == SEGMENT:
         answer = client.predict_outputs(SEGMENT, {VOLUME_INPUT: image}, [LABELS_OUTPUT, CLIENT_POSTPROCESSING_OUTPUT])
         labels = answer[LABELS_OUTPUT]
-        brain_mask, components, enhancing = (int(v) for v in np.ravel(answer[CLIENT_POSTPROCESSING_OUTPUT]))
-        steps = PostProcessing(brain_mask=bool(brain_mask), min_component_voxels=components, min_et_voxels=enhancing)
+        steps = PostProcessing.from_integers(np.ravel(answer[CLIENT_POSTPROCESSING_OUTPUT]))
         labels = postprocess(np.asarray(labels, np.uint8), image, steps)
     elif signature == SERVING_DEFAULT:
         if contract is None:
