@@ -15,8 +15,10 @@ from tfbrats.evaluation import (
     PAPER_TABLE1,
     evaluate_folders,
     summarize,
+    summary_markdown,
     write_report,
 )
+from tfbrats.evaluation.metrics import ET_COUNT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 AFFINE = np.diag([-1.0, -1.0, 2.0, 1.0])  # 1 x 1 x 2 mm voxels
@@ -67,6 +69,24 @@ def test_evaluate_folders_scores_and_counts_missing(folders, tmp_path):
     assert summarize(evaluation.results)["median"]["Dice_ET"] == b["Dice_ET"]
 
 
+def test_the_summary_shows_enhancing_tumor_apart_on_cases_without_it(tmp_path):
+    without_et = tumour()
+    without_et[without_et == 4] = 1
+    write_nifti(tumour(), tmp_path / "ref" / "case_a" / "case_a_seg.nii.gz")
+    write_nifti(without_et, tmp_path / "ref" / "case_d" / "case_d_seg.nii.gz")
+    write_nifti(tumour(), tmp_path / "pred" / "case_a.nii.gz")
+    write_nifti(tumour(), tmp_path / "pred" / "case_d.nii.gz")  # 8 voxels of ET where there is none
+    results = evaluate_folders(tmp_path / "pred", tmp_path / "ref", metrics=("legacy",)).results
+    assert [[r.metrics[c] for c in ET_COUNT_COLUMNS] for r in results] == [[8, 8, 1], [0, 8, 1]]
+    lines = summary_markdown(results).splitlines()
+    assert "| with enhancing tumor | 1 | 1.0000 | 0.00 | 8 | 1 |" in lines
+    assert "| without enhancing tumor | 1 | 0.0000 | 373.13 | 8 | 1 |" in lines
+    assert "stray ET on cases without enhancing tumor: case_d 8 voxels in 1 components" in lines
+    write_report(results, tmp_path / "report")
+    with (tmp_path / "report" / "metrics.csv").open() as f:
+        assert [row["ET_voxels_predicted"] for row in csv.DictReader(f)] == ["8", "8"]
+
+
 def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
     pred_dir, ref_dir = folders
     out = tmp_path / "report"
@@ -90,7 +110,7 @@ def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["case_id"] for row in rows] == ["case_a", "case_b", "case_c"]
     assert [row["prediction"] for row in rows] == ["ok", "ok", "missing"]
-    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *LESION_COLUMNS]  # both families by default
+    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *ET_COUNT_COLUMNS, *LESION_COLUMNS]  # both families
     summary = (out / "summary.md").read_text()
     assert f"{PAPER_TABLE1['mean']['Dice_ET']:.4f}" in summary
     assert "| mean |" in summary and "| median |" in summary and "| std |" in summary
