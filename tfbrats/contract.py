@@ -24,6 +24,9 @@ import numpy as np
 from tfbrats.labels import CLASS_NAMES, ET_CLASS, Target, get_target, target_from_json
 
 CONTRACT_VERSION = 1
+# A contract that relabels enhancing-tumor dust is written as version 2, so a tfbrats that does
+# not know the step refuses the model instead of segmenting without it; this one reads both.
+CONTRACT_VERSION_DUST = 2
 DEFAULT_CHANNELS = ("flair", "t1ce", "t2")
 # The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
 DEFAULT_PATCH_3D = (24, 128, 128)
@@ -109,7 +112,11 @@ class Window:
 
 @dataclasses.dataclass(frozen=True)
 class PostProcessing:
-    """What happens to the labels after the network, in this order.
+    """What happens to the labels after the network.
+
+    `postprocess` applies the steps in this order: the brain mask, removal of small tumor
+    components, relabelling of enhancing-tumor dust, then the whole-case ET threshold (the fields
+    keep the order in which they were added, so positional construction stays valid).
 
     Args:
         brain_mask: Voxels that are zero in every input channel (outside the brain) are background.
@@ -117,6 +124,8 @@ class PostProcessing:
             than this are removed (set to background); 0 keeps all.
         min_et_voxels: When a case has fewer enhancing-tumor voxels than this in all, they become
             necrosis (BraTS scores a stray ET on a case without ET as Dice 0); 0 keeps them.
+        min_et_component_voxels: Enhancing-tumor components (26-connectivity) smaller than this
+            take the class of their surroundings (`relabel_enhancing_dust`); 0 keeps them.
 
     Example:
         >>> PostProcessing(min_et_voxels=200).describe()
@@ -126,17 +135,20 @@ class PostProcessing:
     brain_mask: bool = True
     min_component_voxels: int = 0
     min_et_voxels: int = 0
+    min_et_component_voxels: int = 0
 
     def __post_init__(self):
-        for name in ("min_component_voxels", "min_et_voxels"):
+        for name in ("min_component_voxels", "min_et_voxels", "min_et_component_voxels"):
             if getattr(self, name) < 0:
                 raise ContractError(f"post-processing {name} must be >= 0; got {getattr(self, name)}")
 
     def describe(self) -> str:
-        """A short human-readable summary (what the demo and the sidecar print)."""
+        """A short human-readable summary, steps in the order they run (what the demo and the sidecar print)."""
         parts = ["brain mask"] if self.brain_mask else []
         if self.min_component_voxels:
             parts.append(f"tumor components below {self.min_component_voxels} voxels removed")
+        if self.min_et_component_voxels:
+            parts.append(f"ET components below {self.min_et_component_voxels} voxels -> surrounding class")
         if self.min_et_voxels:
             parts.append(f"ET below {self.min_et_voxels} voxels -> necrosis")
         return "; ".join(parts) or "none"
@@ -148,7 +160,34 @@ class PostProcessing:
     def from_json(cls, values: dict[str, Any]) -> PostProcessing:
         return cls(brain_mask=bool(values.get("brain_mask", True)),
                    min_component_voxels=int(values.get("min_component_voxels", 0)),
-                   min_et_voxels=int(values.get("min_et_voxels", 0)))
+                   min_et_voxels=int(values.get("min_et_voxels", 0)),
+                   min_et_component_voxels=int(values.get("min_et_component_voxels", 0)))
+
+    def to_integers(self) -> list[int]:
+        """The steps as integers in field order (how an exported graph hands them to its client).
+
+        Example:
+            >>> PostProcessing.from_integers(PostProcessing(False, 10, 200, 50).to_integers())
+            PostProcessing(brain_mask=False, min_component_voxels=10, min_et_voxels=200, min_et_component_voxels=50)
+        """
+        return [int(self.brain_mask), self.min_component_voxels, self.min_et_voxels, self.min_et_component_voxels]
+
+    @classmethod
+    def from_integers(cls, values) -> PostProcessing:
+        """The inverse of `to_integers`; three integers (exports without the dust step) are read too.
+
+        Raises:
+            ContractError: Not 3 or 4 whole, non-negative numbers with brain_mask 0 or 1.
+        """
+        numbers = np.ravel(np.asarray(values, dtype=object))
+        whole = [v for v in numbers.tolist() if isinstance(v, (int, float, np.number)) and np.isfinite(v)
+                 and v == int(v) and v >= 0]
+        if len(numbers) not in (3, 4) or len(whole) != len(numbers) or whole[0] > 1:
+            raise ContractError(f"post-processing steps are 3 or 4 whole numbers (brain_mask 0 or 1, "
+                                f"min_component_voxels, min_et_voxels[, min_et_component_voxels]); got "
+                                f"{numbers.tolist()}")
+        integers = [int(v) for v in whole]
+        return cls(bool(integers[0]), *integers[1:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +230,7 @@ class SegmentationContract:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": CONTRACT_VERSION,
+            "version": CONTRACT_VERSION_DUST if self.postprocessing.min_et_component_voxels else CONTRACT_VERSION,
             "target": self.target.to_json(),
             "channels": list(self.channels),
             "window": self.window.to_json(),
@@ -203,9 +242,9 @@ class SegmentationContract:
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> SegmentationContract:
         version = values.get("version")
-        if version != CONTRACT_VERSION:
-            raise ContractError(f"segmentation contract version {version!r}; this tfbrats reads version "
-                                f"{CONTRACT_VERSION}")
+        if version not in (CONTRACT_VERSION, CONTRACT_VERSION_DUST):
+            raise ContractError(f"segmentation contract version {version!r}; this tfbrats reads versions "
+                                f"{CONTRACT_VERSION} and {CONTRACT_VERSION_DUST}")
         return cls(
             target=target_from_json(values["target"]),
             channels=tuple(values["channels"]),
@@ -359,11 +398,48 @@ def check_labels(labels: np.ndarray, allowed: Sequence[int] = INTERNAL_LABELS,
     return values.astype(np.uint8)
 
 
+def relabel_enhancing_dust(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Gives each enhancing-tumor component smaller than `min_voxels` the class of its surroundings.
+
+    Components are 26-connected. A component's surroundings are the non-ET voxels 26-adjacent to
+    it; it takes the class most of them have (background, necrosis or edema; a tie goes to the
+    lower class value), so dust inside a non-enhancing core becomes necrosis, dust in edema
+    becomes edema and an isolated speck becomes background. Larger components, and the rest of
+    the case, are unchanged. Each component is judged on the labels as given (two components are
+    never adjacent, so the order does not matter).
+
+    Example:
+        >>> labels = np.ones((1, 5, 5), np.uint8); labels[0, 2, 2] = 3; labels[0, :, 4] = 2
+        >>> relabel_enhancing_dust(labels, 2)[0, 2].tolist()
+        [1, 1, 1, 1, 2]
+    """
+    if not min_voxels:
+        return labels
+    from scipy import ndimage
+
+    enhancing = labels == ET_CLASS
+    structure = np.ones((3,) * labels.ndim, bool)
+    components, count = ndimage.label(enhancing, structure=structure)
+    if not count:
+        return labels
+    sizes = np.bincount(components.ravel())
+    boxes = ndimage.find_objects(components)
+    result = labels.copy()
+    for index in np.flatnonzero(sizes[1:] < min_voxels) + 1:
+        around = tuple(slice(max(box.start - 1, 0), box.stop + 1) for box in boxes[index - 1])
+        component = components[around] == index
+        neighbours = ndimage.binary_dilation(component, structure) & ~enhancing[around]
+        votes = np.bincount(labels[around][neighbours], minlength=ET_CLASS)
+        result[around][component] = np.argmax(votes)
+    return result
+
+
 def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcessing,
                 case_id: str | None = None) -> np.ndarray:
     """Applies `steps` to internal labels (D, H, W); `image` (D, H, W, C) is needed for the brain mask.
 
-    The labels are checked first (`check_labels`): only the internal classes 0..3 go on.
+    The labels are checked first (`check_labels`): only the internal classes 0..3 go on. The order:
+    brain mask, small tumor components, enhancing-tumor dust, whole-case ET threshold.
 
     Raises:
         OutputError: Labels that are not internal classes, or not on the image's grid.
@@ -382,6 +458,7 @@ def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcess
                               f"{np.shape(image)}; expected the image's grid {np.shape(image)[:-1]}")
         labels = np.where(brain_region(image), labels, np.uint8(0)).astype(np.uint8)
     labels = remove_small_components(labels, steps.min_component_voxels)
+    labels = relabel_enhancing_dust(labels, steps.min_et_component_voxels)
     return relabel_small_enhancing(labels, steps.min_et_voxels)
 
 

@@ -52,6 +52,8 @@ _BRAIN_MASK = flags.DEFINE_bool("brain_mask", None, "Set voxels outside the brai
                                 "background.")
 _MIN_COMPONENT = flags.DEFINE_integer("min_component_voxels", None, "Remove tumor components with fewer voxels.")
 _MIN_ET = flags.DEFINE_integer("min_et_voxels", None, "Relabel enhancing tumor as necrosis when it has fewer voxels.")
+_MIN_ET_COMPONENT = flags.DEFINE_integer("min_et_component_voxels", None, "Give enhancing-tumor components with fewer "
+                                         "voxels the class around them.")
 _LABEL_VALUES = flags.DEFINE_list("label_values", None, "Values written for necrosis, edema and enhancing tumor, "
                                   "e.g. 1,2,4 (default: each input dataset's own).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute every case, even those made by this model and contract.")
@@ -85,7 +87,8 @@ def main(argv: list[str]) -> int:
         contract = override_contract(
             loaded.contract, patch_size=patch_size, full_volume=_FULL_VOLUME.value, steps=steps,
             batch_size=_BATCH.value, blend=_BLEND.value, mirror_tta=_MIRROR.value, brain_mask=_BRAIN_MASK.value,
-            min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value, label_values=label_values)
+            min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value, label_values=label_values,
+            min_et_component_voxels=_MIN_ET_COMPONENT.value)
         print(f"{len(index.cases)} cases ({index.layout} layout); model {loaded.path}; target "
               f"{contract.target.name}; window {contract.window.patch_size or 'full volume'}; post-processing: "
               f"{contract.postprocessing.describe()} ({contract.chosen_by})")

@@ -3,13 +3,14 @@
     python -m tfbrats.tune --model=runs/3d
 
 Every validation case of the run (its own fold of its own data, as `config.json` records them)
-is segmented as a whole volume with the model's window; then tumor-component removal and the
-enhancing-tumor volume threshold are chosen as `tfbrats.evaluation.tuning` describes (a step is
-kept only when no region's mean validation Dice drops). The run folder gets `tuning.json` (the
-choice, every candidate, the per-case table) and `tuning.csv` (per-case Dice/HD95 before and
-after), and the model file (`best.keras`, else `final.keras`) is rewritten with the chosen
-post-processing in its segmentation contract, so `tfbrats.predict`, exports and serving apply it
-by default. `python -m tfbrats.train` runs this at the end of training.
+is segmented as a whole volume with the model's window; then tumor-component removal, the
+relabelling of enhancing-tumor dust and the enhancing-tumor volume threshold are chosen as
+`tfbrats.evaluation.tuning` describes (a step is kept only when no region's mean validation Dice
+drops). The run folder gets `tuning.json` (the choice, every candidate, the per-case table, and
+the evidence: how many validation cases, how many without enhancing tumor) and `tuning.csv`
+(per-case Dice/HD95 before and after), and the model file (`best.keras`, else `final.keras`) is
+rewritten with the chosen post-processing in its segmentation contract, so `tfbrats.predict`,
+exports and serving apply it by default. `python -m tfbrats.train` runs this at the end of training.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "The run's data, if it has mov
                                 "config.json's data_dir or cache_dir).")
 _COMPONENTS = flags.DEFINE_list("component_candidates", None, "Minimum tumor component sizes (voxels) to try "
                                 "(default: 0,10,50,100,200).")
+_DUST = flags.DEFINE_list("dust_candidates", None, "Minimum ET component sizes (voxels) to try; smaller ET components "
+                          "take the class around them (default: 0,10,20,50,100).")
 _ET = flags.DEFINE_list("et_candidates", None, "ET voxel thresholds to try (default: 0,50,100,200,500,750,1000).")
 flags.mark_flag_as_required("model")
 
@@ -34,17 +37,18 @@ def main(argv: list[str]) -> int:
     """Tunes the post-processing of `--model` and prints the choice."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tfbrats.evaluation.tuning import COMPONENT_CANDIDATES, ET_CANDIDATES
+    from tfbrats.evaluation.tuning import COMPONENT_CANDIDATES, DUST_CANDIDATES, ET_CANDIDATES
     from tfbrats.evaluation.tuning_run import tune_run
 
     try:
         components = tuple(int(v) for v in _COMPONENTS.value) if _COMPONENTS.value else COMPONENT_CANDIDATES
         thresholds = tuple(int(v) for v in _ET.value) if _ET.value else ET_CANDIDATES
+        dust = tuple(int(v) for v in _DUST.value) if _DUST.value else DUST_CANDIDATES
     except ValueError as error:
         raise app.UsageError(f"candidates must be integers: {error}") from None
     try:
         summary = tune_run(_MODEL.value, data_dir=_DATA_DIR.value, component_candidates=components,
-                           et_candidates=thresholds)
+                           et_candidates=thresholds, dust_candidates=dust)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,8 +16,10 @@ from tfbrats.evaluation import (
     available_metric_families,
     evaluate_folders,
     summarize,
+    summary_markdown,
     write_report,
 )
+from tfbrats.evaluation.metrics import ET_COUNT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 AFFINE = np.diag([-1.0, -1.0, 2.0, 1.0])  # 1 x 1 x 2 mm voxels
@@ -78,6 +80,24 @@ def test_report_without_matplotlib_writes_the_tables_and_warns(folders, tmp_path
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["metrics.csv", "summary.md"]
 
 
+def test_the_summary_shows_enhancing_tumor_apart_on_cases_without_it(tmp_path):
+    without_et = tumour()
+    without_et[without_et == 4] = 1
+    write_nifti(tumour(), tmp_path / "ref" / "case_a" / "case_a_seg.nii.gz")
+    write_nifti(without_et, tmp_path / "ref" / "case_d" / "case_d_seg.nii.gz")
+    write_nifti(tumour(), tmp_path / "pred" / "case_a.nii.gz")
+    write_nifti(tumour(), tmp_path / "pred" / "case_d.nii.gz")  # 8 voxels of ET where there is none
+    results = evaluate_folders(tmp_path / "pred", tmp_path / "ref", metrics=("legacy",)).results
+    assert [[r.metrics[c] for c in ET_COUNT_COLUMNS] for r in results] == [[8, 8, 1], [0, 8, 1]]
+    lines = summary_markdown(results).splitlines()
+    assert "| with enhancing tumor | 1 | 1.0000 | 0.00 | 8 | 1 |" in lines
+    assert "| without enhancing tumor | 1 | 0.0000 | 373.13 | 8 | 1 |" in lines
+    assert "stray ET on cases without enhancing tumor: case_d 8 voxels in 1 components" in lines
+    write_report(results, tmp_path / "report")
+    with (tmp_path / "report" / "metrics.csv").open() as f:
+        assert [row["ET_voxels_predicted"] for row in csv.DictReader(f)] == ["8", "8"]
+
+
 def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
     pred_dir, ref_dir = folders
     out = tmp_path / "report"
@@ -103,7 +123,7 @@ def test_evaluate_cli_writes_csv_table_and_plot(folders, tmp_path):
     assert [row["prediction"] for row in rows] == ["ok", "ok", "missing"]
     # Both families by default where the lesionwise extra is installed, legacy alone (and said) elsewhere.
     lesion_columns = list(LESION_COLUMNS) if "lesionwise" in available_metric_families() else []
-    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *lesion_columns]
+    assert list(rows[0]) == ["case_id", "prediction", *COLUMNS, *ET_COUNT_COLUMNS, *lesion_columns]
     assert ("reporting legacy only" in result.stdout) == (not lesion_columns)
     summary = (out / "summary.md").read_text()
     assert f"{PAPER_TABLE1['mean']['Dice_ET']:.4f}" in summary

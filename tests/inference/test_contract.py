@@ -1,5 +1,6 @@
 """The segmentation contract: carried by the model file, checked against its run, applied once, recorded."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ from tfbrats.contract import (
     Window,
     finish_segmentation,
     postprocess,
+    relabel_enhancing_dust,
     remove_small_components,
 )
 from tfbrats.data import find_cases
@@ -133,6 +135,86 @@ def test_small_components_are_removed_as_an_independent_count_says():
     np.testing.assert_array_equal(kept, expected)
     assert (kept[2:5, 5:12, 5:12] == 2).all()
     assert ndimage.label(kept > 0, np.ones((3, 3, 3)))[1] < ndimage.label(tumor, np.ones((3, 3, 3)))[1]
+
+
+def _components_26(mask: np.ndarray) -> list[list[tuple[int, ...]]]:
+    """Connected components of a boolean mask, 26-neighbourhood, by flood fill (independent of scipy)."""
+    seen = np.zeros_like(mask)
+    found = []
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        stack, component = [start], []
+        seen[start] = True
+        while stack:
+            voxel = stack.pop()
+            component.append(voxel)
+            for offset in np.ndindex(3, 3, 3):
+                n = tuple(v + o - 1 for v, o in zip(voxel, offset))
+                if all(0 <= c < s for c, s in zip(n, mask.shape)) and mask[n] and not seen[n]:
+                    seen[n] = True
+                    stack.append(n)
+        found.append(component)
+    return found
+
+
+def test_enhancing_dust_takes_the_class_most_of_its_neighbours_have_as_an_independent_count_says():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, (6, 16, 16)).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.15] = 3
+    labels[1:5, 3:9, 3:9] = 3  # one large enhancing component
+    relabelled = relabel_enhancing_dust(labels, 5)
+    expected = labels.copy()
+    for component in _components_26(labels == 3):
+        if len(component) >= 5:
+            continue
+        members = set(component)
+        neighbours = {tuple(v + o - 1 for v, o in zip(voxel, offset))
+                      for voxel in component for offset in np.ndindex(3, 3, 3)}
+        neighbours = [n for n in neighbours - members if all(0 <= c < s for c, s in zip(n, labels.shape))]
+        votes = np.bincount([labels[n] for n in neighbours], minlength=3)
+        assert votes[3:].sum() == 0  # a component's neighbours are never ET
+        for voxel in component:
+            expected[voxel] = np.argmax(votes[:3])
+    np.testing.assert_array_equal(relabelled, expected)
+    assert (relabelled[1:5, 3:9, 3:9] == 3).all()
+    assert 0 < (relabelled == 3).sum() < (labels == 3).sum()
+
+
+def test_enhancing_dust_inside_a_core_becomes_necrosis_in_edema_edema_and_a_lone_speck_background():
+    labels = np.zeros((5, 20, 20), np.uint8)
+    labels[:, 2:12, 2:12] = 2  # edema
+    labels[1:4, 4:10, 4:10] = 1  # a non-enhancing core
+    labels[2, 6:8, 6:8] = 3  # 4 voxels of dust inside the core
+    labels[0, 3, 3] = 3  # 1 voxel in the edema
+    labels[2, 17, 17] = 3  # a lone speck outside the tumor
+    relabelled = relabel_enhancing_dust(labels, 5)
+    assert (relabelled[2, 6:8, 6:8] == 1).all() and relabelled[0, 3, 3] == 2 and relabelled[2, 17, 17] == 0
+    assert not (relabelled == 3).any()
+    np.testing.assert_array_equal(relabelled[labels != 3], labels[labels != 3])
+    np.testing.assert_array_equal(relabel_enhancing_dust(labels, 4)[2, 6:8, 6:8], labels[2, 6:8, 6:8])  # 4 is not < 4
+
+
+def test_postprocess_relabels_dust_before_the_whole_case_threshold_counts_what_is_left():
+    labels = np.ones((3, 12, 12), np.uint8)
+    labels[1, 1:5, 1:5] = 3  # 16 voxels of ET
+    labels[1, 9, 9] = 3  # 1 voxel of dust in the core
+    steps = PostProcessing(brain_mask=False, min_et_component_voxels=2, min_et_voxels=17)
+    # The dust goes first: 16 ET voxels remain, below 17, so all of them become necrosis too.
+    assert not (postprocess(labels, None, steps) == 3).any()
+    kept = postprocess(labels, None, dataclasses.replace(steps, min_et_voxels=16))
+    assert (kept == 3).sum() == 16 and kept[1, 9, 9] == 1
+
+
+def test_a_contract_with_the_dust_step_is_version_2_and_reads_back():
+    plain = SegmentationContract(postprocessing=PostProcessing(min_et_voxels=200))
+    dusted = SegmentationContract(postprocessing=PostProcessing(min_et_component_voxels=50))
+    assert plain.to_json()["version"] == 1 and dusted.to_json()["version"] == 2
+    assert SegmentationContract.from_json(json.loads(json.dumps(dusted.to_json()))) == dusted
+    assert "ET components below 50 voxels -> surrounding class" in dusted.postprocessing.describe()
+    assert PostProcessing.from_integers([1, 10, 200]) == PostProcessing(True, 10, 200, 0)  # an older export's steps
+    with pytest.raises(ContractError, match="3 or 4 whole numbers"):
+        PostProcessing.from_integers([1, 2])
 
 
 def test_finish_segmentation_applies_target_then_brain_mask_then_components_then_et():

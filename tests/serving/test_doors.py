@@ -1,10 +1,11 @@
 """One segmentation through every door: tfbrats.predict, the Python API, the SavedModel, TF Serving clients, ONNX.
 
-For a classes and a regions model whose contract removes small components and stray enhancing
-tumor, on a case where the bare network paints tumor outside the brain and small ET components,
+For a classes and a regions model whose contract removes small components, ET dust and stray
+enhancing tumor, on a case where the bare network paints tumor outside the brain and small ET components,
 every door must write exactly the labels of `python -m tfbrats.predict`'s output file.
 """
 
+import dataclasses
 import subprocess
 import sys
 
@@ -28,9 +29,9 @@ from tfbrats.serving.onnx import OnnxSegmenter
 
 pytestmark = pytest.mark.slow
 WINDOW = Window(patch_size=(1, 32, 32), steps=(1, 16, 16), batch_size=4)
-# classes: components removed, so the client runs that step and the ET threshold after it;
-# regions: the ET threshold alone, which runs inside the graph.
-POSTPROCESSING = {"classes": PostProcessing(min_component_voxels=4, min_et_voxels=10**6),
+# classes: components removed and ET dust relabelled, so the client runs those steps and the ET
+# threshold after them; regions: the ET threshold alone, which runs inside the graph.
+POSTPROCESSING = {"classes": PostProcessing(min_component_voxels=4, min_et_voxels=10**6, min_et_component_voxels=20),
                   "regions": PostProcessing(min_et_voxels=10**6)}
 
 
@@ -87,9 +88,13 @@ def test_the_case_needs_the_post_processing(door_setup):
     bare = contract.target.to_labels_numpy(probabilities)
     assert (bare[~brain_region(case.image)] > 0).any(), "tumor outside the brain"
     assert (bare == 3).any(), "enhancing tumor"
-    if contract.postprocessing.min_component_voxels:
+    post = contract.postprocessing
+    if post.min_component_voxels:
         components, _ = ndimage.label(np.where(brain_region(case.image), bare, 0) > 0, np.ones((3, 3, 3)))
-        assert (np.bincount(components.ravel())[1:] < contract.postprocessing.min_component_voxels).any()
+        assert (np.bincount(components.ravel())[1:] < post.min_component_voxels).any()
+    if post.min_et_component_voxels:  # the dust takes the class around it, not the threshold's necrosis
+        without_dust = dataclasses.replace(post, min_et_component_voxels=0)
+        assert not np.array_equal(postprocess(bare, case.image, post), postprocess(bare, case.image, without_dust))
     expected = xyz_to_dhw(door_setup["expected"])
     assert not np.array_equal(_as_written(bare, case), door_setup["expected"])
     assert (expected > 0).any() and not (expected == case.meta.et_label).any()
@@ -107,9 +112,9 @@ def test_saved_model_segment_signature(door_setup):
     served = tf.saved_model.load(str(door_setup["saved_model"])).signatures["segment"](volume=tf.constant(case.image))
     remaining = served["client_postprocessing"].numpy().tolist()
     post = door_setup["contract"].postprocessing
-    assert remaining == ([0, post.min_component_voxels, post.min_et_voxels] if post.min_component_voxels
-                         else [0, 0, 0])
-    steps = PostProcessing(bool(remaining[0]), remaining[1], remaining[2])
+    in_client = post.min_component_voxels or post.min_et_component_voxels
+    assert remaining == (dataclasses.replace(post, brain_mask=False).to_integers() if in_client else [0, 0, 0, 0])
+    steps = PostProcessing.from_integers(remaining)
     labels = postprocess(served["labels"].numpy().astype(np.uint8), case.image, steps)
     np.testing.assert_array_equal(_as_written(labels, case), door_setup["expected"])
 

@@ -37,7 +37,7 @@ def test_serving_default_equals_the_keras_model(signatures, model):
 def test_segment_labels_equal_numpy_sliding_window(signatures, model, volume):
     served = signatures["segment"](volume=tf.constant(volume))
     assert set(served) == {"labels", "client_postprocessing"}
-    assert served["client_postprocessing"].numpy().tolist() == [0, 0, 0]  # nothing is left to the client
+    assert served["client_postprocessing"].numpy().tolist() == [0, 0, 0, 0]  # nothing is left to the client
     labels = served["labels"].numpy()
     assert labels.dtype == np.int32 and labels.shape == volume.shape[:3]
     probabilities = sliding_window(volume, make_predictor(model, get_target("classes")), PATCH, STEPS, BATCH)

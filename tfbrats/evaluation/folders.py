@@ -18,7 +18,7 @@ import numpy as np
 from tfbrats.data.cases import find_cases
 from tfbrats.data.io import open_image
 from tfbrats.data.records import LabelMap, label_map
-from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics
+from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics, et_counts
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")
 # The metric families: BraTS 2020's global Dice/HD95, BraTS 2023+'s lesion-wise figures.
@@ -150,8 +150,9 @@ def evaluate_folders(
         et_label: BraTS' value of enhancing tumour in both (4 or 3); None takes the label
             values from the reference layout (4 for `_seg`, 3 for `-seg`, `dataset.json`'s).
         metrics: the families to compute: "legacy" (BraTS 2020: global Dice and HD95, columns
-            `COLUMNS`) and/or "lesionwise" (BraTS 2023+ by the official package, columns
-            `LESION_COLUMNS`); None: `available_metric_families()`.
+            `COLUMNS`, with the enhancing-tumor counts `ET_COUNT_COLUMNS`) and/or "lesionwise"
+            (BraTS 2023+ by the official package, columns `LESION_COLUMNS`); None:
+            `available_metric_families()`.
 
     Returns:
         a `FolderEvaluation`; each result's metrics hold the chosen families' columns.
@@ -204,6 +205,7 @@ def evaluate_folders(
         values = {}
         if "legacy" in metrics:
             values |= case_metrics(internal["prediction"], internal["reference"], spacing, INTERNAL_ET_LABEL)
+            values |= et_counts(internal["prediction"], internal["reference"], INTERNAL_ET_LABEL)
         if "lesionwise" in metrics:
             values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id)
         results.append(CaseResult(case_id, values, missing=pred_path is None))

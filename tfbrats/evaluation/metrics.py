@@ -19,6 +19,9 @@ from tfbrats.labels import REGIONS as REGION_CLASSES
 REGIONS = REPORT_ORDER  # the report's column order (the paper's Table 1)
 METRIC_NAMES = ("Dice", "HD95")
 COLUMNS = tuple(f"{metric}_{region}" for metric in METRIC_NAMES for region in REGIONS)
+# Counts beside the legacy scores: a case without enhancing tumor in the reference scores any
+# predicted ET as Dice 0, and these say how much stray ET it was.
+ET_COUNT_COLUMNS = ("ET_voxels_reference", "ET_voxels_predicted", "ET_components_predicted")
 HD95_EMPTY = 373.13
 INTERNAL_ET_LABEL = ET_CLASS
 
@@ -165,6 +168,28 @@ def case_metrics(
         values[f"Dice_{region}"] = dice(pred_masks[region], ref_masks[region])
         values[f"HD95_{region}"] = hd95(pred_masks[region], ref_masks[region], spacing)
     return {column: values[column] for column in COLUMNS}
+
+
+def et_counts(pred: np.ndarray, ref: np.ndarray, et_label: int = INTERNAL_ET_LABEL) -> dict[str, int]:
+    """Enhancing-tumor voxels of reference and prediction, and the prediction's ET components (26-connected).
+
+    Args:
+        pred: predicted label map.
+        ref: reference label map of the same shape.
+        et_label: value of enhancing tumour in both maps.
+
+    Returns:
+        dict `ET_COUNT_COLUMNS` -> count.
+
+    Example:
+        >>> et_counts(np.array([[3, 0, 3, 3]]), np.zeros((1, 4), np.uint8))
+        {'ET_voxels_reference': 0, 'ET_voxels_predicted': 3, 'ET_components_predicted': 2}
+    """
+    from scipy import ndimage
+
+    predicted, reference = _as_masks(np.asarray(pred) == et_label, np.asarray(ref) == et_label)
+    _, components = ndimage.label(predicted, structure=np.ones((3,) * predicted.ndim, bool))
+    return dict(zip(ET_COUNT_COLUMNS, (int(reference.sum()), int(predicted.sum()), int(components))))
 
 
 def _as_masks(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfbrats.evaluation.figures import dice_boxplot
 from tfbrats.evaluation.lesionwise import LESION_COLUMNS
-from tfbrats.evaluation.metrics import COLUMNS, REGIONS, CaseResult
+from tfbrats.evaluation.metrics import COLUMNS, ET_COUNT_COLUMNS, REGIONS, CaseResult
 from tfbrats.files import write_text
 
 STATISTICS = ("mean", "std", "median")
@@ -57,7 +57,7 @@ def result_columns(results: Sequence[CaseResult]) -> tuple[str, ...]:
     for result in results:
         if set(result.metrics) != present:
             raise ValueError(f"case {result.case_id} has metrics {sorted(result.metrics)}, not {sorted(present)}")
-    return tuple(c for c in COLUMNS + LESION_COLUMNS if c in present)
+    return tuple(c for c in COLUMNS + ET_COUNT_COLUMNS + LESION_COLUMNS if c in present)
 
 
 def write_metrics_csv(results: Sequence[CaseResult], path: str | Path) -> Path:
@@ -82,8 +82,13 @@ def write_metrics_csv(results: Sequence[CaseResult], path: str | Path) -> Path:
     writer.writerow(("case_id", "prediction") + columns)
     for result in results:
         status = "missing" if result.missing else "ok"
-        writer.writerow([result.case_id, status] + [f"{result.metrics[c]:.6g}" for c in columns])
+        writer.writerow([result.case_id, status] + [_cell(result.metrics[c]) for c in columns])
     return write_text(path, text.getvalue())
+
+
+def _cell(value: float | int) -> str:
+    """A CSV cell: counts as integers, scores to 6 significant digits."""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
@@ -123,10 +128,42 @@ def _table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> list[st
     return lines
 
 
+def enhancing_by_reference(results: Sequence[CaseResult]) -> list[str]:
+    """Markdown lines: ET Dice, HD95 and predicted ET, for the cases with and without enhancing tumor.
+
+    BraTS scores a case without enhancing tumor in its reference ET Dice 0 and HD95 373.13 as soon as a
+    single voxel is predicted enhancing, so the two kinds of case are shown apart; on the cases
+    without, the predicted ET is stray ET. Needs the legacy columns and `ET_COUNT_COLUMNS`.
+
+    Example:
+        >>> counts = {"ET_voxels_reference": 0, "ET_voxels_predicted": 4, "ET_components_predicted": 3}
+        >>> print(enhancing_by_reference([CaseResult("a", {**dict.fromkeys(COLUMNS, 0.0), **counts})])[3])
+        | without enhancing tumor | 1 | 0.0000 | 0.00 | 4 | 3 |
+    """
+    lines = ["| reference | cases | Dice ET mean | HD95 ET mean (mm) | ET voxels predicted | ET components predicted |",
+             "|---|---|---|---|---|---|"]
+    groups = {"with enhancing tumor": [r for r in results if r.metrics["ET_voxels_reference"] > 0],
+              "without enhancing tumor": [r for r in results if r.metrics["ET_voxels_reference"] == 0]}
+    for name, group in groups.items():
+        if not group:
+            lines.append(f"| {name} | 0 | - | - | - | - |")
+            continue
+        dice, distance = (float(np.mean([r.metrics[f"{m}_ET"] for r in group])) for m in ("Dice", "HD95"))
+        voxels, components = (sum(int(r.metrics[c]) for r in group) for c in ET_COUNT_COLUMNS[1:])
+        lines.append(f"| {name} | {len(group)} | {dice:.4f} | {distance:.2f} | {voxels} | {components} |")
+    stray = [r for r in groups["without enhancing tumor"] if r.metrics["ET_voxels_predicted"]]
+    if stray:
+        lines += ["", "stray ET on cases without enhancing tumor: " + ", ".join(
+            f"{r.case_id} {int(r.metrics['ET_voxels_predicted'])} voxels in "
+            f"{int(r.metrics['ET_components_predicted'])} components" for r in stray)]
+    return lines
+
+
 def summary_markdown(results: Sequence[CaseResult], compare_paper: bool = True) -> str:
     """A markdown summary: the statistics tables (Dice 4 decimals, HD95 in mm), counts and misses.
 
-    The legacy table (with the paper's Table 1 beside it) comes first, then the lesion-wise one
+    The legacy table (with the paper's Table 1 beside it) comes first, with ET shown apart for the
+    cases with and without enhancing tumor (`enhancing_by_reference`), then the lesion-wise one
     with the totals of spurious and missed lesions, for whichever families the results hold.
 
     Args:
@@ -149,6 +186,9 @@ def summary_markdown(results: Sequence[CaseResult], compare_paper: bool = True) 
         if compare_paper:
             rows.update({f"{PAPER_LABEL} {name}": PAPER_TABLE1[name] for name in ("mean", "median")})
         lines += _table(rows, COLUMNS)
+    if ET_COUNT_COLUMNS[0] in columns and COLUMNS[0] in columns:
+        lines += ["", "Enhancing tumor by reference (a case without it scores ET Dice 0 as soon as one voxel is "
+                  "predicted enhancing):", ""] + enhancing_by_reference(results)
     if LESION_COLUMNS[0] in columns:
         shown = [c for c in LESION_COLUMNS if not c.startswith(("LesionFP", "LesionFN"))]
         lines += ["", "Lesion-wise (BraTS 2023+, the official brats-evaluation package):", ""] if lines else []

@@ -2,20 +2,37 @@
 
 Every validation case of a run is segmented once as a whole volume with the model's own window;
 the candidates then act on those labels alone (no network call), in the order `postprocess`
-applies them:
+applies them, each step chosen with the ones before it fixed:
 
 1. removal of tumor components smaller than N voxels (`COMPONENT_CANDIDATES`);
-2. relabelling of all enhancing tumor as necrosis in a case with fewer than T voxels of it
-   (`ET_CANDIDATES`; BraTS scores a stray ET on a case without ET as Dice 0, HD95 373.13).
+2. relabelling of enhancing-tumor components smaller than N voxels ("dust") as the class around
+   them (`DUST_CANDIDATES`, `tfbrats.contract.relabel_enhancing_dust`);
+3. relabelling of all enhancing tumor as necrosis in a case with fewer than T voxels of it
+   (`ET_CANDIDATES`).
 
 A candidate is admissible when it lowers no region's mean validation Dice (WT, TC, ET, with
 BraTS' empty-mask rule); among the admissible ones the highest mean Dice over the three regions
-wins, and a stronger step (larger N or T) replaces a weaker one only when it scores higher: on a
-tie the weaker step stays. Validation cases say nothing about the volumes between two tied
-thresholds, and a stronger one there can erase a real lesion on a new case (an ET threshold of
-500 voxels chosen over an equal-scoring 200 turned a held-out case's 416-voxel enhancing tumor
-into necrosis: ET Dice 0). Thresholds count voxels; BraTS data are resampled to 1 mm, so they are
-mm^3 there.
+wins. Candidates tie when they score the same, which they do whenever no validation case has a
+component (or an ET volume) between their thresholds; ties are broken by what each step risks on
+a new case:
+
+- Component removal and the ET threshold keep the weaker step. Validation cases say nothing about
+  the volumes between two tied thresholds, and a stronger one there can erase a case's whole
+  lesion (an ET threshold of 500 voxels chosen over an equal-scoring 200 turned a held-out case's
+  416-voxel enhancing tumor into necrosis: ET Dice 0).
+- The dust step takes the strongest candidate that lowers no region's mean Dice below the best
+  one's. BraTS scores ET asymmetrically: a single stray ET voxel on a case without enhancing
+  tumor makes its ET Dice 0 (HD95 373.13), and relabelling the dust makes it 1; on a case with
+  real ET the step relabels only components below the threshold and keeps every larger one, so
+  it costs at most the voxels of those small components. Its candidates stop at 100 voxels,
+  below the enhancing tumors BraTS annotates (hundreds to thousands of voxels): a tie can take
+  away a case's whole enhancing tumor only when its prediction falls apart into pieces of fewer
+  than 100 voxels each.
+
+The result records its evidence (`Evidence`): how many validation cases, how many of them without
+enhancing tumor and how many of those the network gave stray ET. With few cases, or none without
+enhancing tumor, the ET steps rest on ties rather than measurements, and the evidence says so.
+Thresholds count voxels; BraTS data are resampled to 1 mm, so they are mm^3 there.
 """
 
 from __future__ import annotations
@@ -28,12 +45,15 @@ import numpy as np
 from tfbrats.contract import PostProcessing, SegmentationContract, postprocess
 from tfbrats.data import PreprocessedCase
 from tfbrats.evaluation.metrics import case_metrics, dice
-from tfbrats.labels import REGIONS, region_masks
+from tfbrats.labels import ET_CLASS, REGIONS, region_masks
 
 COMPONENT_CANDIDATES = (0, 10, 50, 100, 200)
+DUST_CANDIDATES = (0, 10, 20, 50, 100)
 ET_CANDIDATES = (0, 50, 100, 200, 500, 750, 1000)
 # A candidate "does not lower" a mean when it loses less than this (float noise only).
 TOLERANCE = 1e-9
+# Below this many validation cases one case moves a region's mean Dice by more than 0.1.
+FEW_CASES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,30 +68,81 @@ class Candidate:
         return float(np.mean(list(self.mean_dice.values())))
 
 
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What a post-processing choice rests on.
+
+    Args:
+        cases: Labelled validation cases.
+        cases_without_et: Those whose reference has no enhancing tumor.
+        cases_without_et_given_et: Those of them where the network (before any ET step) predicted ET.
+
+    Example:
+        >>> Evidence(cases=3, cases_without_et=0, cases_without_et_given_et=0).warnings()[0][:60]
+        'no validation case without enhancing tumor: the ET steps wer'
+    """
+
+    cases: int
+    cases_without_et: int
+    cases_without_et_given_et: int
+
+    def warnings(self) -> list[str]:
+        """Plain statements of what the evidence cannot show (empty when it is enough)."""
+        found = []
+        if not self.cases_without_et:
+            found.append("no validation case without enhancing tumor: the ET steps were not measured on the "
+                         "error they exist for (stray ET on such a case scores ET Dice 0, HD95 373.13); their "
+                         "choice rests on ties")
+        elif not self.cases_without_et_given_et:
+            found.append(f"the network gave none of the {self.cases_without_et} validation cases without enhancing "
+                         "tumor any ET: the ET steps' benefit was not measured; their choice rests on ties")
+        if self.cases < FEW_CASES:
+            found.append(f"only {self.cases} validation cases: one case moves a region's mean Dice by "
+                         f"{1 / self.cases:.2f} (tune on more cases, e.g. every fold's validation predictions)")
+        return found
+
+    def describe(self) -> str:
+        """One line: the counts.
+
+        Example:
+            >>> Evidence(4, 1, 1).describe()
+            '4 cases, 1 without enhancing tumor (1 given stray ET)'
+        """
+        return (f"{self.cases} cases, {self.cases_without_et} without enhancing tumor "
+                f"({self.cases_without_et_given_et} given stray ET)")
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "warnings": self.warnings()}
+
+
 @dataclasses.dataclass
 class TuningResult:
-    """The chosen post-processing, every candidate tried, and per-case metrics before and after.
+    """The chosen post-processing, every candidate tried, per-case metrics before and after, the evidence.
 
     Args:
         chosen: The post-processing kept.
         baseline: The contract's post-processing before tuning (brain mask only, normally).
         candidates: Every candidate, in the order tried.
-        per_case: One row per case: case id, then Dice/HD95 per region for the baseline and the
-            choice (`baseline_Dice_WT`, ..., `chosen_HD95_ET`) and the ET voxel counts.
+        per_case: One row per case: case id, the ET voxel counts, then Dice/HD95 per region for
+            the baseline and the choice (`baseline_Dice_WT`, ..., `chosen_HD95_ET`).
+        evidence: How many cases, and how many without enhancing tumor, the choice rests on.
     """
 
     chosen: PostProcessing
     baseline: PostProcessing
     candidates: list[Candidate]
     per_case: list[dict]
+    evidence: Evidence
 
     def to_json(self) -> dict:
         return {
             "chosen": self.chosen.to_json(),
             "chosen_description": self.chosen.describe(),
             "baseline": self.baseline.to_json(),
-            "rule": "keep a candidate only when no region's mean validation Dice drops; highest mean Dice wins, "
-                    "a stronger step only when it scores higher (ties keep the weaker)",
+            "evidence": self.evidence.to_json(),
+            "rule": "keep a candidate only when no region's mean validation Dice drops; highest mean Dice wins; on a "
+                    "tie, component removal and the ET threshold keep the weaker step, the ET dust step the "
+                    "strongest that lowers no region's mean Dice below the best candidate's",
             "candidates": [{**c.postprocessing.to_json(), **{f"mean_Dice_{r}": d for r, d in c.mean_dice.items()}}
                            for c in self.candidates],
             "per_case": self.per_case,
@@ -93,17 +164,33 @@ def mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray]) ->
     return {region: float(np.mean(values)) for region, values in scores.items()}
 
 
+def _not_lower(candidate: Candidate, reference: dict[str, float]) -> bool:
+    return all(candidate.mean_dice[r] >= reference[r] - TOLERANCE for r in REGIONS)
+
+
 def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references: Sequence[np.ndarray],
-            reference_mean: dict[str, float], tried: list[Candidate]) -> PostProcessing:
-    """The admissible option with the best mean Dice; `options` go from weakest to strongest, ties keep the weaker."""
-    best: Candidate | None = None
+            reference_mean: dict[str, float], tried: list[Candidate], ties_take_stronger: bool = False
+            ) -> PostProcessing:
+    """The admissible option with the best mean Dice; `options` go from weakest to strongest.
+
+    Ties keep the weaker option, or, with `ties_take_stronger`, the strongest admissible option
+    that lowers no region's mean Dice below the best one's.
+    """
+    admissible: list[Candidate] = []
     for option in options:
         candidate = Candidate(option, mean_dice([postprocess(r, None, option) for r in raw], references))
         tried.append(candidate)
-        admissible = all(candidate.mean_dice[r] >= reference_mean[r] - TOLERANCE for r in REGIONS)
-        if admissible and (best is None or candidate.overall > best.overall + TOLERANCE):
+        if _not_lower(candidate, reference_mean):
+            admissible.append(candidate)
+    if not admissible:
+        return options[0]
+    best = admissible[0]
+    for candidate in admissible[1:]:
+        if candidate.overall > best.overall + TOLERANCE:
             best = candidate
-    return best.postprocessing if best else options[0]
+    if ties_take_stronger:
+        best = [candidate for candidate in admissible if _not_lower(candidate, best.mean_dice)][-1]
+    return best.postprocessing
 
 
 def choose_postprocessing(
@@ -112,6 +199,7 @@ def choose_postprocessing(
     baseline: PostProcessing | None = None,
     component_candidates: Sequence[int] = COMPONENT_CANDIDATES,
     et_candidates: Sequence[int] = ET_CANDIDATES,
+    dust_candidates: Sequence[int] = DUST_CANDIDATES,
 ) -> TuningResult:
     """Chooses the post-processing on labelled validation cases.
 
@@ -124,11 +212,12 @@ def choose_postprocessing(
             default: the brain mask alone).
         component_candidates: Minimum tumor component sizes to try (0: none).
         et_candidates: ET voxel thresholds to try (0: none).
+        dust_candidates: Minimum ET component sizes to try (0: none).
 
     Example:
         >>> result = choose_postprocessing(val_cases, raw_labels_of)  # doctest: +SKIP
         >>> result.chosen.describe()  # doctest: +SKIP
-        'brain mask; ET below 500 voxels -> necrosis'
+        'brain mask; ET components below 100 voxels -> surrounding class'
     """
     baseline = baseline or PostProcessing()
     labelled = [case for case in cases if case.label is not None]
@@ -136,24 +225,31 @@ def choose_postprocessing(
         raise ValueError("choosing post-processing needs validation cases with reference labels; none given")
     raw = [np.asarray(segment_raw(case), np.uint8) for case in labelled]
     references = [case.label for case in labelled]
-    plain = dataclasses.replace(baseline, min_component_voxels=0, min_et_voxels=0)
+    plain = PostProcessing(brain_mask=False)
     baseline_mean = mean_dice(raw, references)
     tried: list[Candidate] = []
-    components = _choose([dataclasses.replace(plain, brain_mask=False, min_component_voxels=n)
-                          for n in sorted(set(component_candidates) | {0})], raw, references, baseline_mean, tried)
-    chosen = _choose([dataclasses.replace(components, min_et_voxels=t) for t in sorted(set(et_candidates) | {0})],
-                     raw, references, baseline_mean, tried)
+
+    def step(name: str, values: Sequence[int], after: PostProcessing, ties_take_stronger: bool = False):
+        options = [dataclasses.replace(after, **{name: n}) for n in sorted(set(values) | {0})]
+        return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger)
+
+    chosen = step("min_component_voxels", component_candidates, plain)
+    chosen = step("min_et_component_voxels", dust_candidates, chosen, ties_take_stronger=True)
+    chosen = step("min_et_voxels", et_candidates, chosen)
     chosen = dataclasses.replace(chosen, brain_mask=baseline.brain_mask)
     per_case = []
     for case, labels, reference in zip(labelled, raw, references):
         after = postprocess(labels, None, dataclasses.replace(chosen, brain_mask=False))
-        row = {"case_id": case.meta.case_id, "et_voxels_reference": int((reference == 3).sum()),
-               "et_voxels_baseline": int((labels == 3).sum()), "et_voxels_chosen": int((after == 3).sum())}
+        row = {"case_id": case.meta.case_id, "et_voxels_reference": int((reference == ET_CLASS).sum()),
+               "et_voxels_baseline": int((labels == ET_CLASS).sum()),
+               "et_voxels_chosen": int((after == ET_CLASS).sum())}
         for name, predicted in (("baseline", labels), ("chosen", after)):
             metrics = case_metrics(predicted, reference, case.meta.spacing)
             row |= {f"{name}_{column}": round(value, 6) for column, value in metrics.items()}
         per_case.append(row)
-    return TuningResult(chosen, baseline, tried, per_case)
+    without_et = [row for row in per_case if not row["et_voxels_reference"]]
+    evidence = Evidence(len(per_case), len(without_et), sum(1 for row in without_et if row["et_voxels_baseline"]))
+    return TuningResult(chosen, baseline, tried, per_case, evidence)
 
 
 def tune_contract(contract: SegmentationContract, result: TuningResult, description: str) -> SegmentationContract:

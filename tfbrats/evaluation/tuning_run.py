@@ -13,7 +13,13 @@ from pathlib import Path
 
 from tfbrats.contract import PostProcessing, finish_segmentation
 from tfbrats.data import PreprocessedCase
-from tfbrats.evaluation.tuning import COMPONENT_CANDIDATES, ET_CANDIDATES, choose_postprocessing, tune_contract
+from tfbrats.evaluation.tuning import (
+    COMPONENT_CANDIDATES,
+    DUST_CANDIDATES,
+    ET_CANDIDATES,
+    choose_postprocessing,
+    tune_contract,
+)
 from tfbrats.files import write_json, write_text
 from tfbrats.inference.model import load_model, make_predictor, save_with_contract
 from tfbrats.inference.predict import window_probabilities
@@ -38,21 +44,23 @@ def tune_run(
     component_candidates: Sequence[int] = COMPONENT_CANDIDATES,
     et_candidates: Sequence[int] = ET_CANDIDATES,
     cases: Sequence[PreprocessedCase] | None = None,
+    dust_candidates: Sequence[int] = DUST_CANDIDATES,
 ) -> str:
     """Chooses the post-processing of a run on its validation cases and writes it into its model.
 
     Args:
         run_dir: The training run folder.
         data_dir: The run's data if it moved (default: where `config.json` says).
-        component_candidates, et_candidates: The thresholds to try (voxels).
+        component_candidates, et_candidates, dust_candidates: The thresholds to try (voxels).
         cases: Validation cases to use instead of the run's own (preprocessed, labelled).
 
     Returns:
-        A short summary: the choice and the mean validation Dice before and after.
+        A short summary: the choice, what it rests on (and, when that is little, a plain
+        statement of it), and the mean validation Dice before and after.
 
     Example:
         >>> print(tune_run("runs/demo"))  # doctest: +SKIP
-        post-processing chosen on 4 validation cases: brain mask; ET below 200 voxels -> necrosis ...
+        post-processing chosen on 4 validation cases (1 without enhancing tumor, 1 of them given stray ET ...
     """
     run_dir = Path(run_dir)
     loaded = load_model(run_dir)
@@ -65,8 +73,8 @@ def tune_run(
     def segment_raw(case: PreprocessedCase):
         return finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, raw_contract)
 
-    result = choose_postprocessing(cases, segment_raw, baseline, component_candidates, et_candidates)
-    described = f"validation: {len(result.per_case)} cases of run {run_dir} (tfbrats.tune)"
+    result = choose_postprocessing(cases, segment_raw, baseline, component_candidates, et_candidates, dust_candidates)
+    described = f"validation: {result.evidence.describe()}, of run {run_dir} (tfbrats.tune)"
     tuned = tune_contract(contract, result, described)
     write_json(run_dir / TUNING_JSON, {"model": str(loaded.path), "model_sha256": loaded.fingerprint,
                                        "contract": tuned.to_json(), **result.to_json()})
@@ -82,6 +90,10 @@ def tune_run(
 
     before = ", ".join(f"{r} {mean('baseline', r):.4f}" for r in ("WT", "TC", "ET"))
     after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in ("WT", "TC", "ET"))
-    return (f"post-processing chosen on {len(result.per_case)} validation cases: {result.chosen.describe()}\n"
+    evidence = result.evidence
+    little = "".join(f"\n  little evidence: {warning}" for warning in evidence.warnings())
+    return (f"post-processing chosen on {evidence.cases} validation cases ({evidence.cases_without_et} without "
+            f"enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
+            f"{result.chosen.describe()}{little}\n"
             f"  mean Dice before: {before}\n  mean Dice after:  {after}\n"
             f"  written into {loaded.path}; table in {run_dir / TUNING_CSV}")

@@ -268,6 +268,7 @@ def override_contract(
     brain_mask: bool | None = None,
     min_component_voxels: int | None = None,
     min_et_voxels: int | None = None,
+    min_et_component_voxels: int | None = None,
     label_values: tuple[int, int, int] | None = None,
 ) -> SegmentationContract:
     """The contract with the settings a user gave explicitly (None keeps the contract's own).
@@ -285,7 +286,8 @@ def override_contract(
         blend=blend or window.blend, mirror_tta=window.mirror_tta if mirror_tta is None else mirror_tta)
     post = contract.postprocessing
     changes = {name: value for name, value in (("brain_mask", brain_mask), ("min_component_voxels",
-               min_component_voxels), ("min_et_voxels", min_et_voxels)) if value is not None}
+               min_component_voxels), ("min_et_voxels", min_et_voxels),
+               ("min_et_component_voxels", min_et_component_voxels)) if value is not None}
     updated = contract.replace(window=window, postprocessing=dataclasses.replace(post, **changes))
     if label_values is not None:
         updated = updated.replace(label_values=dict(zip((1, 2, 3), label_values)))

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tfbrats.contract import (
+    ContractError,
     OutputError,
     PostProcessing,
     SegmentationContract,
@@ -400,14 +401,11 @@ def segment_volume(
 
 
 def _client_steps(endpoint: str, answered: np.ndarray) -> PostProcessing:
-    """The post-processing a `segment` answer leaves to the client: (brain_mask 0/1, component size, ET size)."""
-    values = np.ravel(answered)
-    whole = values.size == 3 and bool(np.all(np.isfinite(values) & (values == np.round(values)) & (values >= 0)))
-    if not whole or values[0] > 1:
-        raise ServingError(f"{endpoint} answered {CLIENT_POSTPROCESSING_OUTPUT} {values.tolist()}; expected three "
-                           "whole numbers (brain_mask 0 or 1, min_component_voxels, min_et_voxels)")
-    brain_mask, components, enhancing = (int(v) for v in values)
-    return PostProcessing(brain_mask=bool(brain_mask), min_component_voxels=components, min_et_voxels=enhancing)
+    """The post-processing a `segment` answer leaves to the client (`PostProcessing.to_integers`)."""
+    try:
+        return PostProcessing.from_integers(answered)
+    except ContractError as error:
+        raise ServingError(f"{endpoint} answered {CLIENT_POSTPROCESSING_OUTPUT}: {error}") from None
 
 
 def _error_message(body: bytes) -> str:

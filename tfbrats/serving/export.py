@@ -8,11 +8,12 @@ watches, with two signatures:
   or a sigmoid per region WT, TC, ET);
 - `segment`: `volume` float32 `(D, H, W, C)`, one preprocessed (z-scored, cropped) volume of any
   size -> `labels` int32 `(D, H, W)` (internal classes 0..3) and `client_postprocessing` int32
-  `(3,)`: the model's segmentation contract applied in the graph as far as TensorFlow can (the
+  `(4,)`: the model's segmentation contract applied in the graph as far as TensorFlow can (the
   sliding window, the target's labels, the brain mask, the ET volume threshold), and the steps
-  left to the client as (brain_mask, min_component_voxels, min_et_voxels) for
-  `tfbrats.contract.postprocess`. TensorFlow has no connected-component op, so when the contract
-  removes small components, that step and the ET threshold after it run in the client. The
+  left to the client as (brain_mask, min_component_voxels, min_et_voxels, min_et_component_voxels)
+  for `tfbrats.contract.postprocess` (`PostProcessing.from_integers`). TensorFlow has no
+  connected-component op, so when the contract removes small components or relabels
+  enhancing-tumor dust, those steps and the ET threshold after them run in the client. The
   window's probabilities are checked before they become labels (`checked_probabilities`): a NaN,
   infinite or out-of-range value fails the request (InvalidArgument) rather than segmenting.
 
@@ -28,6 +29,7 @@ overwritten (servers cache versions by number).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -59,17 +61,17 @@ ONNX_OPSET = 17
 def split_postprocessing(post: PostProcessing) -> tuple[PostProcessing, PostProcessing]:
     """The steps the graph runs and the steps left to the client, in `postprocess`'s order.
 
-    The graph runs the brain mask and, unless components are to be removed (no TensorFlow op
-    does that), the ET threshold; whatever follows the first step it cannot do runs in the client.
+    The graph runs the brain mask and, unless a step needs connected components (removing small
+    tumor components, relabelling ET dust: no TensorFlow op finds components), the ET threshold;
+    whatever follows the first step it cannot do runs in the client.
 
     Example:
         >>> graph, client = split_postprocessing(PostProcessing(min_component_voxels=10, min_et_voxels=200))
         >>> graph.describe(), client.describe()
         ('brain mask', 'tumor components below 10 voxels removed; ET below 200 voxels -> necrosis')
     """
-    if post.min_component_voxels:
-        return PostProcessing(brain_mask=post.brain_mask), PostProcessing(
-            brain_mask=False, min_component_voxels=post.min_component_voxels, min_et_voxels=post.min_et_voxels)
+    if post.min_component_voxels or post.min_et_component_voxels:
+        return PostProcessing(brain_mask=post.brain_mask), dataclasses.replace(post, brain_mask=False)
     return post, PostProcessing(brain_mask=False)
 
 
@@ -95,8 +97,9 @@ def checked_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
 
 def _graph_postprocess(labels: tf.Tensor, volume: tf.Tensor, post: PostProcessing) -> tf.Tensor:
     """`tfbrats.contract.postprocess` in TensorFlow ops, for the steps `split_postprocessing` gives the graph."""
-    if post.min_component_voxels:
-        raise ValueError("component removal has no TensorFlow op; split_postprocessing leaves it to the client")
+    if post.min_component_voxels or post.min_et_component_voxels:
+        raise ValueError("steps on connected components have no TensorFlow op; split_postprocessing leaves them "
+                         "to the client")
     if post.brain_mask:
         labels = tf.where(tf.reduce_any(tf.not_equal(volume, 0.0), axis=-1), labels, tf.zeros_like(labels))
     if post.min_et_voxels:
@@ -105,10 +108,6 @@ def _graph_postprocess(labels: tf.Tensor, volume: tf.Tensor, post: PostProcessin
         relabel = tf.logical_and(count > 0, count < post.min_et_voxels)
         labels = tf.where(tf.logical_and(relabel, enhancing), tf.fill(tf.shape(labels), NECROSIS_CLASS), labels)
     return labels
-
-
-def _client_steps(post: PostProcessing) -> list[int]:
-    return [int(post.brain_mask), post.min_component_voxels, post.min_et_voxels]
 
 
 def _check_graph_window(contract: SegmentationContract) -> None:
@@ -164,7 +163,7 @@ def export_saved_model(
                                                     window.batch_size)
         labels = tf.cast(contract.target.to_labels(checked_probabilities(volume_probabilities)), tf.int32)
         return {LABELS_OUTPUT: _graph_postprocess(labels, volume, graph_steps),
-                CLIENT_POSTPROCESSING_OUTPUT: tf.constant(_client_steps(client_steps), tf.int32)}
+                CLIENT_POSTPROCESSING_OUTPUT: tf.constant(client_steps.to_integers(), tf.int32)}
 
     metadata = _metadata(model, contract, channels, extra_metadata)
     metadata["format"] = "saved_model"
@@ -178,8 +177,8 @@ def export_saved_model(
         SEGMENT: {
             "inputs": {VOLUME_INPUT: "float32 (D, H, W, C), preprocessed like tfbrats.data.load_case"},
             "outputs": {LABELS_OUTPUT: "int32 (D, H, W), internal classes 0..3",
-                        CLIENT_POSTPROCESSING_OUTPUT: "int32 (3,): brain_mask, min_component_voxels, min_et_voxels "
-                        "still to apply with tfbrats.contract.postprocess"},
+                        CLIENT_POSTPROCESSING_OUTPUT: "int32 (4,): brain_mask, min_component_voxels, min_et_voxels, "
+                        "min_et_component_voxels still to apply with tfbrats.contract.postprocess"},
         },
     }
 

@@ -5,7 +5,7 @@ A client needs only these names to talk to a served tfbrats model:
 - `serving_default`: input `image` float32 `(B, D, H, W, C)` -> output `probabilities` float32
   `(B, D, H, W, K)`;
 - `segment`: input `volume` float32 `(D, H, W, C)` -> outputs `labels` int32 `(D, H, W)` and
-  `client_postprocessing` int32 `(3,)` (the contract's steps left to the client).
+  `client_postprocessing` int32 `(4,)` (the contract's steps left to the client).
 """
 
 from __future__ import annotations
