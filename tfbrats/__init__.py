@@ -17,7 +17,15 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # sys.argv[0] set to "-m" (documented in `python -m`'s help). Every such command then starts without
 # TensorFlow's C++ start-up messages (cuFFT/cuDNN/cuBLAS factory registration errors, CUDA and
 # TensorRT notices), which only level 3 hides; TF_CPP_MIN_LOG_LEVEL set by the user wins.
+# TensorFlow 2.21 also writes lines while its library loads, before its logging reads that level
+# ("All log messages before absl::InitializeLog() is called are written to STDERR", oneDNN and
+# CUDA notices): for the commands, the import of tensorflow runs with file descriptor 2 sent to a
+# temporary file, which is replayed only when the import fails.
 if sys.argv[:1] == ["-m"]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3":
+        from tfbrats._quiet_import import hide_tensorflow_startup_lines
+
+        hide_tensorflow_startup_lines()
 
 __version__ = "0.1.0"
