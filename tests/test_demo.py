@@ -71,8 +71,9 @@ def test_demo_learns_and_reports_the_evaluation_of_its_files(tmp_path):
     predictions = sorted((out / "predictions").glob("*.nii.gz"))
     assert [p.name.removesuffix(".nii.gz") for p in predictions] == sorted(p.name for p in test_dir.iterdir())
 
-    # The files, scored here with numpy: Dice per region and case.
+    # The files, scored here with numpy: Dice per region and case, and ET on the cases without ET.
     scores = {region: [] for region in REGIONS}
+    et_free = []  # (ET Dice, predicted ET voxels) of each held-out case without enhancing tumor
     for prediction in predictions:
         case = test_dir / prediction.name.removesuffix(".nii.gz")
         written, reference = nib.load(prediction), nib.load(case / f"{case.name}_seg.nii.gz")
@@ -82,6 +83,8 @@ def test_demo_learns_and_reports_the_evaluation_of_its_files(tmp_path):
         assert set(np.unique(labels)) <= {0, 1, 2, 4}
         for region, values in REGIONS.items():
             scores[region].append(dice(np.isin(labels, values), np.isin(truth, values)))
+        if not (truth == 4).any():
+            et_free.append((scores["ET"][-1], int((labels == 4).sum())))
 
     # The printed table and metrics.csv are that evaluation (HD95 from the same files).
     from tfbrats.evaluation import evaluate_folders
@@ -98,6 +101,14 @@ def test_demo_learns_and_reports_the_evaluation_of_its_files(tmp_path):
         assert rows["median"][index] == pytest.approx(np.median(scores[region]), abs=6e-5), region
         assert rows["mean"][3 + index] == pytest.approx(np.mean(hd95[region]), abs=6e-3), region
         assert rows["median"][3 + index] == pytest.approx(np.median(hd95[region]), abs=6e-3), region
+
+    # The cases without enhancing tumor (case 8 of 9: every fourth) are shown apart.
+    assert "held-out: 3 cases, 1 of them without enhancing tumor" in result.stdout
+    assert len(et_free) == 1
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| without enhancing tumor |"))
+    cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+    assert int(cells[1]) == 1 and float(cells[2]) == pytest.approx(et_free[0][0], abs=6e-5)
+    assert int(cells[4]) == et_free[0][1]
 
     # Trained beats untrained by a wide margin (measured: ~0.1 untrained, 0.66 after 60 steps).
     from tfbrats.data import find_cases

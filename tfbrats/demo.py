@@ -10,6 +10,11 @@ skips finished predictions. With ``--seeds``, training (its split, patches, augm
 initial weights), prediction and evaluation run once per seed on the same synthetic data, and the
 held-out mean Dice per region is printed as min / median / max over the seeds (and written to
 ``seeds.md``).
+
+Every fourth synthetic case has no enhancing tumor, so the held-out cases (the last ones made)
+hold some as BraTS does (one of the default 4); the evaluation shows enhancing tumor on those
+cases apart (ET Dice, and the stray ET voxels predicted there), since BraTS scores any ET predicted
+on them as Dice 0.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ _TRAIN_ARGS = flags.DEFINE_multi_string("train_arg", [], "An extra training flag
 _SEEDS = flags.DEFINE_list("seeds", [], "Training seeds: one run each, and the held-out Dice as min / median / max "
                            "(empty: one run with the flagfile's seed).")
 REGIONS = ("WT", "TC", "ET")
+# Columns of the seed table beyond the regions: ET Dice on the held-out cases without enhancing
+# tumor, and the stray ET voxels predicted on them (summed over those cases).
+ET_FREE = ("ET without ET", "stray ET voxels")
 
 
 def _run(command: list[str]) -> None:
@@ -78,6 +86,18 @@ def _make_data(out: Path) -> tuple[Path, Path]:
     return train_dir, test_dir
 
 
+def held_out_without_et(train_cases: int, test_cases: int) -> int:
+    """How many of the held-out synthetic cases (numbers after the training ones) have no enhancing tumor.
+
+    Example:
+        >>> held_out_without_et(16, 4), held_out_without_et(6, 3)
+        (1, 1)
+    """
+    from tfbrats.data.synthetic import has_enhancing_tumor
+
+    return sum(not has_enhancing_tumor(n) for n in range(train_cases + 1, train_cases + test_cases + 1))
+
+
 def _train_predict_evaluate(out: Path, train_dir: Path, test_dir: Path, suffix: str = "",
                             extra: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:
     """Trains into model<suffix>, predicts the held-out cases and evaluates them; returns the three folders."""
@@ -91,40 +111,58 @@ def _train_predict_evaluate(out: Path, train_dir: Path, test_dir: Path, suffix: 
 
 
 def mean_dice(report: Path) -> dict[str, float]:
-    """The mean held-out Dice per region of an evaluation report's metrics.csv.
+    """The mean held-out Dice per region of an evaluation report's metrics.csv, and the ET-free cases' figures.
+
+    Returns:
+        WT, TC, ET mean Dice over all cases; "ET without ET", the mean ET Dice over the cases whose
+        reference has no enhancing tumor (NaN when there is none), and "stray ET voxels", the ET
+        voxels predicted on them.
 
     Example:
         >>> mean_dice(Path("demo_output/report"))  # doctest: +SKIP
-        {'WT': 0.95, 'TC': 0.91, 'ET': 0.88}
+        {'WT': 0.95, 'TC': 0.91, 'ET': 0.88, 'ET without ET': 1.0, 'stray ET voxels': 0.0}
     """
     with open(report / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return {region: sum(float(row[f"Dice_{region}"]) for row in rows) / len(rows) for region in REGIONS}
+    means = {region: sum(float(row[f"Dice_{region}"]) for row in rows) / len(rows) for region in REGIONS}
+    free = [row for row in rows if float(row["ET_voxels_reference"]) == 0]
+    means[ET_FREE[0]] = sum(float(row["Dice_ET"]) for row in free) / len(free) if free else float("nan")
+    means[ET_FREE[1]] = sum(float(row["ET_voxels_predicted"]) for row in free)
+    return means
 
 
 def seed_range_table(means: dict[str, dict[str, float]]) -> str:
     """A markdown table of per-seed mean Dice and their min / median / max over the seeds.
 
+    The last two columns are the held-out cases without enhancing tumor (`mean_dice`).
+
     Example:
-        >>> print(seed_range_table({"0": {"WT": 0.9, "TC": 0.8, "ET": 0.7}, "1": {"WT": 0.95, "TC": 0.85, "ET": 0.6},
-        ...                         "2": {"WT": 0.93, "TC": 0.9, "ET": 0.8}}))
-        | held-out mean Dice | WT | TC | ET |
-        |---|---|---|---|
-        | seed 0 | 0.9000 | 0.8000 | 0.7000 |
-        | seed 1 | 0.9500 | 0.8500 | 0.6000 |
-        | seed 2 | 0.9300 | 0.9000 | 0.8000 |
-        | min | 0.9000 | 0.8000 | 0.6000 |
-        | median | 0.9300 | 0.8500 | 0.7000 |
-        | max | 0.9500 | 0.9000 | 0.8000 |
+        >>> free = {"0": (1.0, 0), "1": (0.0, 9), "2": (1.0, 0)}
+        >>> means = {"0": {"WT": 0.9, "TC": 0.8, "ET": 0.7}, "1": {"WT": 0.95, "TC": 0.85, "ET": 0.6},
+        ...          "2": {"WT": 0.93, "TC": 0.9, "ET": 0.8}}
+        >>> print(seed_range_table({seed: values | dict(zip(ET_FREE, free[seed])) for seed, values in means.items()}))
+        | held-out mean Dice | WT | TC | ET | ET without ET | stray ET voxels |
+        |---|---|---|---|---|---|
+        | seed 0 | 0.9000 | 0.8000 | 0.7000 | 1.0000 | 0 |
+        | seed 1 | 0.9500 | 0.8500 | 0.6000 | 0.0000 | 9 |
+        | seed 2 | 0.9300 | 0.9000 | 0.8000 | 1.0000 | 0 |
+        | min | 0.9000 | 0.8000 | 0.6000 | 0.0000 | 0 |
+        | median | 0.9300 | 0.8500 | 0.7000 | 1.0000 | 0 |
+        | max | 0.9500 | 0.9000 | 0.8000 | 1.0000 | 9 |
     """
     import numpy as np
 
-    lines = ["| held-out mean Dice | " + " | ".join(REGIONS) + " |", "|---" * (len(REGIONS) + 1) + "|"]
-    lines += [f"| seed {seed} | " + " | ".join(f"{values[r]:.4f}" for r in REGIONS) + " |"
+    columns = REGIONS + ET_FREE
+
+    def cell(column: str, value: float) -> str:
+        return f"{value:.0f}" if column == ET_FREE[1] else f"{value:.4f}"
+
+    lines = ["| held-out mean Dice | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| seed {seed} | " + " | ".join(cell(c, values[c]) for c in columns) + " |"
               for seed, values in means.items()]
     for name, reduce in (("min", np.min), ("median", np.median), ("max", np.max)):
-        lines.append(f"| {name} | " + " | ".join(f"{float(reduce([v[r] for v in means.values()])):.4f}"
-                                                for r in REGIONS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(c, float(reduce([v[c] for v in means.values()])))
+                                                for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -136,6 +174,8 @@ def main(argv: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     train_dir, test_dir = _make_data(out)
+    print(f"held-out: {_TEST_CASES.value} cases, {held_out_without_et(_TRAIN_CASES.value, _TEST_CASES.value)} of "
+          "them without enhancing tumor (every fourth synthetic case has none)")
     if _SEEDS.value:
         means = {}
         for seed in _SEEDS.value:
@@ -158,8 +198,13 @@ def main(argv: list[str]) -> None:
               f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])
     tuning = model_dir / "tuning.json"
     if tuning.is_file():
-        print(f"\npost-processing chosen on the validation cases (python -m tfbrats.tune, in the model's contract): "
-              f"{json.loads(tuning.read_text())['chosen_description']}")
+        record = json.loads(tuning.read_text())
+        evidence = record["evidence"]
+        print(f"\npost-processing chosen on {evidence['cases']} validation cases, {evidence['cases_without_et']} "
+              f"without enhancing tumor (python -m tfbrats.tune, in the model's contract): "
+              f"{record['chosen_description']}")
+        for warning in evidence["warnings"]:
+            print(f"  little evidence: {warning}")
     print(f"\nDemo finished in {(time.monotonic() - started) / 60:.1f} min. Everything is in {out}:")
     for name, path in (("model", model_dir), ("NIfTI predictions", predictions), ("report", report),
                        ("figures", figures)):

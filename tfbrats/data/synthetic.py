@@ -125,6 +125,19 @@ def synthetic_case(
     return images, seg
 
 
+def has_enhancing_tumor(number: int) -> bool:
+    """Whether synthetic case `number` (1-based) has an enhancing rim: all but every fourth.
+
+    BraTS, too, holds cases without enhancing tumor (mostly lower-grade gliomas), and they are
+    scored apart from the rest: any predicted ET there is ET Dice 0.
+
+    Example:
+        >>> [n for n in range(1, 13) if not has_enhancing_tumor(n)]
+        [4, 8, 12]
+    """
+    return number % 4 != 0
+
+
 def _affine(shape: Sequence[int]) -> np.ndarray:
     """BraTS' affine for 1 mm voxels: x and y flipped (LPS-like storage), origin at a corner."""
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -218,8 +231,8 @@ def write_synthetic_dataset(
 ) -> list[Path]:
     """Writes synthetic cases in one of `LAYOUTS`.
 
-    Every fourth case (the 4th, 8th, ...) has no enhancing tumor. Case `n` holds the same voxels
-    and tumor in every layout; only the file names and the label values differ.
+    Every fourth case (the 4th, 8th, ...) has no enhancing tumor (`has_enhancing_tumor`). Case `n`
+    holds the same voxels and tumor in every layout; only the file names and the label values differ.
 
     Args:
         out: The dataset folder (created if needed).
@@ -247,7 +260,7 @@ def write_synthetic_dataset(
     written, training, test = [], [], []
     for number in range(1, cases + 1):
         rng = np.random.default_rng([seed, number])
-        images, seg = synthetic_case(shape, rng, enhancing=number % 4 != 0)
+        images, seg = synthetic_case(shape, rng, enhancing=has_enhancing_tumor(number))
         has_labels = number <= cases - test_cases
         stored = labels.to_dataset(BRATS2020_LABELS.to_internal(seg)) if has_labels else None
         case_id, path = _write_case(out, layout, number, images, stored, _affine(shape))

@@ -86,6 +86,11 @@ class TrainConfig:
         "default, the encoder's pretraining. The moving statistics are what inference uses: with small batches a "
         "higher m (0.99) averages them over more batches, so whole-volume predictions vary less between epochs.",
         low=0.0, high=1.0)
+    bn_refresh_batches: int = _setting(
+        0, "Before each validation that can choose best.keras (and so before final.keras), re-estimate every "
+        "BatchNormalization's moving statistics from this many unaugmented training batches with the current weights "
+        "(the same batches each time); 0: keep the moving averages, which lag the weights while they change fast.",
+        low=0)
     encoder_weights: str | None = _setting(
         None, "ResNet34 ImageNet weights (.weights.h5 from tools/convert_weights.py, .safetensors, .pth); "
         "empty or unset: random initialisation.")

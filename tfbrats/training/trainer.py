@@ -1,8 +1,8 @@
 """The trainer: a class of hooks around the distributed steps, and `train`, its one-call form.
 
 A variant overrides one hook and keeps the rest: `build_model`, `build_loss`, `build_schedule`,
-`build_optimizer`, `on_epoch_end` (TensorBoard), `save_checkpoint`, `save_best`, `save_history`
-and `log`. The epoch loop itself lives in `fit`.
+`build_optimizer`, `refresh_batchnorm`, `on_epoch_end` (TensorBoard), `save_checkpoint`,
+`save_best`, `save_history` and `log`. The epoch loop itself lives in `fit`.
 
 Reproducible: the patches of global step s are patch indices ``s * batch_size ...`` of one
 stream seeded by `TrainConfig.seed` (`tfbrats.data.make_dataset`'s ``first_index``), so a run
@@ -65,6 +65,14 @@ class TrainResult:
     resumed_from_epoch: int
 
 
+def _batchnorm_layers(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
+    """The BatchNormalization layers in `layer` and every model nested in it."""
+    found = [layer] if isinstance(layer, keras.layers.BatchNormalization) else []
+    for inner in getattr(layer, "layers", ()):
+        found += _batchnorm_layers(inner)
+    return found
+
+
 def _dice(counts: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(dice_from_counts(counts)), dtype=np.float64)
 
@@ -98,6 +106,27 @@ class Trainer:
         self.writers: dict[str, Any] = {}
 
     # ---- hooks ----------------------------------------------------------------------------------
+    def refresh_batchnorm(self) -> None:
+        """Re-estimates the BatchNorm moving statistics with the current weights (`bn_refresh_batches`).
+
+        The moving averages (momentum m) mix the statistics of the weights of the last ~1 / (1 - m)
+        steps; while the weights change fast they lag, and the model in inference mode (whole-volume
+        validation, best.keras, prediction) can segment far worse than in training. Here each
+        layer's statistics become the plain mean over `bn_refresh_batches` unaugmented training
+        batches, all seen with the current weights (the same batches every time). Every worker
+        computes them from the same batches.
+        """
+        layers = _batchnorm_layers(self.model)
+        momenta = [layer.momentum for layer in layers]
+        try:
+            for index, (images, _) in enumerate(self.refresh_data):
+                for layer in layers:  # momentum i / (i + 1): the running mean of the batches so far
+                    layer.momentum = index / (index + 1)
+                self.model(images, training=True)
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+
     def build_model(self) -> keras.Model:
         """The network (built under the strategy's scope and the precision policy)."""
         return build_model(self.config)
@@ -192,6 +221,11 @@ class Trainer:
     def _selects_by_volume(self) -> bool:
         return self.volume_scorer is not None and self.config.volume_validation_every > 0
 
+    def _chooses_best(self, epoch: int) -> bool:
+        """Whether this epoch's validation can choose best.keras (the last epoch always can)."""
+        every = self.config.volume_validation_every
+        return not self._selects_by_volume() or epoch % every == 0 or epoch == self.config.epochs
+
     def _distributed(self, **kwargs):
         from tfbrats.data import make_dataset
 
@@ -241,6 +275,12 @@ class Trainer:
             val_data = self._distributed(source=self.val_cases, training=False, repeat=True)
         else:  # one patch per case, each case once
             val_data = self._distributed(source=self.val_cases, training=False, repeat=False)
+        if config.bn_refresh_batches:
+            from tfbrats.data import make_dataset
+
+            self.refresh_data = make_dataset(self.train_cases, config.patch_size, config.batch_size, seed=config.seed,
+                                             foreground_fraction=config.foreground_fraction).take(
+                                                 config.bn_refresh_batches)
         progress = make_progress(config.steps_per_epoch, config.log_every, self.role.is_chief)
         for index in range(start, config.epochs):
             started = time.monotonic()
@@ -254,6 +294,8 @@ class Trainer:
             row = {"epoch": index + 1, "step": (index + 1) * config.steps_per_epoch,
                    "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
                    "loss": loss_sum / config.steps_per_epoch, **dict(zip(DICE_NAMES, _dice(counts)))}
+            if config.bn_refresh_batches and self._chooses_best(index + 1):
+                self.refresh_batchnorm()
             row |= self._validate(eval_step, val_data, loss)
             row |= self._validate_volumes(index + 1)
             row["seconds"] = time.monotonic() - started
@@ -287,8 +329,7 @@ class Trainer:
 
     def _validate_volumes(self, epoch: int) -> dict[str, float]:
         """Mean Dice of the whole validation volumes on scoring epochs (every N and the last), else NaN."""
-        every = self.config.volume_validation_every
-        if not self._selects_by_volume() or (epoch % every and epoch != self.config.epochs):
+        if not self._selects_by_volume() or not self._chooses_best(epoch):
             return {key: math.nan for key in (*VOLUME_NAMES, "volume_dice_mean")}
         scores = self.volume_scorer(self.model, self.val_cases)
         row = {f"volume_dice_{region}": float(scores[region]) for region in REGIONS}
