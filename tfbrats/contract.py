@@ -11,6 +11,7 @@ SavedModel and its clients. `finish_segmentation` is that code for everything af
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -160,7 +161,7 @@ class PostProcessing:
         return [int(self.brain_mask), self.min_component_voxels, self.min_et_voxels, self.min_et_component_voxels]
 
     @classmethod
-    def from_integers(cls, values) -> PostProcessing:
+    def from_integers(cls, values: Iterable[int]) -> PostProcessing:
         """The inverse of `to_integers`; three integers (exports without the dust step) are read too."""
         values = [int(v) for v in values]
         if len(values) not in (3, 4):
