@@ -16,7 +16,7 @@ first, so a server's labels are checked as the library's are). Either raises `Ou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -173,7 +173,7 @@ class PostProcessing:
         return [int(self.brain_mask), self.min_component_voxels, self.min_et_voxels, self.min_et_component_voxels]
 
     @classmethod
-    def from_integers(cls, values) -> PostProcessing:
+    def from_integers(cls, values: Iterable[int]) -> PostProcessing:
         """The inverse of `to_integers`; three integers (exports without the dust step) are read too.
 
         Raises:

@@ -100,7 +100,8 @@ def test_the_timeout_is_a_deadline_for_the_whole_request(stall):
         started = time.monotonic()
         with pytest.raises(ServingError, match=r"no complete answer within the timeout of 1.5 s"):
             segment_volume(RestPredictClient(server.address, "m", timeout=1.5), IMAGE)
-        assert time.monotonic() - started < 3.0
+        # The whole answer drips for over 40 s: ending well before proves the deadline (with room for a loaded CPU).
+        assert time.monotonic() - started < 10.0
 
 
 def test_a_slow_answer_within_the_deadline_is_read():
@@ -119,7 +120,8 @@ def test_a_stalled_grpc_server_gives_a_serving_error_at_the_deadline():
         with GrpcPredictClient(f"127.0.0.1:{port}", "m", timeout=1.5) as client:
             with pytest.raises(ServingError, match=r"no complete answer within the timeout of 1.5 s"):
                 segment_volume(client, IMAGE)
-        assert time.monotonic() - started < 3.0
+        # The whole answer drips for over 40 s: ending well before proves the deadline (with room for a loaded CPU).
+        assert time.monotonic() - started < 10.0
     finally:
         release.set()
         server.stop(grace=None)

@@ -92,10 +92,11 @@ class Evidence:
         if not self.cases_without_et:
             found.append("no validation case without enhancing tumor: the ET steps were not measured on the "
                          "error they exist for (stray ET on such a case scores ET Dice 0, HD95 373.13); their "
-                         "choice rests on ties")
+                         "choice rests on the cases with enhancing tumor and on the tie rules")
         elif not self.cases_without_et_given_et:
             found.append(f"the network gave none of the {self.cases_without_et} validation cases without enhancing "
-                         "tumor any ET: the ET steps' benefit was not measured; their choice rests on ties")
+                         "tumor any ET: the ET steps' benefit was not measured; their choice rests on the cases with "
+                         "enhancing tumor and on the tie rules")
         if self.cases < FEW_CASES:
             found.append(f"only {self.cases} validation cases: one case moves a region's mean Dice by "
                          f"{1 / self.cases:.2f} (tune on more cases, e.g. every fold's validation predictions)")
