@@ -58,10 +58,13 @@ def test_one_epoch_then_a_new_process_to_two_equals_two_epochs_straight(tiny_dat
     # stdout is a pipe here: plain lines, no bar redraws or colours, a few lines per epoch; no C++ start-up noise.
     for result, epochs in ((straight, 2), (first, 1), (second, 1)):
         assert "\r" not in result.stdout and "\x1b" not in result.stdout
-        # The 4 lines at the end report the post-processing chosen on the validation cases.
+        # The lines at the end report the post-processing chosen on the validation cases (4, and one
+        # per "little evidence" note: at most 3).
         lines = result.stdout.splitlines()
-        assert len(lines) <= 2 + 3 * epochs + 4, lines
-        assert lines[-4].startswith("post-processing chosen on"), lines
+        assert len(lines) <= 2 + 3 * epochs + 4 + 3, lines
+        chosen = [i for i, line in enumerate(lines) if line.startswith("post-processing chosen on")]
+        assert len(chosen) == 1 and len(lines) - chosen[0] - 4 == sum(
+            line.startswith("  little evidence:") for line in lines[chosen[0]:]), lines
         assert len([line for line in lines if re.match(r"epoch \d/\d done in", line)]) == epochs
         assert not NOISE.search(result.stderr), result.stderr[:2000]
     assert "\r" not in second.stdout

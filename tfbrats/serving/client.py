@@ -219,11 +219,12 @@ class RestPredictClient:
                 raise ServingError(f"{self.endpoint} (signature {signature!r}) failed: HTTP {error.code}: "
                                    f"{message}") from error
             except urllib.error.URLError as error:
-                if deadline.expired:
+                if deadline.expired or isinstance(error.reason, TimeoutError):
                     raise ServingError(_too_late(self.endpoint, signature, self.timeout)) from None
                 raise ServingError(f"cannot reach {self.url}: {error.reason}") from error
             except (OSError, http.client.HTTPException) as error:
-                if deadline.expired:
+                # A socket timeout is one read waiting the whole timeout: the deadline has passed too.
+                if deadline.expired or isinstance(error, TimeoutError):
                     raise ServingError(_too_late(self.endpoint, signature, self.timeout)) from None
                 raise ServingError(f"{self.endpoint} (signature {signature!r}) broke off: "
                                    f"{type(error).__name__}: {error}") from error
