@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tfbrats.labels import CLASS_NAMES, ET_CLASS, Target, get_target, target_from_json
+from tfbrats.labels import ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 
 CONTRACT_VERSION = 1
 # A contract that relabels enhancing-tumor dust is written as version 2, so a tfbrats that does
@@ -36,7 +36,6 @@ BLENDS = ("mean", "gaussian")
 NECROSIS_CLASS = 1
 # How far a probability may stray outside [0, 1]: float32 rounding in window blending, half-precision heads.
 PROBABILITY_TOLERANCE = 1e-3
-INTERNAL_LABELS = tuple(range(len(CLASS_NAMES)))
 
 
 class ContractError(ValueError):

@@ -26,6 +26,8 @@ import numpy as np
 
 CLASS_NAMES = ("background", "necrotic/non-enhancing core", "edema", "enhancing tumor")
 ET_CLASS = 3
+# Every internal label a segmentation may hold.
+INTERNAL_LABELS = tuple(range(len(CLASS_NAMES)))
 # Region -> the internal classes it is made of, in training/prediction order (WT, TC, ET).
 REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 REGION_TITLES = {"WT": "whole tumor", "TC": "tumor core", "ET": "enhancing tumor"}
@@ -215,7 +217,7 @@ class RegionsTarget(Target):
 
     @property
     def labels(self) -> tuple[int, ...]:
-        return tuple(range(len(CLASS_NAMES)))
+        return INTERNAL_LABELS
 
     def probabilities(self, logits):
         return _ops().sigmoid(_ops().cast(logits, "float32"))
