@@ -16,8 +16,8 @@ defined here from `tfbrats.training.config.settings()`.
 from __future__ import annotations
 
 import sys
+import weakref
 
-import numpy as np
 from absl import app, flags, logging
 
 from tfbrats.training.config import settings
@@ -77,29 +77,34 @@ def config_from_flags():
     return config_from_values({setting.name: flags.FLAGS[setting.name].value for setting in settings()})
 
 
+# One compiled predictor per model: a traced function reads the weights' current values at each call.
+_VOLUME_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def score_volumes(model, cases: list) -> dict[str, float]:
     """Mean Dice per region (WT, TC, ET) of a model on whole cropped cases, one full-volume pass each.
 
     The model's own segmentation contract turns probabilities into labels, as prediction does
     (`tfbrats.inference.predict.window_probabilities`, `tfbrats.contract.finish_segmentation`),
     with the window replaced by a single pass; Dice follows BraTS (1 when both are empty).
+    The pass runs through `tfbrats.inference.model.make_predictor` (a traced function, compiled
+    once per model and reused while its weights change), not eagerly: on a 123x201x184 case an
+    eager pass of the demo's AlbuNet3D held 14 GB, the traced one 2.5 GB.
 
     Example:
         >>> score_volumes(model, val_cases)  # doctest: +SKIP
         {'WT': 0.95, 'TC': 0.91, 'ET': 0.87}
     """
-    import keras
-
     from tfbrats.contract import SegmentationContract, Window, finish_segmentation
     from tfbrats.evaluation.tuning import mean_dice
+    from tfbrats.inference.model import make_predictor
     from tfbrats.inference.predict import window_probabilities
 
     contract = SegmentationContract.from_json(model.segmentation)
     contract = contract.replace(window=Window(patch_size=None, steps=contract.window.steps, batch_size=1))
-
-    def predictor(batch: np.ndarray) -> np.ndarray:  # eager: the model changes between calls
-        return keras.ops.convert_to_numpy(contract.target.probabilities(model(batch, training=False)))
-
+    predictor = _VOLUME_PREDICTORS.get(model)
+    if predictor is None:
+        predictor = _VOLUME_PREDICTORS[model] = make_predictor(model, contract.target)
     labels = [finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, contract)
               for case in cases]
     return mean_dice(labels, [case.label for case in cases])
