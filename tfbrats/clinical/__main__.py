@@ -16,6 +16,8 @@ pydicom; `--dicom_reader=tfio` uses tensorflow-io instead where it is installed 
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 from absl import app, flags
 
@@ -47,14 +49,88 @@ flags.DEFINE_boolean("figure", True, "Draw the brain mask's outline over the unm
 flags.DEFINE_enum("dicom_reader", READERS[0], list(READERS),
                   "DICOM pixel decoder: pydicom (exact values, no tensorflow-io needed) or tfio "
                   "(tensorflow-io's DCMTK, only where it loads: TensorFlow 2.16).")
-flags.mark_flags_as_required(["t1c", "t2", "flair", "case_id", "out"])
+flags.DEFINE_string("model", None, "Segment the prepared case with this model (a training run folder or a .keras "
+                    "file) and write OUT/CASE_ID/CASE_ID_seg_native.nii.gz (labels on the reference series' grid) "
+                    "and, for a DICOM reference, CASE_ID_seg.dcm (a DICOM Segmentation; the clinical extra).")
+flags.DEFINE_string("pacs", None, "Pull the study from this PACS, AET@HOST:PORT (C-FIND, C-GET), instead of "
+                    "folders; --t1c/--t2/--flair/--t1 then optionally name the series (SeriesInstanceUID or "
+                    "SeriesDescription) where the description rules do not choose.")
+flags.DEFINE_string("study", None, "StudyInstanceUID of the study to pull (with --pacs).")
+flags.DEFINE_string("calling_aet", "TFBRATS", "This program's AE title towards the PACS.")
+flags.DEFINE_boolean("store", False, "Send the DICOM Segmentation back to the PACS (C-STORE; needs --pacs and "
+                     "--model).")
+flags.DEFINE_float("pacs_timeout", 30.0, "Seconds to wait for the PACS at each step (connect, answer).")
+flags.mark_flags_as_required(["case_id", "out"])
 
 # Command-line names of the modalities -> BraTS 2020 file suffixes.
 _FLAG_TO_MODALITY = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
+ERRORS = (BrainMaskUnavailable, DicomReaderUnavailable, DicomSeriesError, FileExistsError, FileNotFoundError,
+          ValueError, RuntimeError, ImportError)
+
+
+def _check_flags() -> None:
+    """Raises `app.UsageError` for flag combinations that cannot work."""
+    if FLAGS.pacs is None:
+        missing = [f"--{name}" for name in ("t1c", "t2", "flair") if getattr(FLAGS, name) is None]
+        if missing or FLAGS.study or FLAGS.store:
+            raise app.UsageError(f"give {' '.join(missing) or '--pacs'}: without --pacs the scans are folders or "
+                                 "files (--t1c, --t2, --flair), and --study/--store need --pacs")
+    elif FLAGS.study is None:
+        raise app.UsageError("--pacs needs --study=STUDY_INSTANCE_UID")
+    if FLAGS.store and FLAGS.model is None:
+        raise app.UsageError("--store sends the segmentation: give --model too")
+
+
+def _prepare(scans: dict, out: str) -> Path:
+    return prepare_case(
+        scans, FLAGS.case_id, out, mask=FLAGS.mask, skull_stripped=FLAGS.no_mask,
+        mask_input=_FLAG_TO_MODALITY[FLAGS.mask_input] if FLAGS.mask_input else None,
+        mask_threshold=FLAGS.mask_threshold,
+        reference=_FLAG_TO_MODALITY[FLAGS.reference] if FLAGS.reference else None,
+        spacing_mm=FLAGS.spacing, overwrite=FLAGS.overwrite, dicom_reader=FLAGS.dicom_reader)
+
+
+def _run(loaded) -> Path:
+    """Prepare (from folders or the PACS), segment, store; the case folder."""
+    scans = {modality: getattr(FLAGS, flag) for flag, modality in _FLAG_TO_MODALITY.items()}
+    if FLAGS.pacs is None:
+        return _segment(_prepare(scans, FLAGS.out), loaded)
+    from tfbrats.clinical.pacs import PacsAddress, pull_study, store_file
+
+    pacs = PacsAddress.parse(FLAGS.pacs)
+    target = Path(FLAGS.out) / FLAGS.case_id
+    if target.exists() and not FLAGS.overwrite:
+        raise FileExistsError(f"{target} already exists; choose another --out or --case_id, or pass --overwrite.")
+    with tempfile.TemporaryDirectory(prefix="tfbrats-pacs-") as folder:
+        pulled = pull_study(pacs, FLAGS.study, folder, overrides=scans, calling_aet=FLAGS.calling_aet,
+                            timeout=FLAGS.pacs_timeout)
+        for modality, series in pulled.series.items():
+            print(f"{modality}: {series}", file=sys.stderr)
+        case_dir = _segment(_prepare(pulled.folders, FLAGS.out), loaded)
+    if FLAGS.store:
+        seg = case_dir / f"{case_dir.name}_seg.dcm"
+        store_file(pacs, seg, calling_aet=FLAGS.calling_aet, timeout=FLAGS.pacs_timeout)
+        print(f"stored {seg.name} in {pacs}", file=sys.stderr)
+    return case_dir
+
+
+def _segment(case_dir: Path, loaded) -> Path:
+    """Segments the case when a model was given and prints the region volumes."""
+    if loaded is None:
+        return case_dir
+    from tfbrats.clinical.segment import segment_case
+    from tfbrats.labels import REGION_TITLES
+
+    result = segment_case(case_dir, loaded)
+    for region, ml in result.volumes_ml.items():
+        print(f"{region} ({REGION_TITLES[region]}): {ml:.2f} ml")
+    if result.dicom is None:
+        print(f"no DICOM Segmentation: {result.record['dicom_seg_reason']}", file=sys.stderr)
+    return case_dir
 
 
 def main(argv: list[str]) -> int:
-    """Run the preparation with the parsed flags; exit 1 with the message on bad input.
+    """Run the preparation (and the segmentation) with the parsed flags; exit 1 with the message on failure.
 
     Args:
         argv: leftover positional arguments (none are accepted).
@@ -64,16 +140,16 @@ def main(argv: list[str]) -> int:
     """
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; every input is a flag.")
-    scans = {modality: getattr(FLAGS, flag) for flag, modality in _FLAG_TO_MODALITY.items()}
+    _check_flags()
     try:
-        case_dir = prepare_case(
-            scans, FLAGS.case_id, FLAGS.out, mask=FLAGS.mask, skull_stripped=FLAGS.no_mask,
-            mask_input=_FLAG_TO_MODALITY[FLAGS.mask_input] if FLAGS.mask_input else None,
-            mask_threshold=FLAGS.mask_threshold,
-            reference=_FLAG_TO_MODALITY[FLAGS.reference] if FLAGS.reference else None,
-            spacing_mm=FLAGS.spacing, overwrite=FLAGS.overwrite, dicom_reader=FLAGS.dicom_reader)
-    except (BrainMaskUnavailable, DicomReaderUnavailable, DicomSeriesError, FileExistsError, FileNotFoundError,
-            ValueError) as error:
+        loaded = None
+        if FLAGS.model:
+            from tfbrats.clinical import seg  # noqa: F401  (the clinical extra, checked before any work)
+            from tfbrats.inference.model import load_model
+
+            loaded = load_model(FLAGS.model)
+        case_dir = _run(loaded)
+    except ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if FLAGS.figure and (case_dir / f"{case_dir.name}_brainmask.nii.gz").exists():

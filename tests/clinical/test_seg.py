@@ -1,0 +1,145 @@
+"""Labels back onto the reference series: native NIfTI and DICOM Segmentation, exact geometry and the CLI path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from study_helpers import image_truth, truth_labels, write_study
+
+from tfbrats.clinical import prepare_case
+from tfbrats.data import BRATS2020_LABELS
+
+hd = pytest.importorskip("highdicom", reason="the clinical extra (highdicom) is not installed")
+
+from tfbrats.clinical.seg import read_seg_labels, read_series_datasets  # noqa: E402
+from tfbrats.clinical.segment import write_segmentation  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def instance_truth(ds: pydicom.Dataset) -> np.ndarray:
+    """Truth labels on one DICOM instance's pixel centres, (rows, columns), from its own tags."""
+    orientation = np.array([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3)
+    spacing = [float(v) for v in ds.PixelSpacing]  # between rows, between columns
+    rows, columns = np.meshgrid(np.arange(ds.Rows), np.arange(ds.Columns), indexing="ij")
+    points = (np.array([float(v) for v in ds.ImagePositionPatient])
+              + (columns * spacing[1])[..., None] * orientation[0] + (rows * spacing[0])[..., None] * orientation[1])
+    return truth_labels(points)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict[str, Path]:
+    """The study: T1c 1 mm reference stored rotated, T2 moved and anisotropic, 4 mm FLAIR, no T1."""
+    return write_study(tmp_path_factory.mktemp("study"))
+
+
+def check_seg_against_truth(seg_path: Path, reference_folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The SEG's segment numbers and the truth on the reference instances, with its references checked."""
+    sources = read_series_datasets(reference_folder)
+    seg = hd.seg.segread(seg_path)
+    source = pydicom.dcmread(next(reference_folder.iterdir()), stop_before_pixels=True)
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID", "AccessionNumber"):
+        assert getattr(seg, keyword) == getattr(source, keyword), keyword
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID and seg.Modality == "SEG"
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+    assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == {
+        ds.SOPInstanceUID for ds in sources}
+    # Every frame lies on the instance it derives from.
+    positions = {ds.SOPInstanceUID: np.array(ds.ImagePositionPatient, float) for ds in sources}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose(np.array(frame.PlanePositionSequence[0].ImagePositionPatient, float),
+                                   positions[uid], atol=1e-3)
+    labels = read_seg_labels(seg_path, [ds.SOPInstanceUID for ds in sources])
+    return labels, np.stack([instance_truth(ds) for ds in sources])
+
+
+def test_known_labels_come_back_exactly_on_the_reference_series(study, tmp_path):
+    case_dir = prepare_case(study, "c1", tmp_path / "out", skull_stripped=True)
+    grid = sitk.ReadImage(str(case_dir / "c1_t1ce.nii.gz"))
+    truth = image_truth(grid)
+    on_grid = sitk.GetImageFromArray(truth)
+    on_grid.CopyInformation(grid)
+    result = write_segmentation(case_dir, truth, on_grid, label_map=BRATS2020_LABELS, classes=(1, 2, 3),
+                                model_name="truth", fingerprint="ab" * 32)
+    assert np.isin(truth, (1, 2, 3)).sum() > 400  # the tumor is on the grid, every class present
+    assert set(np.unique(truth)) == {0, 1, 2, 3}
+
+    # The native NIfTI: the reference series' own grid (as read, rotated), BraTS 2020 values.
+    native = sitk.ReadImage(str(result.native))
+    record = json.loads((case_dir / "c1_clinical.json").read_text())
+    assert list(native.GetSize()) == record["inputs"]["t1ce"]["size"] == [60, 70, 50]
+    np.testing.assert_allclose(native.GetDirection(), record["inputs"]["t1ce"]["direction"])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(native), BRATS2020_LABELS.to_dataset(image_truth(native)))
+
+    # The SEG: every reference instance's frame equals the truth on that instance's pixels.
+    labels, expected = check_seg_against_truth(result.dicom, study["t1ce"])
+    np.testing.assert_array_equal(labels, expected)  # segment numbers 1, 2, 3 are classes 1, 2, 3
+    seg = hd.seg.segread(result.dicom)
+    assert [(s.SegmentNumber, s.SegmentLabel, s.SegmentedPropertyTypeCodeSequence[0].CodeValue)
+            for s in seg.SegmentSequence] == [(1, "necrotic/non-enhancing core", "6574001"),
+                                               (2, "edema", "79654002"), (3, "enhancing tumor", "108369006")]
+    category = seg.SegmentSequence[0].SegmentedPropertyCategoryCodeSequence[0]
+    assert (category.CodeValue, category.CodingSchemeDesignator) == ("49755003", "SCT")
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "tfbrats" and "abababab" in algorithm.AlgorithmVersion
+
+    # Volumes: counts on the 1 mm grid, nested regions.
+    whole = np.count_nonzero(truth) / 1000.0
+    assert result.volumes_ml["WT"] == pytest.approx(whole, abs=1e-3)
+    assert result.volumes_ml["TC"] == pytest.approx(np.isin(truth, (1, 3)).sum() / 1000.0, abs=1e-3)
+    assert record["segmentation"]["volumes_ml"] == result.volumes_ml
+
+
+def voxel_model(folder: Path, weights: tuple[float, float, float], threshold: float) -> Path:
+    """A run folder holding a per-voxel linear model: enhancing tumor where weights . (FLAIR, T1c, T2) > threshold.
+
+    A stand-in for a trained network that the phantom's contrasts separate: it exercises loading,
+    the contract's window, post-processing and the write-back, with labels the truth can check.
+    """
+    import keras
+
+    inputs = keras.Input((None, None, None, 3))
+    layer = keras.layers.Dense(4, name="final")
+    model = keras.Model(inputs, layer(inputs))  # logits; the contract's target applies the softmax
+    kernel = np.zeros((3, 4), np.float32)
+    kernel[:, 3] = np.array(weights) * 10.0
+    layer.set_weights([kernel, np.array([0, -100, -100, -10.0 * threshold], np.float32)])
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "best.keras")
+    (folder / "config.json").write_text(json.dumps({"patch_size": [8, 32, 32]}))
+    return folder
+
+
+@pytest.mark.slow
+def test_cli_segments_a_study_and_writes_its_segmentation(study, tmp_path):
+    run = voxel_model(tmp_path / "run", weights=(1.0, 2.0, 1.0), threshold=9.0)
+    done = subprocess.run(
+        [sys.executable, "-m", "tfbrats.clinical", f"--t1c={study['t1ce']}", f"--t2={study['t2']}",
+         f"--flair={study['flair']}", "--no_mask", f"--model={run}", "--case_id=p1", f"--out={tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    case_dir = tmp_path / "out" / "p1"
+    assert (case_dir / "p1_seg_native.nii.gz").is_file() and (case_dir / "p1_seg.dcm").is_file()
+    record = json.loads((case_dir / "p1_clinical.json").read_text())["segmentation"]
+    assert record["model_sha256"] and record["dicom_seg_segments"] == {
+        "necrotic/non-enhancing core": 1, "edema": 2, "enhancing tumor": 3}
+    for region, ml in record["volumes_ml"].items():
+        assert f"{region} (" in done.stdout and f"{ml:.2f} ml" in done.stdout
+    labels, expected = check_seg_against_truth(case_dir / "p1_seg.dcm", study["t1ce"])
+    assert dice(labels > 0, expected > 0) >= 0.90
+    native = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "p1_seg_native.nii.gz")))
+    assert set(np.unique(native)) <= {0, 4}
+    assert np.count_nonzero(native) == np.count_nonzero(labels)
