@@ -6,6 +6,7 @@ coordinates (`truth_labels`), so any grid's truth is the phantom evaluated at it
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,23 @@ def write_study(root: Path, *, study_uid: str | None = None, patient_id: str = "
         folders[name] = root / name
         write_dicom_series(folders[name], image, seed=number, tags=tags)
     return folders
+
+
+def voxel_model(folder: Path, weights: tuple[float, float, float], threshold: float) -> Path:
+    """A run folder holding a per-voxel linear model: enhancing tumor where weights . (FLAIR, T1c, T2) > threshold.
+
+    A stand-in for a trained network that the phantom's contrasts separate: it exercises loading,
+    the contract's window, post-processing and the write-back, with labels the truth can check.
+    """
+    import keras
+
+    inputs = keras.Input((None, None, None, 3))
+    layer = keras.layers.Dense(4, name="final")
+    model = keras.Model(inputs, layer(inputs))  # logits; the contract's target applies the softmax
+    kernel = np.zeros((3, 4), np.float32)
+    kernel[:, 3] = np.array(weights) * 10.0
+    layer.set_weights([kernel, np.array([0, -100, -100, -10.0 * threshold], np.float32)])
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "best.keras")
+    (folder / "config.json").write_text(json.dumps({"patch_size": [8, 32, 32]}))
+    return folder

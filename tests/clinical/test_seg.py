@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from study_helpers import image_truth, truth_labels, write_study
+from study_helpers import image_truth, truth_labels, voxel_model, write_study
 
 from tfbrats.clinical import prepare_case
 from tfbrats.data import BRATS2020_LABELS
@@ -101,26 +101,6 @@ def test_known_labels_come_back_exactly_on_the_reference_series(study, tmp_path)
     assert result.volumes_ml["WT"] == pytest.approx(whole, abs=1e-3)
     assert result.volumes_ml["TC"] == pytest.approx(np.isin(truth, (1, 3)).sum() / 1000.0, abs=1e-3)
     assert record["segmentation"]["volumes_ml"] == result.volumes_ml
-
-
-def voxel_model(folder: Path, weights: tuple[float, float, float], threshold: float) -> Path:
-    """A run folder holding a per-voxel linear model: enhancing tumor where weights . (FLAIR, T1c, T2) > threshold.
-
-    A stand-in for a trained network that the phantom's contrasts separate: it exercises loading,
-    the contract's window, post-processing and the write-back, with labels the truth can check.
-    """
-    import keras
-
-    inputs = keras.Input((None, None, None, 3))
-    layer = keras.layers.Dense(4, name="final")
-    model = keras.Model(inputs, layer(inputs))  # logits; the contract's target applies the softmax
-    kernel = np.zeros((3, 4), np.float32)
-    kernel[:, 3] = np.array(weights) * 10.0
-    layer.set_weights([kernel, np.array([0, -100, -100, -10.0 * threshold], np.float32)])
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "best.keras")
-    (folder / "config.json").write_text(json.dumps({"patch_size": [8, 32, 32]}))
-    return folder
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ pydicom; `--dicom_reader=tfio` uses tensorflow-io instead where it is installed 
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -141,6 +142,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; every input is a flag.")
     _check_flags()
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per failure, not per PDU
     try:
         loaded = None
         if FLAGS.model:

@@ -102,8 +102,8 @@ def _association(ae: AE, pacs: PacsAddress, what: str, **kwargs) -> Iterator:
     """An established association with `pacs`, released (aborted after an error) at the end."""
     assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.aet, **kwargs)
     if not assoc.is_established:
-        reason = ("rejected the association" if assoc.is_rejected else "aborted the association"
-                  if assoc.is_aborted else "could not be reached (connection refused or timed out)")
+        reason = ("rejected the association" if assoc.is_rejected else
+                  "could not be reached or aborted the association (connection refused or timed out)")
         raise PacsError(f"PACS {pacs} {reason} for {what} (calling AE title {ae.ae_title}); check the address, "
                         "that the PACS is running and that it knows this AE title")
     try:
@@ -117,7 +117,8 @@ def _association(ae: AE, pacs: PacsAddress, what: str, **kwargs) -> Iterator:
 def _status(status: Dataset, pacs: PacsAddress, what: str) -> int:
     """The status code of a DIMSE answer; a missing one (timeout, abort) is a `PacsError`."""
     if "Status" not in status:
-        raise PacsError(f"PACS {pacs} gave no answer to {what} (timed out, or the association was aborted)")
+        raise PacsError(f"PACS {pacs} gave no answer to {what}: it aborted the association (refused the request?) "
+                        "or did not answer in time")
     return int(status.Status)
 
 

@@ -1,0 +1,118 @@
+"""The round trip through a real PACS (Orthanc on loopback): pull, segment, store, read back; and its failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from orthanc_helpers import free_port, running_orthanc
+from pydicom.uid import generate_uid
+from study_helpers import voxel_model, write_study
+
+pytest.importorskip("pynetdicom", reason="the clinical extra (pynetdicom) is not installed")
+pytest.importorskip("highdicom", reason="the clinical extra (highdicom) is not installed")
+
+from tfbrats.clinical.pacs import PacsAddress, PacsError, pull_study, store_file  # noqa: E402
+from tfbrats.clinical.seg import read_seg_labels, read_series_datasets  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clinical(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tfbrats.clinical", *flags], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    """Orthanc holding three studies: complete (T1c, T2, FLAIR), without T1c, with two FLAIRs."""
+    root = tmp_path_factory.mktemp("pacs")
+    studies = {"complete": write_study(root / "complete", study_uid=generate_uid()),
+               "no_t1c": write_study(root / "no_t1c", study_uid=generate_uid(), series=("t2", "flair")),
+               "two_flairs": write_study(root / "two_flairs", study_uid=generate_uid(),
+                                         extra={"flair_repeat": "flair"})}
+    with running_orthanc(root / "orthanc") as orthanc:
+        for folders in studies.values():
+            for folder in folders.values():
+                orthanc.upload(folder)
+        orthanc.studies = {name: pydicom.dcmread(next(f["flair"].iterdir())).StudyInstanceUID
+                           for name, f in studies.items()}
+        orthanc.folders = studies
+        yield orthanc
+
+
+@pytest.mark.slow
+def test_pull_segment_store_equals_the_folder_run(pacs, tmp_path):
+    run = voxel_model(tmp_path / "run", weights=(1.0, 2.0, 1.0), threshold=9.0)
+    study = pacs.folders["complete"]
+    folder_run = clinical(f"--t1c={study['t1ce']}", f"--t2={study['t2']}", f"--flair={study['flair']}", "--no_mask",
+                          f"--model={run}", "--case_id=local", f"--out={tmp_path / 'folders'}")
+    assert folder_run.returncode == 0, folder_run.stderr
+    pacs_run = clinical(f"--pacs={pacs.address}", f"--study={pacs.studies['complete']}", "--store", "--no_mask",
+                        f"--model={run}", "--case_id=pulled", f"--out={tmp_path / 'pacs'}")
+    assert pacs_run.returncode == 0, pacs_run.stderr
+    assert "t1ce: #1 'T1 AX 3D POST GD'" in pacs_run.stderr and "stored pulled_seg.dcm" in pacs_run.stderr
+
+    stored = pacs.series(pacs.studies["complete"], "SEG")
+    assert len(stored) == 1
+    files = pacs.instance_files(stored[0])
+    assert len(files) == 1
+    (tmp_path / "stored.dcm").write_bytes(files[0])
+    uids = [ds.SOPInstanceUID for ds in read_series_datasets(study["t1ce"])]
+    from_pacs = read_seg_labels(tmp_path / "stored.dcm", uids)
+    from_folders = read_seg_labels(tmp_path / "folders" / "local" / "local_seg.dcm", uids)
+    assert np.count_nonzero(from_folders) > 300
+    np.testing.assert_array_equal(from_pacs, from_folders)
+    assert pydicom.dcmread(tmp_path / "stored.dcm").StudyInstanceUID == pacs.studies["complete"]
+
+
+def test_unreachable_pacs_is_an_error_and_writes_nothing(tmp_path):
+    done = clinical(f"--pacs=NOBODY@127.0.0.1:{free_port()}", "--study=1.2.3", "--no_mask", "--case_id=c",
+                    f"--out={tmp_path / 'out'}", "--pacs_timeout=5")
+    assert done.returncode == 1
+    assert "could not be reached" in done.stderr and "NOBODY@127.0.0.1" in done.stderr
+    assert not (tmp_path / "out" / "c").exists()
+
+
+def test_study_without_t1c_lists_its_series(pacs, tmp_path):
+    with pytest.raises(ValueError, match="t1ce: no series matches") as error:
+        pull_study(PacsAddress.parse(pacs.address), pacs.studies["no_t1c"], tmp_path)
+    assert "'AX T2 TSE'" in str(error.value) and "'AX FLAIR 4mm'" in str(error.value)
+    assert not list(tmp_path.iterdir())  # nothing retrieved
+
+
+def test_two_flairs_are_ambiguous_until_one_is_named(pacs, tmp_path):
+    address, study = PacsAddress.parse(pacs.address), pacs.studies["two_flairs"]
+    with pytest.raises(ValueError, match="flair: 2 series match") as error:
+        pull_study(address, study, tmp_path / "a")
+    assert "'AX FLAIR 4mm 2'" in str(error.value)
+    wanted = pydicom.dcmread(next(pacs.folders["two_flairs"]["flair_repeat"].iterdir())).SeriesInstanceUID
+    pulled = pull_study(address, study, tmp_path / "b", overrides={"flair": wanted})
+    assert pulled.series["flair"].uid == wanted
+    assert {pydicom.dcmread(p).SeriesInstanceUID for p in pulled.folders["flair"].iterdir()} == {wanted}
+    assert len(list(pulled.folders["t1ce"].iterdir())) == 50
+
+
+def test_store_refused_by_the_pacs_is_an_error(pacs, tmp_path):
+    import SimpleITK as sitk
+    from study_helpers import image_truth
+
+    from tfbrats.clinical import prepare_case
+    from tfbrats.clinical.segment import write_segmentation
+    from tfbrats.data import BRATS2020_LABELS
+
+    study = pacs.folders["complete"]
+    case_dir = prepare_case(study, "c", tmp_path / "out", skull_stripped=True)
+    grid = sitk.ReadImage(str(case_dir / "c_t1ce.nii.gz"))
+    on_grid = sitk.GetImageFromArray(image_truth(grid))
+    on_grid.CopyInformation(grid)
+    seg = write_segmentation(case_dir, image_truth(grid), on_grid, label_map=BRATS2020_LABELS, classes=(1, 2, 3),
+                             model_name="truth", fingerprint="cd" * 32).dicom
+    with running_orthanc(tmp_path / "refusing", allow_store=False) as refusing:
+        with pytest.raises(PacsError, match="C-STORE of c_seg.dcm"):
+            store_file(PacsAddress.parse(refusing.address), seg, timeout=10)
+        assert refusing.request("/series") == []  # nothing half-stored
