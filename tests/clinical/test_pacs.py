@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,9 @@ def test_pull_segment_store_equals_the_folder_run(pacs, tmp_path):
     assert np.count_nonzero(from_folders) > 300
     np.testing.assert_array_equal(from_pacs, from_folders)
     assert pydicom.dcmread(tmp_path / "stored.dcm").StudyInstanceUID == pacs.studies["complete"]
+    record = json.loads((tmp_path / "pacs" / "pulled" / "pulled_clinical.json").read_text())["pacs"]
+    assert record["stored"] is True and record["study"] == pacs.studies["complete"]
+    assert record["series"]["flair"]["description"] == "AX FLAIR 4mm"
 
 
 def test_unreachable_pacs_is_an_error_and_writes_nothing(tmp_path):

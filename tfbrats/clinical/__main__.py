@@ -2,7 +2,9 @@
 
 Usage:
     python -m tfbrats.clinical --t1c T1C --t2 T2 --flair FLAIR [--t1 T1] [--mask MASK | --no_mask]
-        [--reference t1c] [--dicom_reader pydicom|tfio] --case_id ID --out DIR
+        [--reference t1c] [--dicom_reader pydicom|tfio] [--model RUN] --case_id ID --out DIR
+    python -m tfbrats.clinical --pacs AET@HOST:PORT --study STUDY_UID [--calling_aet TFBRATS]
+        [--t1c SERIES] ... [--model RUN [--store]] --case_id ID --out DIR
 
 Each scan is a DICOM series folder or a NIfTI file. Writes `DIR/ID/ID_{t1,t1ce,t2,flair}.nii.gz`,
 the brain mask `DIR/ID/ID_brainmask.nii.gz` and `DIR/ID/ID_clinical.json` (every step with its
@@ -11,10 +13,18 @@ parameters, metric values and transforms). Without `--mask` the brain mask is co
 none of the three it stops (exit status 1) and says how to get one. DICOM pixels are decoded with
 pydicom; `--dicom_reader=tfio` uses tensorflow-io instead where it is installed and loads
 (TensorFlow 2.16 only).
+
+With `--model` the case is segmented with the model's contract and the labels are written on the
+reference series' own grid: `DIR/ID/ID_seg_native.nii.gz` and, for a DICOM reference, the DICOM
+Segmentation `DIR/ID/ID_seg.dcm`; the region volumes (ml) are printed and recorded in the sidecar.
+With `--pacs` the study's series are pulled from a PACS (chosen by SeriesDescription; `--t1c` etc.
+then name a series by UID or description) and `--store` sends the DICOM Segmentation back.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import sys
 import tempfile
@@ -25,6 +35,7 @@ from absl import app, flags
 from tfbrats.clinical.brainmask import DEFAULT_THRESHOLD, BrainMaskUnavailable
 from tfbrats.clinical.dicom import READERS, DicomReaderUnavailable, DicomSeriesError
 from tfbrats.clinical.pipeline import prepare_case
+from tfbrats.files import write_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("t1c", None, "Contrast-enhanced T1: DICOM series folder or NIfTI file.")
@@ -108,11 +119,21 @@ def _run(loaded) -> Path:
         for modality, series in pulled.series.items():
             print(f"{modality}: {series}", file=sys.stderr)
         case_dir = _segment(_prepare(pulled.folders, FLAGS.out), loaded)
+    record = {"pacs": str(pacs), "calling_aet": FLAGS.calling_aet, "study": FLAGS.study, "stored": False,
+              "series": {m: dataclasses.asdict(s) for m, s in pulled.series.items()}}
+    _record_pacs(case_dir, record)
     if FLAGS.store:
         seg = case_dir / f"{case_dir.name}_seg.dcm"
         store_file(pacs, seg, calling_aet=FLAGS.calling_aet, timeout=FLAGS.pacs_timeout)
+        _record_pacs(case_dir, {**record, "stored": True})
         print(f"stored {seg.name} in {pacs}", file=sys.stderr)
     return case_dir
+
+
+def _record_pacs(case_dir: Path, record: dict) -> None:
+    """Records where the series came from (and whether the SEG was stored) under `pacs` in the sidecar."""
+    path = case_dir / f"{case_dir.name}_clinical.json"
+    write_json(path, {**json.loads(path.read_text()), "pacs": record})
 
 
 def _segment(case_dir: Path, loaded) -> Path:
