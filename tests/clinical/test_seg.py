@@ -102,6 +102,13 @@ def test_known_labels_come_back_exactly_on_the_reference_series(study, tmp_path)
     assert result.volumes_ml["TC"] == pytest.approx(np.isin(truth, (1, 3)).sum() / 1000.0, abs=1e-3)
     assert record["segmentation"]["volumes_ml"] == result.volumes_ml
 
+    # The figure: the classes in colour over the reference scan on three planes through the tumor.
+    matplotlib_image = pytest.importorskip("matplotlib.image")
+    assert record["segmentation"]["figure"] == "c1_seg.png"
+    pixels = matplotlib_image.imread(case_dir / "c1_seg.png")[..., :3]
+    coloured = pixels.max(axis=-1) - pixels.min(axis=-1) > 0.3  # the scan itself is grey
+    assert all(np.count_nonzero(third) > 30 for third in np.array_split(coloured, 3, axis=1))
+
 
 @pytest.mark.slow
 def test_cli_segments_a_study_and_writes_its_segmentation(study, tmp_path):

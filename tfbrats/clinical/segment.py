@@ -150,6 +150,7 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
 
         dicom_path = write_dicom_seg(native, source["path"], case_dir / f"{case_id}{SEG_DICOM_SUFFIX}",
                                      classes=classes, model_name=model_name, fingerprint=fingerprint)
+    figure = _draw_figure(case_dir, sidecar, on_grid)
     record = {
         **(prediction or {"model": model_name, "model_sha256": fingerprint}),
         "reference": reference,
@@ -160,9 +161,32 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
         "native_grid": "the reference series as read (nearest-neighbour resampling of the labels)",
         "dicom_seg_file": dicom_path.name if dicom_path else None,
         "dicom_seg_segments": {CLASS_NAMES[c]: n for n, c in enumerate(classes, start=1)} if dicom_path else None,
+        "figure": figure,
     }
     if dicom_path is None:
         record["dicom_seg_reason"] = (f"the reference scan {source['path']} is {source.get('format')}, not a DICOM "
                                       "series: a DICOM Segmentation must reference DICOM instances")
     write_json(case_dir / f"{case_id}_clinical.json", {**sidecar, "segmentation": record})
     return CaseSegmentation(native_path, dicom_path, volumes, record)
+
+
+def _draw_figure(case_dir: Path, sidecar: dict, on_grid: sitk.Image) -> str | None:
+    """Draws `<case>_seg.png` (the labels over the prepared reference scan); None without matplotlib."""
+    try:
+        from tfbrats.clinical.figure import draw_segmentation_check
+    except ImportError:
+        return None
+    case_id = case_dir.name
+    scan = sitk.ReadImage(str(case_dir / f"{case_id}_{sidecar['reference']}.nii.gz"))
+    if scan.GetSize() != on_grid.GetSize():
+        raise ValueError(f"{case_dir}: the labels' grid {on_grid.GetSize()} is not the case's {scan.GetSize()}")
+
+    def ras(image: sitk.Image) -> np.ndarray:  # the case grid is LPS-stored (identity direction)
+        return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))[::-1, ::-1, :]
+
+    try:
+        path = draw_segmentation_check(ras(scan), ras(on_grid), scan.GetSpacing(), case_dir / f"{case_id}_seg.png",
+                                       title=f"{case_id} on {sidecar['reference']}")
+    except ImportError:
+        return None
+    return path.name
