@@ -120,3 +120,62 @@ def test_store_refused_by_the_pacs_is_an_error(pacs, tmp_path):
         with pytest.raises(PacsError, match="C-STORE of c_seg.dcm"):
             store_file(PacsAddress.parse(refusing.address), seg, timeout=10)
         assert refusing.request("/series") == []  # nothing half-stored
+
+
+def test_series_rules_and_overrides():
+    from tfbrats.clinical.pacs import SeriesInfo, classify, pick_series
+
+    names = {"Ax T1 +C": "t1ce", "T1_MPRAGE_POST_GD": "t1ce", "t1ce": "t1ce", "AX T2 FLAIR": "flair",
+             "t2_tse_tra": "t2", "T2W": "t2", "T2* GRE": None, "SAG T1": "t1", "DWI": None, "ADC": None}
+    assert {name: classify(name) for name in names} == names
+    study = [SeriesInfo(str(i), d, m, str(i), "10") for i, (d, m) in enumerate(
+        [("T1 POST", "MR"), ("AX T2", "MR"), ("FLAIR", "MR"), ("FLAIR", "SEG"), ("Ax T1", "MR")], start=1)]
+    assert {m: s.uid for m, s in pick_series(study).items()} == {"flair": "3", "t1ce": "1", "t2": "2", "t1": "5"}
+    # An override by description (any case) or UID; one naming nothing is an error listing the series.
+    assert pick_series(study, {"t1ce": "ax t1"})["t1ce"].uid == "5"
+    with pytest.raises(ValueError, match=r"t2: no series matches the override 'T2 SAG'(.|\n)*#3 'FLAIR' \[MR"):
+        pick_series(study, {"t2": "T2 SAG"})
+
+
+def test_pacs_address_is_checked():
+    assert str(PacsAddress.parse(" PACS_1@10.0.0.5:104 ")) == "PACS_1@10.0.0.5:104"
+    for bad in ("PACS@host", "host:104", "A_TITLE_LONGER_THAN_16@h:104", "P@h:0", "P@h:70000"):
+        with pytest.raises(ValueError, match="is not AET@HOST:PORT"):
+            PacsAddress.parse(bad)
+
+
+def test_a_pacs_that_never_answers_times_out():
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts the connection, then says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        address = PacsAddress("SILENT", "127.0.0.1", silent.getsockname()[1])
+        started = time.monotonic()
+        with pytest.raises(PacsError, match="SILENT@127.0.0.1.*could not be reached or aborted"):
+            pull_study(address, "1.2.3", "unused", timeout=1.0)
+        assert time.monotonic() - started < 15
+
+
+def test_cli_two_flairs_is_an_error_that_writes_nothing(pacs, tmp_path):
+    done = clinical(f"--pacs={pacs.address}", f"--study={pacs.studies['two_flairs']}", "--no_mask", "--case_id=c",
+                    f"--out={tmp_path / 'out'}")
+    assert done.returncode == 1
+    assert "flair: 2 series match" in done.stderr and "'AX FLAIR 4mm 2'" in done.stderr
+    assert not (tmp_path / "out" / "c").exists()
+
+
+@pytest.mark.slow
+def test_cli_store_refused_exits_non_zero(pacs, tmp_path):
+    run = voxel_model(tmp_path / "run", weights=(1.0, 2.0, 1.0), threshold=9.0)
+    with running_orthanc(tmp_path / "refusing", allow_store=False) as refusing:
+        for folder in pacs.folders["complete"].values():
+            refusing.upload(folder)
+        done = clinical(f"--pacs={refusing.address}", f"--study={pacs.studies['complete']}", "--store", "--no_mask",
+                        f"--model={run}", "--case_id=c", f"--out={tmp_path / 'out'}", "--pacs_timeout=10")
+        assert refusing.series(pacs.studies["complete"], "SEG") == []
+    assert done.returncode == 1
+    assert f"error: PACS {refusing.address}" in done.stderr and "C-STORE of c_seg.dcm" in done.stderr
+    record = json.loads((tmp_path / "out" / "c" / "c_clinical.json").read_text())
+    assert record["pacs"]["stored"] is False and record["segmentation"]["dicom_seg_file"] == "c_seg.dcm"
