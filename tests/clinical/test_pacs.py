@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from orthanc_helpers import free_port, running_orthanc
 from pydicom.uid import generate_uid
-from study_helpers import voxel_model, write_study
+from study_helpers import check_seg_against_truth, dice, voxel_model, write_study
 
 pytest.importorskip("pynetdicom", reason="the clinical extra (pynetdicom) is not installed")
 pytest.importorskip("highdicom", reason="the clinical extra (highdicom) is not installed")
@@ -68,6 +68,8 @@ def test_pull_segment_store_equals_the_folder_run(pacs, tmp_path):
     from_folders = read_seg_labels(tmp_path / "folders" / "local" / "local_seg.dcm", uids)
     assert np.count_nonzero(from_folders) > 300
     np.testing.assert_array_equal(from_pacs, from_folders)
+    labels, truth = check_seg_against_truth(tmp_path / "stored.dcm", study["t1ce"])  # frames on the instances
+    assert dice(labels > 0, truth > 0) >= 0.90
     assert pydicom.dcmread(tmp_path / "stored.dcm").StudyInstanceUID == pacs.studies["complete"]
     record = json.loads((tmp_path / "pacs" / "pulled" / "pulled_clinical.json").read_text())["pacs"]
     assert record["stored"] is True and record["study"] == pacs.studies["complete"]

@@ -8,62 +8,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 import SimpleITK as sitk
-from study_helpers import image_truth, truth_labels, voxel_model, write_study
+from study_helpers import check_seg_against_truth, dice, image_truth, voxel_model, write_study
 
 from tfbrats.clinical import prepare_case
 from tfbrats.data import BRATS2020_LABELS
 
 hd = pytest.importorskip("highdicom", reason="the clinical extra (highdicom) is not installed")
 
-from tfbrats.clinical.seg import read_seg_labels, read_series_datasets  # noqa: E402
 from tfbrats.clinical.segment import write_segmentation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def instance_truth(ds: pydicom.Dataset) -> np.ndarray:
-    """Truth labels on one DICOM instance's pixel centres, (rows, columns), from its own tags."""
-    orientation = np.array([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3)
-    spacing = [float(v) for v in ds.PixelSpacing]  # between rows, between columns
-    rows, columns = np.meshgrid(np.arange(ds.Rows), np.arange(ds.Columns), indexing="ij")
-    points = (np.array([float(v) for v in ds.ImagePositionPatient])
-              + (columns * spacing[1])[..., None] * orientation[0] + (rows * spacing[0])[..., None] * orientation[1])
-    return truth_labels(points)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> dict[str, Path]:
     """The study: T1c 1 mm reference stored rotated, T2 moved and anisotropic, 4 mm FLAIR, no T1."""
     return write_study(tmp_path_factory.mktemp("study"))
-
-
-def check_seg_against_truth(seg_path: Path, reference_folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The SEG's segment numbers and the truth on the reference instances, with its references checked."""
-    sources = read_series_datasets(reference_folder)
-    seg = hd.seg.segread(seg_path)
-    source = pydicom.dcmread(next(reference_folder.iterdir()), stop_before_pixels=True)
-    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID", "AccessionNumber"):
-        assert getattr(seg, keyword) == getattr(source, keyword), keyword
-    assert seg.SeriesInstanceUID != source.SeriesInstanceUID and seg.Modality == "SEG"
-    referenced = seg.ReferencedSeriesSequence[0]
-    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
-    assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == {
-        ds.SOPInstanceUID for ds in sources}
-    # Every frame lies on the instance it derives from.
-    positions = {ds.SOPInstanceUID: np.array(ds.ImagePositionPatient, float) for ds in sources}
-    for frame in seg.PerFrameFunctionalGroupsSequence:
-        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-        np.testing.assert_allclose(np.array(frame.PlanePositionSequence[0].ImagePositionPatient, float),
-                                   positions[uid], atol=1e-3)
-    labels = read_seg_labels(seg_path, [ds.SOPInstanceUID for ds in sources])
-    return labels, np.stack([instance_truth(ds) for ds in sources])
 
 
 def test_known_labels_come_back_exactly_on_the_reference_series(study, tmp_path):
