@@ -92,3 +92,20 @@ def test_cli_segments_a_study_and_writes_its_segmentation(study, tmp_path):
     native = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "p1_seg_native.nii.gz")))
     assert set(np.unique(native)) <= {0, 4}
     assert np.count_nonzero(native) == np.count_nonzero(labels)
+
+
+def test_a_failed_segmentation_leaves_no_case_folder(study, tmp_path):
+    from tfbrats.clinical.segment import prepare_and_segment
+    from tfbrats.contract import OutputError
+    from tfbrats.inference.model import load_model
+
+    broken = load_model(voxel_model(tmp_path / "run", weights=(float("nan"), 1.0, 1.0), threshold=9.0))
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="case c"):
+        prepare_and_segment(study, "c", out, broken, skull_stripped=True)
+    assert list(out.iterdir()) == []  # neither the case nor its scratch folder
+    (out / "c").mkdir()
+    (out / "c" / "earlier.txt").write_text("kept")
+    with pytest.raises(OutputError):
+        prepare_and_segment(study, "c", out, broken, skull_stripped=True, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["c"] and (out / "c" / "earlier.txt").read_text() == "kept"

@@ -93,20 +93,32 @@ def _check_flags() -> None:
         raise app.UsageError("--store sends the segmentation: give --model too")
 
 
-def _prepare(scans: dict, out: str) -> Path:
-    return prepare_case(
-        scans, FLAGS.case_id, out, mask=FLAGS.mask, skull_stripped=FLAGS.no_mask,
+def _prepare(scans: dict, loaded) -> Path:
+    """The prepared case folder; with a model, prepared and segmented as one step (`prepare_and_segment`)."""
+    options = dict(
+        mask=FLAGS.mask, skull_stripped=FLAGS.no_mask,
         mask_input=_FLAG_TO_MODALITY[FLAGS.mask_input] if FLAGS.mask_input else None,
         mask_threshold=FLAGS.mask_threshold,
         reference=_FLAG_TO_MODALITY[FLAGS.reference] if FLAGS.reference else None,
         spacing_mm=FLAGS.spacing, overwrite=FLAGS.overwrite, dicom_reader=FLAGS.dicom_reader)
+    if loaded is None:
+        return prepare_case(scans, FLAGS.case_id, FLAGS.out, **options)
+    from tfbrats.clinical.segment import prepare_and_segment
+    from tfbrats.labels import REGION_TITLES
+
+    case_dir, result = prepare_and_segment(scans, FLAGS.case_id, FLAGS.out, loaded, **options)
+    for region, ml in result.volumes_ml.items():
+        print(f"{region} ({REGION_TITLES[region]}): {ml:.2f} ml")
+    if result.dicom is None:
+        print(f"no DICOM Segmentation: {result.record['dicom_seg_reason']}", file=sys.stderr)
+    return case_dir
 
 
 def _run(loaded) -> Path:
     """Prepare (from folders or the PACS), segment, store; the case folder."""
     scans = {modality: getattr(FLAGS, flag) for flag, modality in _FLAG_TO_MODALITY.items()}
     if FLAGS.pacs is None:
-        return _segment(_prepare(scans, FLAGS.out), loaded)
+        return _prepare(scans, loaded)
     from tfbrats.clinical.pacs import PacsAddress, pull_study, store_file
 
     pacs = PacsAddress.parse(FLAGS.pacs)
@@ -118,7 +130,7 @@ def _run(loaded) -> Path:
                             timeout=FLAGS.pacs_timeout)
         for modality, series in pulled.series.items():
             print(f"{modality}: {series}", file=sys.stderr)
-        case_dir = _segment(_prepare(pulled.folders, FLAGS.out), loaded)
+        case_dir = _prepare(pulled.folders, loaded)
     record = {"pacs": str(pacs), "calling_aet": FLAGS.calling_aet, "study": FLAGS.study, "stored": False,
               "series": {m: dataclasses.asdict(s) for m, s in pulled.series.items()}}
     _record_pacs(case_dir, record)
@@ -134,21 +146,6 @@ def _record_pacs(case_dir: Path, record: dict) -> None:
     """Records where the series came from (and whether the SEG was stored) under `pacs` in the sidecar."""
     path = case_dir / f"{case_dir.name}_clinical.json"
     write_json(path, {**json.loads(path.read_text()), "pacs": record})
-
-
-def _segment(case_dir: Path, loaded) -> Path:
-    """Segments the case when a model was given and prints the region volumes."""
-    if loaded is None:
-        return case_dir
-    from tfbrats.clinical.segment import segment_case
-    from tfbrats.labels import REGION_TITLES
-
-    result = segment_case(case_dir, loaded)
-    for region, ml in result.volumes_ml.items():
-        print(f"{region} ({REGION_TITLES[region]}): {ml:.2f} ml")
-    if result.dicom is None:
-        print(f"no DICOM Segmentation: {result.record['dicom_seg_reason']}", file=sys.stderr)
-    return case_dir
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -24,9 +25,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from tfbrats.clinical.native import grid_from_record, labels_to_grid, region_volumes_ml
-from tfbrats.clinical.pipeline import MODALITIES
+from tfbrats.clinical.pipeline import MODALITIES, prepare_case
 from tfbrats.data import BRATS2020_LABELS, BRATS2023_LABELS, Case, LabelMap, load_case, write_labels_nifti
-from tfbrats.files import atomic_path, write_json
+from tfbrats.files import atomic_folder, atomic_path, output_file, write_json
 from tfbrats.inference.model import LoadedModel, make_predictor
 from tfbrats.inference.predict import prediction_record, segment
 from tfbrats.labels import CLASS_NAMES
@@ -110,6 +111,42 @@ def segment_case(case_dir: str | Path, loaded: LoadedModel) -> CaseSegmentation:
     return write_segmentation(case_dir, labels, on_grid, label_map=output_label_map(loaded),
                               classes=tuple(c for c in loaded.contract.target.labels if c != 0),
                               model_name=str(loaded.path), fingerprint=loaded.fingerprint, prediction=prediction)
+
+
+def prepare_and_segment(scans: dict[str, str | Path | None], case_id: str, out_dir: str | Path, loaded: LoadedModel,
+                        *, overwrite: bool = False, **prepare_options) -> tuple[Path, CaseSegmentation]:
+    """`prepare_case` then `segment_case`, as one step: the case folder appears with its segmentation or not at all.
+
+    The case is prepared and segmented in a hidden scratch folder inside `out_dir` and moved into
+    place (`tfbrats.files.atomic_folder`) only when both succeeded; a failure leaves no case folder
+    (and an existing one untouched).
+
+    Args:
+        scans, case_id, out_dir: as for `prepare_case`.
+        loaded: the model (`tfbrats.inference.load_model`).
+        overwrite: replace an existing case folder.
+        **prepare_options: the other keyword arguments of `prepare_case` (mask, skull_stripped, ...).
+
+    Returns:
+        The case folder and what `segment_case` wrote (paths inside the case folder).
+
+    Example:
+        >>> scans = {"t1ce": "dcm/T1C", "t2": "dcm/T2", "flair": "dcm/FLAIR"}
+        >>> case_dir, result = prepare_and_segment(scans, "P001", "cases", load_model("runs/3d"),  # doctest: +SKIP
+        ...                                        skull_stripped=True)
+    """
+    case_dir = output_file(out_dir, case_id, what="case_id")
+    if case_dir.exists() and not overwrite:
+        raise FileExistsError(f"{case_dir} already exists; choose another --out or --case_id, or pass --overwrite.")
+    case_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{case_id}.scratch-", dir=case_dir.parent) as scratch:
+        staged = prepare_case(scans, case_id, scratch, **prepare_options)
+        result = segment_case(staged, loaded)
+        with atomic_folder(case_dir, replace=overwrite) as stage:
+            for path in staged.iterdir():
+                os.replace(path, stage / path.name)
+    return case_dir, dataclasses.replace(result, native=case_dir / result.native.name,
+                                         dicom=case_dir / result.dicom.name if result.dicom else None)
 
 
 def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.Image, *, label_map: LabelMap,
