@@ -181,3 +181,15 @@ def test_cli_store_refused_exits_non_zero(pacs, tmp_path):
     assert f"error: PACS {refusing.address}" in done.stderr and "C-STORE of c_seg.dcm" in done.stderr
     record = json.loads((tmp_path / "out" / "c" / "c_clinical.json").read_text())
     assert record["pacs"]["stored"] is False and record["segmentation"]["dicom_seg_file"] == "c_seg.dcm"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (("--t1c=a", "--t2=b", "--flair=c", "--study=1.2"), "--study/--store need --pacs"),
+    (("--pacs=P@127.0.0.1:104",), "--pacs needs --study"),
+    (("--pacs=P@127.0.0.1:104", "--study=1.2", "--store"), "--store sends the segmentation: give --model"),
+    (("--t2=b", "--flair=c"), "give --t1c"),
+])
+def test_flag_combinations_that_cannot_work_are_refused(tmp_path, flags, expected):
+    done = clinical(*flags, "--case_id=c", f"--out={tmp_path / 'out'}")
+    assert done.returncode != 0 and expected in done.stderr
+    assert not (tmp_path / "out").exists()
