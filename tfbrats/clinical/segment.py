@@ -190,6 +190,7 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
     figure = _draw_figure(case_dir, sidecar, on_grid)
     record = {
         **(prediction or {"model": model_name, "model_sha256": fingerprint}),
+        "written_by": "tfbrats.clinical",
         "reference": reference,
         "label_values": dict(zip(("necrosis", "edema", "enhancing"), label_map.values[1:])),
         "volumes_ml": volumes,
