@@ -85,8 +85,11 @@ def rigid(axis, degrees: float, translation, center) -> np.ndarray:
 
 def write_dicom_series(folder: Path, image: sitk.Image, *, series_uid: str | None = None,
                        signed: bool = True, slope: float | None = None,
-                       intercept: float | None = None, seed: int = 0) -> list[Path]:
-    """Write a 3-D image as single-frame MR DICOM files under shuffled names; returns them in slice order."""
+                       intercept: float | None = None, seed: int = 0, tags: dict | None = None) -> list[Path]:
+    """Write a 3-D image as single-frame MR DICOM files under shuffled names; returns them in slice order.
+
+    `tags` (keyword -> value) are set on every file last (e.g. PatientID, StudyInstanceUID, SeriesDescription).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     volume = sitk.GetArrayFromImage(image).astype(np.float64)
     if slope is not None:
@@ -126,6 +129,8 @@ def write_dicom_series(folder: Path, image: sitk.Image, *, series_uid: str | Non
             ds.RescaleSlope = f"{slope:.6g}"
             ds.RescaleIntercept = f"{intercept:.6g}"
         ds.PixelData = pixels.tobytes()
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
         path = folder / f"IM{names[k]:04d}"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

@@ -102,6 +102,55 @@ def draw_mask_check(scan: np.ndarray, mask: np.ndarray, zooms: tuple[float, floa
     return Path(path)
 
 
+# Internal class -> RGBA of its fill in the segmentation figure.
+CLASS_COLOURS = {1: (0.9, 0.15, 0.1, 0.55), 2: (1.0, 0.85, 0.1, 0.45), 3: (0.1, 0.55, 1.0, 0.6)}
+
+
+def draw_segmentation_check(scan: np.ndarray, labels: np.ndarray, zooms: tuple[float, float, float],
+                            path: str | Path, title: str = "") -> Path:
+    """Writes a PNG of `scan` on three planes through the tumor's centre, each class filled in colour.
+
+    Args:
+        scan: the reference scan `(x, y, z)` in RAS.
+        labels: internal classes 0..3 on the same grid (1 red, 2 yellow, 3 blue; `CLASS_COLOURS`).
+        zooms: voxel sizes of the three axes in mm.
+        path: the PNG file to write (atomically).
+        title: figure title.
+
+    Example:
+        >>> draw_segmentation_check(scan, labels, (1.0, 1.0, 1.0), "P001_seg.png")  # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    from tfbrats.labels import CLASS_NAMES
+
+    if scan.shape != labels.shape:
+        raise ValueError(f"the scan has shape {scan.shape} and the labels {labels.shape}; they must share one grid")
+    labels = np.asarray(labels)
+    tumor = labels > 0
+    centre = mask_centre(tumor) if tumor.any() else tuple(n // 2 for n in labels.shape)
+    scan = scan.astype(np.float32)
+    low, high = np.percentile(scan[scan != 0] if np.any(scan != 0) else scan, (1, 99))
+    scaled = np.clip((scan - low) / max(high - low, 1e-6), 0.0, 1.0)
+    fig = Figure(figsize=(10.5, 4.0), dpi=110, layout="constrained")
+    for ax, (name, axis) in zip(fig.subplots(1, 3), PLANES.items()):
+        shown = [a for a in range(3) if a != axis]
+        plane = _plane(labels, axis, centre[axis])
+        rgba = np.zeros(plane.shape + (4,), np.float32)
+        for label, colour in CLASS_COLOURS.items():
+            rgba[plane == label] = colour
+        aspect = zooms[shown[1]] / zooms[shown[0]]
+        ax.imshow(_plane(scaled, axis, centre[axis]), cmap="gray", origin="lower", aspect=aspect)
+        ax.imshow(rgba, origin="lower", aspect=aspect, interpolation="nearest")
+        ax.set_title(f"{name} {centre[axis]}")
+        ax.set_axis_off()
+    legend = ", ".join(f"{CLASS_NAMES[c]} {('red', 'yellow', 'blue')[c - 1]}" for c in CLASS_COLOURS)
+    fig.suptitle(f"{title}: {legend}" if title else legend)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format="png")
+    return Path(path)
+
+
 def draw_case_mask(case_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draws a prepared case's brain mask over its unmasked scan (see `draw_mask_check`).
 
