@@ -46,23 +46,30 @@ _OVERWRITE = flags.DEFINE_boolean(
 _TUNE = flags.DEFINE_boolean(
     "tune", True, "When training ends, choose the post-processing on the validation cases and write it into the "
     "model (python -m tfbrats.tune); --notune leaves the defaults (brain mask only).")
+_ALL_FOLDS = flags.DEFINE_boolean(
+    "all_folds", False, "Train every fold of the split: --fold into --model_dir, each other fold k into "
+    "<model_dir>-fold<k> (each resumed like any run), then choose the post-processing on all their validation "
+    "cases (out-of-fold) and write it into every fold's model. Rerun with it to train a finished run's other folds.")
 flags.mark_flag_as_required("model_dir")
 
 
-def recorded_flags() -> str:
+def recorded_flags(config=None) -> str:
     """This module's flags with their values, one ``--name=value`` a line (a flagfile that resumes the run).
 
-    ``--overwrite`` and ``--tune`` are left out: rerunning the recorded flags must resume, never
-    wipe, the run, and tuning is not a training setting.
+    ``--overwrite``, ``--tune`` and ``--all_folds`` are left out: rerunning the recorded flags must
+    resume, never wipe, the run, and neither tuning nor the other folds are training settings.
+    With `config` (a fold of ``--all_folds``), its fold and folder replace the flags' own.
 
     Example:
         >>> print(recorded_flags())  # doctest: +SKIP
         --batch_size=2
     """
     own = flags.FLAGS.get_key_flags_for_module(sys.modules[__name__])
-    chosen = sorted((f for f in own if f.value is not None and f.name not in (_OVERWRITE.name, _TUNE.name)),
-                    key=lambda f: f.name)
-    return "".join(f"{flag.serialize()}\n" for flag in chosen)
+    left_out = (_OVERWRITE.name, _TUNE.name, _ALL_FOLDS.name)
+    chosen = sorted((f for f in own if f.value is not None and f.name not in left_out), key=lambda f: f.name)
+    fold = {"fold": config.fold, "model_dir": config.model_dir} if config is not None else {}
+    return "".join(f"--{flag.name}={fold[flag.name]}\n" if flag.name in fold else f"{flag.serialize()}\n"
+                   for flag in chosen)
 
 
 def config_from_flags():
@@ -116,19 +123,24 @@ def main(argv: list[str]) -> int:
         print(f"error: unexpected arguments {argv[1:]}; every setting is a --flag", file=sys.stderr)
         return 2
     from tfbrats.training import ConfigError, StrategyError, cluster_role, train
+    from tfbrats.training.folds import other_fold_configs
 
     # TensorFlow's Python logs go through absl, which app.run sets to INFO: keep the console to progress.
     logging.set_verbosity(logging.WARNING)
     try:
         config = config_from_flags()
-        train(config, overwrite=_OVERWRITE.value, flags_text=recorded_flags(), volume_scorer=score_volumes)
+        folds = [config, *other_fold_configs(config)] if _ALL_FOLDS.value else [config]
+        for fold in folds:
+            if len(folds) > 1:
+                print(f"fold {fold.fold} of {fold.num_folds}: {fold.model_dir}", flush=True)
+            train(fold, overwrite=_OVERWRITE.value, flags_text=recorded_flags(fold), volume_scorer=score_volumes)
     except (ConfigError, StrategyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if _TUNE.value and cluster_role(config.strategy).is_chief:
         from tfbrats.evaluation.tuning_run import tune_run
 
-        print(tune_run(config.model_dir), flush=True)
+        print(tune_run(config.model_dir, other_folds=[fold.model_dir for fold in folds[1:]]), flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Chooses a run's post-processing on its validation cases and writes it into the model.
 
     python -m tfbrats.tune --model=runs/3d
+    python -m tfbrats.tune --model=runs/3d --other_folds=runs/3d-fold1,runs/3d-fold2,runs/3d-fold3,runs/3d-fold4
 
 Every validation case of the run (its own fold of its own data, as `config.json` records them)
 is segmented as a whole volume with the model's window; then tumor-component removal, the
@@ -10,7 +11,10 @@ drops). The run folder gets `tuning.json` (the choice, every candidate, the per-
 the evidence: how many validation cases, how many without enhancing tumor) and `tuning.csv`
 (per-case Dice/HD95 before and after), and the model file (`best.keras`, else `final.keras`) is
 rewritten with the chosen post-processing in its segmentation contract, so `tfbrats.predict`,
-exports and serving apply it by default. `python -m tfbrats.train` runs this at the end of training.
+exports and serving apply it by default. `python -m tfbrats.train` runs this at the end of training
+(over every fold with ``--all_folds``). With ``--other_folds`` the choice rests on the validation
+cases of every fold, each segmented by the model that never trained on it (out-of-fold, as
+nnU-Net chooses), and every fold's model gets it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ _COMPONENTS = flags.DEFINE_list("component_candidates", None, "Minimum tumor com
 _DUST = flags.DEFINE_list("dust_candidates", None, "Minimum ET component sizes (voxels) to try; smaller ET components "
                           "take the class around them (default: 0,10,20,50,100).")
 _ET = flags.DEFINE_list("et_candidates", None, "ET voxel thresholds to try (default: 0,50,100,200,500,750,1000).")
+_OTHER_FOLDS = flags.DEFINE_list("other_folds", [], "Run folders of the other folds of the same split (e.g. "
+                                 "runs/demo-fold1,...): the choice rests on every fold's validation cases, each "
+                                 "segmented by its own fold's model, and is written into every fold's model.")
 flags.mark_flag_as_required("model")
 
 
@@ -48,7 +55,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"candidates must be integers: {error}") from None
     try:
         summary = tune_run(_MODEL.value, data_dir=_DATA_DIR.value, component_candidates=components,
-                           et_candidates=thresholds, dust_candidates=dust)
+                           et_candidates=thresholds, dust_candidates=dust, other_folds=_OTHER_FOLDS.value)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

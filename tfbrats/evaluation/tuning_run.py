@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from tfbrats.contract import PostProcessing, finish_segmentation
 from tfbrats.data import PreprocessedCase
@@ -38,6 +40,18 @@ def validation_cases(run_dir: str | Path, data_dir: str | None = None) -> list[P
     return load_validation_cases(config)
 
 
+def _raw_segmenter(loaded) -> Callable[[PreprocessedCase], np.ndarray]:
+    """Case -> a model's internal labels after its target and brain mask, before any tuned step."""
+    contract = loaded.contract
+    raw_contract = contract.replace(postprocessing=PostProcessing(brain_mask=contract.postprocessing.brain_mask))
+    predictor = make_predictor(loaded.model, contract.target)
+
+    def segment_raw(case: PreprocessedCase) -> np.ndarray:
+        return finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, raw_contract)
+
+    return segment_raw
+
+
 def tune_run(
     run_dir: str | Path,
     data_dir: str | None = None,
@@ -45,37 +59,59 @@ def tune_run(
     et_candidates: Sequence[int] = ET_CANDIDATES,
     cases: Sequence[PreprocessedCase] | None = None,
     dust_candidates: Sequence[int] = DUST_CANDIDATES,
+    other_folds: Sequence[str | Path] = (),
 ) -> str:
     """Chooses the post-processing of a run on its validation cases and writes it into its model.
+
+    With `other_folds` (the runs of the other folds of the same split, `tfbrats.training.folds`),
+    the choice rests on every fold's validation cases, each segmented by the model that never
+    trained on it (out-of-fold), and is written into every fold's model.
 
     Args:
         run_dir: The training run folder.
         data_dir: The run's data if it moved (default: where `config.json` says).
         component_candidates, et_candidates, dust_candidates: The thresholds to try (voxels).
-        cases: Validation cases to use instead of the run's own (preprocessed, labelled).
+        cases: Validation cases of `run_dir` to use instead of its own (preprocessed, labelled).
+        other_folds: Run folders of other folds of the same data, fold count and seed.
 
     Returns:
         A short summary: the choice, what it rests on (and, when that is little, a plain
         statement of it), and the mean validation Dice before and after.
 
+    Raises:
+        ValueError: `other_folds` are not distinct folds of the run's split.
+
     Example:
         >>> print(tune_run("runs/demo"))  # doctest: +SKIP
         post-processing chosen on 4 validation cases (1 without enhancing tumor, 1 of them given stray ET ...
     """
-    run_dir = Path(run_dir)
-    loaded = load_model(run_dir)
-    cases = list(cases) if cases is not None else validation_cases(run_dir, data_dir)
-    contract = loaded.contract
-    baseline = PostProcessing(brain_mask=contract.postprocessing.brain_mask)
-    raw_contract = contract.replace(postprocessing=baseline)
-    predictor = make_predictor(loaded.model, contract.target)
+    from tfbrats.training import Run
+    from tfbrats.training.folds import check_folds
 
-    def segment_raw(case: PreprocessedCase):
-        return finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, raw_contract)
+    run_dirs = [Path(run_dir), *(Path(folder) for folder in other_folds)]
+    if other_folds:
+        check_folds([Run(folder).config for folder in run_dirs], run_dirs)
+    models = [load_model(folder) for folder in run_dirs]
+    fold_cases = [list(cases) if cases is not None else validation_cases(run_dirs[0], data_dir)]
+    fold_cases += [validation_cases(folder, data_dir) for folder in run_dirs[1:]]
+    segmenters = {id(case): segmenter for segmenter, group in zip(map(_raw_segmenter, models), fold_cases)
+                  for case in group}
+    all_cases = [case for group in fold_cases for case in group]
+    baseline = PostProcessing(brain_mask=models[0].contract.postprocessing.brain_mask)
+    result = choose_postprocessing(all_cases, lambda case: segmenters[id(case)](case), baseline,
+                                   component_candidates, et_candidates, dust_candidates)
+    source = (f"out-of-fold validation of {len(run_dirs)} folds: {result.evidence.describe()}, of runs "
+              f"{', '.join(map(str, run_dirs))}" if other_folds else
+              f"validation: {result.evidence.describe()}, of run {run_dirs[0]}")
+    for folder, loaded in zip(run_dirs, models):
+        tuned = tune_contract(loaded.contract, result, f"{source} (tfbrats.tune)")
+        _write_tuning(folder, loaded, tuned, result)
+        save_with_contract(loaded.model, tuned, loaded.path)
+    return _summary(result, run_dirs, [loaded.path for loaded in models])
 
-    result = choose_postprocessing(cases, segment_raw, baseline, component_candidates, et_candidates, dust_candidates)
-    described = f"validation: {result.evidence.describe()}, of run {run_dir} (tfbrats.tune)"
-    tuned = tune_contract(contract, result, described)
+
+def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
+    """`tuning.json` (the choice, every candidate, the evidence) and `tuning.csv` (per case) of a run."""
     write_json(run_dir / TUNING_JSON, {"model": str(loaded.path), "model_sha256": loaded.fingerprint,
                                        "contract": tuned.to_json(), **result.to_json()})
     buffer = io.StringIO()
@@ -83,7 +119,10 @@ def tune_run(
     writer.writeheader()
     writer.writerows(result.per_case)
     write_text(run_dir / TUNING_CSV, buffer.getvalue())
-    save_with_contract(loaded.model, tuned, loaded.path)
+
+
+def _summary(result, run_dirs: Sequence[Path], model_paths: Sequence[Path]) -> str:
+    """What `tune_run` prints: the choice, its evidence, the mean Dice before and after, the files."""
 
     def mean(prefix: str, region: str) -> float:
         return sum(row[f"{prefix}_Dice_{region}"] for row in result.per_case) / len(result.per_case)
@@ -92,8 +131,10 @@ def tune_run(
     after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in ("WT", "TC", "ET"))
     evidence = result.evidence
     little = "".join(f"\n  little evidence: {warning}" for warning in evidence.warnings())
-    return (f"post-processing chosen on {evidence.cases} validation cases ({evidence.cases_without_et} without "
-            f"enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
+    folds = f" of {len(run_dirs)} folds (out-of-fold)" if len(run_dirs) > 1 else ""
+    return (f"post-processing chosen on {evidence.cases} validation cases{folds} ({evidence.cases_without_et} "
+            f"without enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
             f"{result.chosen.describe()}{little}\n"
             f"  mean Dice before: {before}\n  mean Dice after:  {after}\n"
-            f"  written into {loaded.path}; table in {run_dir / TUNING_CSV}")
+            f"  written into {', '.join(map(str, model_paths))}; table in "
+            f"{', '.join(str(folder / TUNING_CSV) for folder in run_dirs)}")
