@@ -16,7 +16,8 @@ from tfbrats.training.folds import check_folds, other_fold_configs
 def test_other_folds_live_beside_the_run_with_only_fold_and_folder_changed(tiny_data, tmp_path):
     config = tiny_config(tiny_data, tmp_path / "run", fold=1, num_folds=3)
     others = other_fold_configs(config)
-    assert [(c.fold, c.model_dir) for c in others] == [(0, f"{tmp_path / 'run'}-fold0"), (2, f"{tmp_path / 'run'}-fold2")]
+    run = tmp_path / "run"
+    assert [(c.fold, c.model_dir) for c in others] == [(0, f"{run}-fold0"), (2, f"{run}-fold2")]
     assert all(dataclasses.replace(c, fold=1, model_dir=config.model_dir) == config for c in others)
 
 
