@@ -256,7 +256,9 @@ def _predict_case(case: Case, loaded: LoadedModel, contract: SegmentationContrac
     labels = segment(preprocessed, predictor, contract)
     if contract.label_values:
         values = contract.label_values
-        meta = dataclasses.replace(meta, labels=LabelMap(values[1], values[2], values[3]))
+        meta = dataclasses.replace(meta, labels=LabelMap(values[1], values[2], values[3], values.get(4)))
+    # A model with a resection cavity writes it with the dataset's value (BraTS 2024's 4 where it names none).
+    meta = dataclasses.replace(meta, labels=meta.labels.covering(contract.target.label_set))
     # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
     write_json(sidecar, report)
     return write_labels_nifti(labels, meta, target)

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbrats.data import dataset_label_set
 from tfbrats.labels import REGIONS
 from tfbrats.losses import SoftDiceLoss
 from tfbrats.metrics import dice_from_counts
@@ -104,6 +105,8 @@ class Trainer:
         self.run = Run(config.model_dir)
         self.role = cluster_role(config.strategy)
         self.writers: dict[str, Any] = {}
+        # The training data's label set (set by `fit` from the cases; what --label_set=auto trains).
+        self.data_label_set = None
 
     # ---- hooks ----------------------------------------------------------------------------------
     def refresh_batchnorm(self) -> None:
@@ -129,11 +132,11 @@ class Trainer:
 
     def build_model(self) -> keras.Model:
         """The network (built under the strategy's scope and the precision policy)."""
-        return build_model(self.config)
+        return build_model(self.config, self.data_label_set)
 
     def build_loss(self) -> SoftDiceLoss:
         """The loss; it must be a `SoftDiceLoss` (sums all-reduced over replicas)."""
-        return make_loss(self.config)
+        return make_loss(self.config, self.data_label_set)
 
     def build_schedule(self) -> float | keras.optimizers.schedules.LearningRateSchedule:
         """The learning rate or its schedule."""
@@ -189,6 +192,7 @@ class Trainer:
             raise ConfigError(f"batch_size {config.batch_size} does not split evenly over {replicas} replicas; "
                               f"use a multiple of {replicas}")
         self.train_cases, self.val_cases = load_split(config)
+        self.data_label_set = dataset_label_set(case.meta.labels for case in self.train_cases + self.val_cases)
         check_patch_fits(config, self.train_cases)
         self.log(f"{len(self.train_cases)} training and {len(self.val_cases)} validation cases; {replicas} "
                  f"replica(s), {self.role.num_workers} worker(s)")
@@ -251,7 +255,8 @@ class Trainer:
         # Outside the scope: collectives cannot broadcast a string (every worker assigns the same row anyway).
         self.last_row = tf.Variable("", dtype=tf.string, trainable=False, name="last_row")
         loss = self.build_loss()
-        train_step, eval_step = make_step_functions(self.model, self.optimizer, loss, strategy, target_of(config))
+        train_step, eval_step = make_step_functions(self.model, self.optimizer, loss, strategy,
+                                                     target_of(config, self.data_label_set))
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                                          best=self.best, best_epoch=self.best_epoch, last_row=self.last_row)
         for leftover in Run(self.write_dir).remove_failed_checkpoints():
