@@ -73,7 +73,8 @@ def tune_run(
     def segment_raw(case: PreprocessedCase):
         return finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, raw_contract)
 
-    result = choose_postprocessing(cases, segment_raw, baseline, component_candidates, et_candidates, dust_candidates)
+    result = choose_postprocessing(cases, segment_raw, baseline, component_candidates, et_candidates, dust_candidates,
+                                   contract.target.label_set)
     described = f"validation: {result.evidence.describe()}, of run {run_dir} (tfbrats.tune)"
     tuned = tune_contract(contract, result, described)
     write_json(run_dir / TUNING_JSON, {"model": str(loaded.path), "model_sha256": loaded.fingerprint,
@@ -88,8 +89,9 @@ def tune_run(
     def mean(prefix: str, region: str) -> float:
         return sum(row[f"{prefix}_Dice_{region}"] for row in result.per_case) / len(result.per_case)
 
-    before = ", ".join(f"{r} {mean('baseline', r):.4f}" for r in ("WT", "TC", "ET"))
-    after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in ("WT", "TC", "ET"))
+    regions = contract.target.label_set.regions
+    before = ", ".join(f"{r} {mean('baseline', r):.4f}" for r in regions)
+    after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in regions)
     evidence = result.evidence
     little = "".join(f"\n  little evidence: {warning}" for warning in evidence.warnings())
     return (f"post-processing chosen on {evidence.cases} validation cases ({evidence.cases_without_et} without "
