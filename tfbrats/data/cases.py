@@ -113,7 +113,7 @@ def _case_from_folder(folder: Path) -> tuple[str, Case] | None:
 
 
 def _read_manifest(path: Path) -> list[Case]:
-    """Reads a CSV manifest ``case_id,t1,t1ce,t2,flair,seg[,et_label]`` into cases."""
+    """Reads a CSV manifest ``case_id,t1,t1ce,t2,flair,seg[,et_label,cavity_label]`` into cases."""
     cases = []
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
