@@ -43,7 +43,7 @@ def test_label_sets_declare_classes_regions_and_groups():
 
 
 def test_classes_target_with_the_cavity_has_five_outputs_and_argmax_gives_4():
-    target = get_target("classes", labels_set=RC)
+    target = get_target("classes", label_set=RC)
     assert target.num_outputs == 5 and target.labels == (0, 1, 2, 3, 4)
     probabilities = np.eye(5)[[0, 4, 3, 1]] * 0.8 + 0.04
     assert target.to_labels_numpy(probabilities).tolist() == [0, 4, 3, 1]
@@ -57,7 +57,7 @@ def test_regions_with_the_cavity_round_trip_and_rc_stays_outside_the_whole_tumor
     assert regions.shape == (1, 7, 4)
     # RC is its own region, not nested in WT: an RC voxel is only in RC.
     assert regions[0, 4].tolist() == [0, 0, 0, 1]
-    np.testing.assert_array_equal(_numpy(regions_to_labels(regions, labels_set=RC)), labels)
+    np.testing.assert_array_equal(_numpy(regions_to_labels(regions, label_set=RC)), labels)
     # Where WT and RC are both above the threshold, the tumor wins; an RC probability alone gives 4.
     p = np.array([[0.9, 0.1, 0.1, 0.9], [0.1, 0.1, 0.1, 0.9], [0.1, 0.9, 0.9, 0.4]])
     assert _rc_regions().to_labels_numpy(p).tolist() == [2, 4, 0]
@@ -66,7 +66,7 @@ def test_regions_with_the_cavity_round_trip_and_rc_stays_outside_the_whole_tumor
 
 
 def _rc_regions():
-    return get_target("regions", labels_set=RC)
+    return get_target("regions", label_set=RC)
 
 
 def test_region_dice_loss_scores_the_cavity_region_as_numpy_does():
@@ -108,7 +108,7 @@ def test_finish_segmentation_keeps_the_cavity_only_for_a_target_that_has_it():
     p = np.zeros((1, 2, 3, 5), np.float32)
     p[0, :, 0, 4] = p[0, :, 1, 3] = p[0, :, 2, 0] = 1
     image = np.ones((1, 2, 3, 3), np.float32)
-    rc = SegmentationContract(get_target("classes", labels_set=RC),
+    rc = SegmentationContract(get_target("classes", label_set=RC),
                               postprocessing=PostProcessing(min_component_voxels=3))
     assert finish_segmentation(p, image, rc).tolist() == [[[4, 3, 0], [4, 3, 0]]]
     # Small components go whatever their class: a 2-voxel cavity falls below 3 voxels only when alone.

@@ -13,7 +13,7 @@ A `LabelSet` is the data that says all of this for one dataset convention: its i
 the regions a regions-target network outputs, and the groups evaluation scores. There are two:
 `BRATS` (BraTS 2018-2023, the Decathlon; 4 classes) and `BRATS_POST_TREATMENT` (BraTS 2024/2025
 glioma; 5 classes with RC, scored also as NETC and SNFH alone as the official ``gli``
-configuration does). Every other module asks a label set (`label_set`, a target's `label_set`)
+configuration does). Every other module asks a label set (`get_label_set`, a target's `label_set`)
 rather than testing for a class.
 
 A target says what a network is trained to output and how its outputs become labels:
@@ -95,11 +95,11 @@ BRATS_POST_TREATMENT = LabelSet(
 LABEL_SETS = {label_set.name: label_set for label_set in (BRATS, BRATS_POST_TREATMENT)}
 
 
-def label_set(name: str) -> LabelSet:
+def get_label_set(name: str) -> LabelSet:
     """The label set called `name`.
 
     Example:
-        >>> label_set("brats_post_treatment").regions["RC"]
+        >>> get_label_set("brats_post_treatment").regions["RC"]
         (4,)
     """
     if name not in LABEL_SETS:
@@ -133,7 +133,7 @@ def region_masks(labels: np.ndarray, classes: dict[str, tuple[int, ...]] = REGIO
     return {name: np.isin(labels, values) for name, values in classes.items()}
 
 
-def labels_to_regions(labels, labels_set: LabelSet = BRATS):
+def labels_to_regions(labels, label_set: LabelSet = BRATS):
     """Region masks (WT, TC, ET, then any further region of the set) from internal labels: float32 S + (R,) (Keras ops).
 
     Example:
@@ -143,10 +143,10 @@ def labels_to_regions(labels, labels_set: LabelSet = BRATS):
     """
     ops = _ops()
     labels = ops.cast(labels, "int32")
-    return ops.stack([in_classes(labels, classes) for classes in labels_set.regions.values()], axis=-1)
+    return ops.stack([in_classes(labels, classes) for classes in label_set.regions.values()], axis=-1)
 
 
-def regions_to_labels(probabilities, threshold: float = 0.5, labels_set: LabelSet = BRATS):
+def regions_to_labels(probabilities, threshold: float = 0.5, label_set: LabelSet = BRATS):
     """Internal labels (uint8) from region probabilities S + (R,): WT, TC, ET nested, more regions outside WT.
 
     A voxel is tumor when its WT probability exceeds `threshold` (edema, 2, unless more applies),
@@ -167,7 +167,7 @@ def regions_to_labels(probabilities, threshold: float = 0.5, labels_set: LabelSe
     core = ops.logical_and(whole, above[..., 1])
     enhancing = ops.logical_and(core, above[..., 2])
     labels = ops.where(enhancing, 3, ops.where(core, 1, ops.where(whole, 2, 0)))
-    for index, classes in list(enumerate(labels_set.regions.values()))[3:]:
+    for index, classes in list(enumerate(label_set.regions.values()))[3:]:
         labels = ops.where(ops.logical_and(above[..., index], ops.logical_not(whole)), classes[0], labels)
     return ops.cast(labels, "uint8")
 
@@ -334,23 +334,23 @@ class RegionsTarget(Target):
 TARGETS: dict[str, type[Target]] = {"classes": ClassesTarget, "regions": RegionsTarget}
 
 
-def get_target(name: str, num_classes: int | None = None, labels_set: LabelSet = BRATS) -> Target:
+def get_target(name: str, num_classes: int | None = None, label_set: LabelSet = BRATS) -> Target:
     """The target called `name` ("classes" or "regions") over a label set.
 
     Args:
         name: The target's name.
         num_classes: Output classes of a "classes" target; None: the label set's classes (ignored
             by "regions": one output per region of the label set).
-        labels_set: The label set the outputs are (`BRATS` or `BRATS_POST_TREATMENT`).
+        label_set: The label set the outputs are (`BRATS` or `BRATS_POST_TREATMENT`).
 
     Example:
-        >>> get_target("regions").num_outputs, get_target("regions", labels_set=BRATS_POST_TREATMENT).num_outputs
+        >>> get_target("regions").num_outputs, get_target("regions", label_set=BRATS_POST_TREATMENT).num_outputs
         (3, 4)
     """
     if name == "classes":
-        return ClassesTarget(labels_set.num_classes if num_classes is None else num_classes, labels_set)
+        return ClassesTarget(label_set.num_classes if num_classes is None else num_classes, label_set)
     if name == "regions":
-        return RegionsTarget(label_set=labels_set)
+        return RegionsTarget(label_set=label_set)
     raise ValueError(f"target must be one of {list(TARGETS)}; got {name!r}")
 
 
@@ -362,9 +362,9 @@ def target_from_json(values: dict[str, Any]) -> Target:
         ClassesTarget(num_classes=4, label_set=LabelSet('brats'))
     """
     name = values.get("name")
-    labels_set = label_set(values.get("label_set", BRATS.name))
+    label_set = get_label_set(values.get("label_set", BRATS.name))
     if name == "regions":
-        return RegionsTarget(float(values.get("threshold", 0.5)), labels_set)
+        return RegionsTarget(float(values.get("threshold", 0.5)), label_set)
     if name == "classes":
-        return ClassesTarget(int(values.get("num_outputs", len(CLASS_NAMES))), labels_set)
+        return ClassesTarget(int(values.get("num_outputs", len(CLASS_NAMES))), label_set)
     raise ValueError(f"unknown target {name!r} in a model's record; expected one of {list(TARGETS)}")

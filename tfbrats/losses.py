@@ -5,8 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfbrats.labels import BRATS, Target, labels_to_regions
-from tfbrats.labels import label_set as get_label_set
+from tfbrats.labels import BRATS, Target, get_label_set, labels_to_regions
 
 
 class SoftDiceLoss(keras.losses.Loss):
@@ -168,21 +167,21 @@ class RegionDiceLoss(SoftDiceLoss):
     ):
         super().__init__(smooth=smooth, cross_entropy_weight=cross_entropy_weight, reduction=reduction, name=name)
         self.label_set = label_set
-        self.labels_set = get_label_set(label_set)
+        self.regions = get_label_set(label_set).regions
 
     def probabilities_and_reference(self, y_true, y_pred):
-        regions = list(self.labels_set.regions)
+        regions = list(self.regions)
         if y_pred.shape[-1] != len(regions):
             raise ValueError(f"RegionDiceLoss needs one logit per region {regions} (last axis {len(regions)}); "
                              f"got shape {y_pred.shape}")
-        return ops.sigmoid(ops.cast(y_pred, "float32")), labels_to_regions(y_true, self.labels_set)
+        return ops.sigmoid(ops.cast(y_pred, "float32")), labels_to_regions(y_true, get_label_set(self.label_set))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "label_set": self.label_set}
 
     def voxel_cross_entropy(self, y_true, y_pred):
-        per_region = ops.binary_crossentropy(labels_to_regions(y_true, self.labels_set), ops.cast(y_pred, "float32"),
-                                             from_logits=True)
+        reference = labels_to_regions(y_true, get_label_set(self.label_set))
+        per_region = ops.binary_crossentropy(reference, ops.cast(y_pred, "float32"), from_logits=True)
         return ops.mean(per_region, axis=-1)
 
 

@@ -76,7 +76,7 @@ def test_every_group_scores_as_numpy_does_and_a_pre_treatment_case_scores_rc_by_
     assert 0.5 < by_id["BraTS-GLI-00001-100"]["Dice_RC"] < 1
     # The cavity is no part of the whole tumor.
     assert case_metrics(predictions["BraTS-GLI-00001-100"], references["BraTS-GLI-00001-100"],
-                        labels_set=BRATS_POST_TREATMENT)["Dice_WT"] == by_id["BraTS-GLI-00001-100"]["Dice_WT"]
+                        label_set=BRATS_POST_TREATMENT)["Dice_WT"] == by_id["BraTS-GLI-00001-100"]["Dice_WT"]
 
 
 def test_the_report_follows_the_label_set(folders):

@@ -73,8 +73,8 @@ class LabelMap:
         """The internal label set these values map onto: `BRATS_POST_TREATMENT` with a cavity, else `BRATS`."""
         return BRATS if self.cavity is None else BRATS_POST_TREATMENT
 
-    def covering(self, labels_set: LabelSet) -> LabelMap:
-        """This map, given the cavity value `CAVITY_VALUE` when `labels_set` has a cavity and the map has none.
+    def covering(self, label_set: LabelSet) -> LabelMap:
+        """This map, given the cavity value `CAVITY_VALUE` when `label_set` has a cavity and the map has none.
 
         A post-treatment model's prediction for a dataset that names no cavity (a pre-treatment
         BraTS 2023 folder) is written with BraTS 2024's value 4, unless the dataset uses 4 itself.
@@ -83,7 +83,7 @@ class LabelMap:
             >>> BRATS2023_LABELS.covering(BRATS_POST_TREATMENT).cavity
             4
         """
-        if labels_set.num_classes <= len(self.values):
+        if label_set.num_classes <= len(self.values):
             return self
         if CAVITY_VALUE in self.values:
             raise ValueError(

@@ -178,7 +178,7 @@ def evaluate_folders(
             f"no reference segmentations (*_seg.nii.gz, *-seg.nii.gz or labelsTr/) found under {ref_dir}"
         )
     predictions = find_predictions(pred_dir)
-    labels_set = dataset_label_set(reference.labels for reference in references.values())
+    label_set = dataset_label_set(reference.labels for reference in references.values())
     results = []
     for case_id, reference in references.items():
         ref, spacing, affine = read_labels(reference.path)
@@ -186,7 +186,7 @@ def evaluate_folders(
         labels = reference.labels
         if et_label is not None:
             labels = dataclasses.replace(label_map(et_label), cavity=reference.labels.cavity)
-        labels = labels.covering(labels_set)
+        labels = labels.covering(label_set)
         if pred_path is None:
             logger.warning("case %s: no prediction in %s; scored as an empty mask", case_id, pred_dir)
             pred = np.zeros_like(ref)
@@ -211,11 +211,11 @@ def evaluate_folders(
         values = {}
         if "legacy" in metrics:
             values |= case_metrics(internal["prediction"], internal["reference"], spacing, INTERNAL_ET_LABEL,
-                                   labels_set)
-            values |= group_counts(internal["prediction"], internal["reference"], labels_set)
+                                   label_set)
+            values |= group_counts(internal["prediction"], internal["reference"], label_set)
         if "lesionwise" in metrics:
             values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id,
-                                         labels_set)
+                                         label_set)
         results.append(CaseResult(case_id, values, missing=pred_path is None))
         logger.info("case %s: %s", case_id, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
     unmatched = sorted(set(predictions) - set(references))

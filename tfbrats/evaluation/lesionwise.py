@@ -143,7 +143,7 @@ def lesionwise_metrics(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     affine: np.ndarray | None = None,
     case_id: str = "case",
-    labels_set: LabelSet = BRATS,
+    label_set: LabelSet = BRATS,
 ) -> dict[str, float]:
     """Lesion-wise Dice, HD95 and detection of the label set's groups for one case, keyed like `lesion_columns`.
 
@@ -154,7 +154,7 @@ def lesionwise_metrics(
         spacing: Voxel size of the three axes in mm.
         affine: The reference's affine (None: the spacing as a diagonal).
         case_id: The case, for error messages.
-        labels_set: The label set: its labels are allowed, its groups reported (`LESION_COLUMNS`
+        label_set: The label set: its labels are allowed, its groups reported (`LESION_COLUMNS`
             for `BRATS`).
 
     Returns:
@@ -173,7 +173,7 @@ def lesionwise_metrics(
     if np.shape(pred_internal) != np.shape(ref_internal):
         raise ValueError(f"case {case_id}: prediction shape {np.shape(pred_internal)} differs from reference "
                          f"{np.shape(ref_internal)}")
-    top = labels_set.num_classes - 1
+    top = label_set.num_classes - 1
     for what, labels in (("prediction", pred_internal), ("reference", ref_internal)):
         if np.size(labels) and (np.min(labels) < 0 or np.max(labels) > top):
             raise ValueError(f"case {case_id}: {what} labels must be internal classes 0..{top}; got "
@@ -184,7 +184,7 @@ def lesionwise_metrics(
     return {
         f"{metric}_{group}": _number(results[PACKAGE_GROUPS[group]].get(key))
         for metric, key in PACKAGE_KEYS.items()
-        for group in labels_set.groups
+        for group in label_set.groups
     }
 
 

@@ -22,7 +22,7 @@ from tfbrats.labels import REGIONS as REGION_CLASSES
 REGIONS = REPORT_ORDER  # the report's column order (the paper's Table 1)
 METRIC_NAMES = ("Dice", "HD95")
 # Every group any label set scores, in report order (ET, WT, TC, then RC, NETC, SNFH).
-ALL_GROUPS = tuple(dict.fromkeys(group for labels_set in LABEL_SETS.values() for group in labels_set.groups))
+ALL_GROUPS = tuple(dict.fromkeys(group for label_set in LABEL_SETS.values() for group in label_set.groups))
 
 
 def legacy_columns(groups) -> tuple[str, ...]:
@@ -169,7 +169,7 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = No
     return float(binary.hd95(pred[box], ref[box], voxelspacing=spacing))
 
 
-def group_masks(labels: np.ndarray, labels_set: LabelSet) -> dict[str, np.ndarray]:
+def group_masks(labels: np.ndarray, label_set: LabelSet) -> dict[str, np.ndarray]:
     """Boolean masks of the label set's groups from internal labels; rejects labels outside the set.
 
     Example:
@@ -178,11 +178,11 @@ def group_masks(labels: np.ndarray, labels_set: LabelSet) -> dict[str, np.ndarra
         [False, True, False]
     """
     labels = np.asarray(labels)
-    unexpected = np.setdiff1d(np.unique(labels), labels_set.labels)
+    unexpected = np.setdiff1d(np.unique(labels), label_set.labels)
     if unexpected.size:
-        raise ValueError(f"labels {unexpected.tolist()} are not internal labels {list(labels_set.labels)} of the "
-                         f"label set {labels_set.name}")
-    return {name: np.isin(labels, classes) for name, classes in labels_set.groups.items()}
+        raise ValueError(f"labels {unexpected.tolist()} are not internal labels {list(label_set.labels)} of the "
+                         f"label set {label_set.name}")
+    return {name: np.isin(labels, classes) for name, classes in label_set.groups.items()}
 
 
 def case_metrics(
@@ -190,7 +190,7 @@ def case_metrics(
     ref: np.ndarray,
     spacing: Sequence[float] | None = None,
     et_label: int = INTERNAL_ET_LABEL,
-    labels_set: LabelSet = BRATS,
+    label_set: LabelSet = BRATS,
 ) -> dict[str, float]:
     """Dice and HD95 of every group for one case, keyed like `legacy_columns` (`Dice_ET`, `HD95_WT`, ...).
 
@@ -200,7 +200,7 @@ def case_metrics(
         spacing: voxel size per axis in mm.
         et_label: value of enhancing tumour in both maps (3 internal / BraTS 2023+, 4 BraTS 2020);
             only with the label set `BRATS`: other label sets take internal labels.
-        labels_set: whose groups are scored (`COLUMNS` for `BRATS`).
+        label_set: whose groups are scored (`COLUMNS` for `BRATS`).
 
     Returns:
         dict column -> value.
@@ -212,18 +212,18 @@ def case_metrics(
     """
     if np.shape(pred) != np.shape(ref):
         raise ValueError(f"prediction shape {np.shape(pred)} differs from reference {np.shape(ref)}")
-    if labels_set is BRATS:
+    if label_set is BRATS:
         pred_masks, ref_masks = region_masks(pred, et_label), region_masks(ref, et_label)
     else:
-        pred_masks, ref_masks = group_masks(pred, labels_set), group_masks(ref, labels_set)
+        pred_masks, ref_masks = group_masks(pred, label_set), group_masks(ref, label_set)
     values = {}
-    for group in labels_set.groups:
+    for group in label_set.groups:
         values[f"Dice_{group}"] = dice(pred_masks[group], ref_masks[group])
         values[f"HD95_{group}"] = hd95(pred_masks[group], ref_masks[group], spacing)
-    return {column: values[column] for column in legacy_columns(labels_set.groups)}
+    return {column: values[column] for column in legacy_columns(label_set.groups)}
 
 
-def group_counts(pred: np.ndarray, ref: np.ndarray, labels_set: LabelSet = BRATS) -> dict[str, int]:
+def group_counts(pred: np.ndarray, ref: np.ndarray, label_set: LabelSet = BRATS) -> dict[str, int]:
     """`count_columns` of each of the label set's `COUNTED_GROUPS` (ET; RC too with a cavity), on internal labels.
 
     Example:
@@ -233,8 +233,8 @@ def group_counts(pred: np.ndarray, ref: np.ndarray, labels_set: LabelSet = BRATS
     """
     counts = {}
     for group in COUNTED_GROUPS:
-        if group in labels_set.groups:
-            (value,) = labels_set.groups[group]
+        if group in label_set.groups:
+            (value,) = label_set.groups[group]
             counts |= dict(zip(count_columns(group), et_counts(pred, ref, value).values()))
     return counts
 

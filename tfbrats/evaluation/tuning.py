@@ -154,18 +154,18 @@ class TuningResult:
 
 
 def mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray],
-              labels_set: LabelSet = BRATS) -> dict[str, float]:
+              label_set: LabelSet = BRATS) -> dict[str, float]:
     """Mean Dice per region of the label set (BraTS: 1 when both masks are empty) of internal label maps.
 
     Example:
         >>> mean_dice([np.array([0, 1, 3])], [np.array([0, 1, 1])])
         {'WT': 1.0, 'TC': 1.0, 'ET': 0.0}
     """
-    scores = {region: [] for region in labels_set.regions}
+    scores = {region: [] for region in label_set.regions}
     for predicted, reference in zip(labels, references):
-        predicted_masks = region_masks(predicted, labels_set.regions)
-        reference_masks = region_masks(reference, labels_set.regions)
-        for region in labels_set.regions:
+        predicted_masks = region_masks(predicted, label_set.regions)
+        reference_masks = region_masks(reference, label_set.regions)
+        for region in label_set.regions:
             scores[region].append(dice(predicted_masks[region], reference_masks[region]))
     return {region: float(np.mean(values)) for region, values in scores.items()}
 
@@ -176,7 +176,7 @@ def _not_lower(candidate: Candidate, reference: dict[str, float]) -> bool:
 
 def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references: Sequence[np.ndarray],
             reference_mean: dict[str, float], tried: list[Candidate], ties_take_stronger: bool = False,
-            labels_set: LabelSet = BRATS) -> PostProcessing:
+            label_set: LabelSet = BRATS) -> PostProcessing:
     """The admissible option with the best mean Dice; `options` go from weakest to strongest.
 
     Ties keep the weaker option, or, with `ties_take_stronger`, the strongest admissible option
@@ -184,8 +184,8 @@ def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references
     """
     admissible: list[Candidate] = []
     for option in options:
-        processed = [postprocess(r, None, option, allowed=labels_set.labels) for r in raw]
-        candidate = Candidate(option, mean_dice(processed, references, labels_set))
+        processed = [postprocess(r, None, option, allowed=label_set.labels) for r in raw]
+        candidate = Candidate(option, mean_dice(processed, references, label_set))
         tried.append(candidate)
         if _not_lower(candidate, reference_mean):
             admissible.append(candidate)
@@ -207,7 +207,7 @@ def choose_postprocessing(
     component_candidates: Sequence[int] = COMPONENT_CANDIDATES,
     et_candidates: Sequence[int] = ET_CANDIDATES,
     dust_candidates: Sequence[int] = DUST_CANDIDATES,
-    labels_set: LabelSet = BRATS,
+    label_set: LabelSet = BRATS,
 ) -> TuningResult:
     """Chooses the post-processing on labelled validation cases.
 
@@ -221,7 +221,7 @@ def choose_postprocessing(
         component_candidates: Minimum tumor component sizes to try (0: none).
         et_candidates: ET voxel thresholds to try (0: none).
         dust_candidates: Minimum ET component sizes to try (0: none).
-        labels_set: The model's label set: its labels are allowed, its regions scored.
+        label_set: The model's label set: its labels are allowed, its regions scored.
 
     Example:
         >>> result = choose_postprocessing(val_cases, raw_labels_of)  # doctest: +SKIP
@@ -235,12 +235,12 @@ def choose_postprocessing(
     raw = [np.asarray(segment_raw(case), np.uint8) for case in labelled]
     references = [case.label for case in labelled]
     plain = PostProcessing(brain_mask=False)
-    baseline_mean = mean_dice(raw, references, labels_set)
+    baseline_mean = mean_dice(raw, references, label_set)
     tried: list[Candidate] = []
 
     def step(name: str, values: Sequence[int], after: PostProcessing, ties_take_stronger: bool = False):
         options = [dataclasses.replace(after, **{name: n}) for n in sorted(set(values) | {0})]
-        return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger, labels_set)
+        return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger, label_set)
 
     chosen = step("min_component_voxels", component_candidates, plain)
     chosen = step("min_et_component_voxels", dust_candidates, chosen, ties_take_stronger=True)
@@ -248,12 +248,12 @@ def choose_postprocessing(
     chosen = dataclasses.replace(chosen, brain_mask=baseline.brain_mask)
     per_case = []
     for case, labels, reference in zip(labelled, raw, references):
-        after = postprocess(labels, None, dataclasses.replace(chosen, brain_mask=False), allowed=labels_set.labels)
+        after = postprocess(labels, None, dataclasses.replace(chosen, brain_mask=False), allowed=label_set.labels)
         row = {"case_id": case.meta.case_id, "et_voxels_reference": int((reference == ET_CLASS).sum()),
                "et_voxels_baseline": int((labels == ET_CLASS).sum()),
                "et_voxels_chosen": int((after == ET_CLASS).sum())}
         for name, predicted in (("baseline", labels), ("chosen", after)):
-            metrics = case_metrics(predicted, reference, case.meta.spacing, labels_set=labels_set)
+            metrics = case_metrics(predicted, reference, case.meta.spacing, label_set=label_set)
             row |= {f"{name}_{column}": round(value, 6) for column, value in metrics.items()}
         per_case.append(row)
     without_et = [row for row in per_case if not row["et_voxels_reference"]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import keras
 
-from tfbrats.labels import BRATS, LabelSet, Target, get_target, label_set
+from tfbrats.labels import BRATS, LabelSet, Target, get_label_set, get_target
 from tfbrats.losses import SoftDiceLoss, loss_for
 from tfbrats.precision import compute_precision
 from tfbrats.training.config import TrainConfig
@@ -23,7 +23,7 @@ def label_set_of(config: TrainConfig, data_label_set: LabelSet | None = None) ->
         5
     """
     if config.label_set != "auto":
-        return label_set(config.label_set)
+        return get_label_set(config.label_set)
     return data_label_set or BRATS
 
 
@@ -39,8 +39,8 @@ def target_of(config: TrainConfig, data_label_set: LabelSet | None = None) -> Ta
         >>> target_of(TrainConfig(model_dir="x"), BRATS_POST_TREATMENT).output_names[-1]
         'resection cavity'
     """
-    labels_set = label_set_of(config, data_label_set)
-    return get_target(config.target, config.num_classes if labels_set is BRATS else None, labels_set)
+    label_set = label_set_of(config, data_label_set)
+    return get_target(config.target, config.num_classes if label_set is BRATS else None, label_set)
 
 
 def contract_of(config: TrainConfig, data_label_set: LabelSet | None = None):
