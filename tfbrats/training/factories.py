@@ -10,7 +10,7 @@ import keras
 from tfbrats.labels import BRATS, LabelSet, Target, get_label_set, get_target
 from tfbrats.losses import SoftDiceLoss, loss_for
 from tfbrats.precision import compute_precision
-from tfbrats.training.config import TrainConfig
+from tfbrats.training.config import ConfigError, TrainConfig
 
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -18,13 +18,24 @@ POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_f
 def label_set_of(config: TrainConfig, data_label_set: LabelSet | None = None) -> LabelSet:
     """The label set a configuration trains: its `label_set` setting, or with "auto" the data's (`BRATS` unknown).
 
+    Raises:
+        ConfigError: A forced label set with fewer classes than the data's (four classes cannot
+            learn the resection cavity that post-treatment references hold).
+
     Example:
         >>> label_set_of(TrainConfig(model_dir="x", label_set="brats_post_treatment")).num_classes
         5
     """
-    if config.label_set != "auto":
-        return get_label_set(config.label_set)
-    return data_label_set or BRATS
+    if config.label_set == "auto":
+        return data_label_set or BRATS
+    forced = get_label_set(config.label_set)
+    if data_label_set is not None and forced.num_classes < data_label_set.num_classes:
+        raise ConfigError(
+            f"--label_set={forced.name} has {forced.num_classes} classes but the training data has the label set "
+            f"{data_label_set.name} ({', '.join(data_label_set.classes)}); use --label_set=auto or "
+            f"{data_label_set.name}"
+        )
+    return forced
 
 
 def target_of(config: TrainConfig, data_label_set: LabelSet | None = None) -> Target:

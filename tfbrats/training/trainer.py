@@ -39,7 +39,14 @@ from tfbrats.losses import SoftDiceLoss
 from tfbrats.metrics import dice_from_counts
 from tfbrats.training.config import ConfigError, TrainConfig, changed_settings, check_config, read_config
 from tfbrats.training.data import check_patch_fits, load_split
-from tfbrats.training.factories import build_model, make_loss, make_schedule, precision, target_of
+from tfbrats.training.factories import (
+    build_model,
+    label_set_of,
+    make_loss,
+    make_schedule,
+    precision,
+    target_of,
+)
 from tfbrats.training.progress import make_progress
 from tfbrats.training.run import DICE_NAMES, VOLUME_NAMES, Run
 from tfbrats.training.steps import make_step_functions
@@ -193,6 +200,7 @@ class Trainer:
                               f"use a multiple of {replicas}")
         self.train_cases, self.val_cases = load_split(config)
         self.data_label_set = dataset_label_set(case.meta.labels for case in self.train_cases + self.val_cases)
+        label_set_of(config, self.data_label_set)  # a forced label set that cannot hold the data's classes fails here
         check_patch_fits(config, self.train_cases)
         self.log(f"{len(self.train_cases)} training and {len(self.val_cases)} validation cases; {replicas} "
                  f"replica(s), {self.role.num_workers} worker(s)")
