@@ -49,6 +49,8 @@ def test_classes_target_with_the_cavity_has_five_outputs_and_argmax_gives_4():
     assert target.to_labels_numpy(probabilities).tolist() == [0, 4, 3, 1]
     with pytest.raises(ValueError, match="5 classes"):
         ClassesTarget(4, RC)
+    # Targets stay hashable and compare by their label set.
+    assert len({get_target("classes"), get_target("classes"), target, get_target("classes", 5)}) == 3
 
 
 def test_regions_with_the_cavity_round_trip_and_rc_stays_outside_the_whole_tumor():

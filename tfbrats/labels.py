@@ -82,6 +82,9 @@ class LabelSet:
     def __repr__(self) -> str:
         return f"LabelSet({self.name!r})"
 
+    def __hash__(self) -> int:  # the name says it all; targets holding a label set stay hashable
+        return hash(self.name)
+
 
 BRATS = LabelSet("brats", CLASS_NAMES, REGIONS, {name: REGIONS[name] for name in REPORT_ORDER}, REGION_TITLES)
 BRATS_POST_TREATMENT = LabelSet(
@@ -181,6 +184,7 @@ class Target:
 
     name = "target"
     activation = "none"
+    label_set = BRATS
 
     @property
     def num_outputs(self) -> int:
