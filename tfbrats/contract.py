@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tfbrats.labels import ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
+from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 
 CONTRACT_VERSION = 1
 # A contract that relabels enhancing-tumor dust is written as version 2, so a tfbrats that does
@@ -248,7 +248,7 @@ class SegmentationContract:
     @property
     def version(self) -> int:
         """The oldest contract version that holds everything this contract says."""
-        if self.target.label_set.name != "brats":
+        if self.target.label_set is not BRATS:
             return CONTRACT_VERSION_LABEL_SET
         return CONTRACT_VERSION_DUST if self.postprocessing.min_et_component_voxels else CONTRACT_VERSION
 
