@@ -69,7 +69,8 @@ def _as_written(labels_cropped: np.ndarray, case) -> np.ndarray:
 def test_predict_writes_the_cavity_and_post_processing_matters(doors):
     case, contract = doors["case"], doors["contract"]
     assert case.meta.case_id.endswith("-100") and case.meta.labels.cavity == 4
-    assert set(np.unique(doors["expected"]).tolist()) == {0, 1, 2, 3, 4}
+    written = set(np.unique(doors["expected"]).tolist())
+    assert {0, 3, 4} <= written <= {0, 1, 2, 3, 4}, written  # the cavity (4) among tumor classes
     loaded = load_model(doors["run"])
     assert loaded.contract == contract and loaded.contract.to_json()["version"] == 3
     bare = contract.target.to_labels_numpy(window_probabilities(case.image, make_predictor(loaded.model,
@@ -79,8 +80,9 @@ def test_predict_writes_the_cavity_and_post_processing_matters(doors):
 
 def test_python_api(doors):
     loaded = load_model(doors["run"])
-    labels = segment(doors["case"], make_predictor(loaded.model, loaded.target), loaded.contract)
-    np.testing.assert_array_equal(_as_written(labels, doors["case"]), doors["expected"])
+    labels = segment(doors["case"], make_predictor(loaded.model, loaded.target), loaded.contract)  # original grid
+    full = np.transpose(doors["case"].meta.labels.to_dataset(labels), (2, 1, 0))
+    np.testing.assert_array_equal(full, doors["expected"])
 
 
 def test_saved_model_segment_signature(doors):
