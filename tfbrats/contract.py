@@ -21,12 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from tfbrats.labels import ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
+from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 
 CONTRACT_VERSION = 1
 # A contract that relabels enhancing-tumor dust is written as version 2, so a tfbrats that does
 # not know the step refuses the model instead of segmenting without it; this one reads both.
 CONTRACT_VERSION_DUST = 2
+# A contract whose target has another label set than BraTS' four classes (the resection cavity) is
+# version 3, so a tfbrats that knows only four classes refuses it; contracts without one keep 1 or 2.
+CONTRACT_VERSION_LABEL_SET = 3
+CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_LABEL_SET)
 DEFAULT_CHANNELS = ("flair", "t1ce", "t2")
 # The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
 DEFAULT_PATCH_3D = (24, 128, 128)
@@ -198,8 +202,9 @@ class SegmentationContract:
         channels: The input channels in order (modality names as `tfbrats.data` uses them).
         window: The tiling.
         postprocessing: The post-processing.
-        label_values: Value written for each internal class 1..3 (``{1: 1, 2: 2, 3: 4}`` writes
-            BraTS 2020's values whatever the input); None writes each input dataset's own values.
+        label_values: Value written for each internal class but background (``{1: 1, 2: 2, 3: 4}``
+            writes BraTS 2020's values whatever the input; a target with the resection cavity
+            needs class 4 too); None writes each input dataset's own values.
         chosen_by: How the post-processing was chosen (e.g. "validation: 4 cases, run runs/demo").
 
     Example:
@@ -219,8 +224,10 @@ class SegmentationContract:
         object.__setattr__(self, "channels", tuple(self.channels))
         if self.label_values is not None:
             values = {int(k): int(v) for k, v in self.label_values.items()}
-            if sorted(values) != [1, 2, 3]:
-                raise ContractError(f"label_values must give a value for each class 1, 2, 3; got {values}")
+            classes = list(range(1, max(self.target.label_set.num_classes, 4)))
+            if sorted(values) != classes:
+                raise ContractError(f"label_values must give a value for each class {classes} of the target's "
+                                    f"label set {self.target.label_set.name}; got {values}")
             object.__setattr__(self, "label_values", values)
 
     def replace(self, **changes) -> SegmentationContract:
@@ -229,7 +236,7 @@ class SegmentationContract:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": CONTRACT_VERSION_DUST if self.postprocessing.min_et_component_voxels else CONTRACT_VERSION,
+            "version": self.version,
             "target": self.target.to_json(),
             "channels": list(self.channels),
             "window": self.window.to_json(),
@@ -238,12 +245,19 @@ class SegmentationContract:
             "chosen_by": self.chosen_by,
         }
 
+    @property
+    def version(self) -> int:
+        """The oldest contract version that holds everything this contract says."""
+        if self.target.label_set is not BRATS:
+            return CONTRACT_VERSION_LABEL_SET
+        return CONTRACT_VERSION_DUST if self.postprocessing.min_et_component_voxels else CONTRACT_VERSION
+
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> SegmentationContract:
         version = values.get("version")
-        if version not in (CONTRACT_VERSION, CONTRACT_VERSION_DUST):
+        if version not in CONTRACT_VERSIONS:
             raise ContractError(f"segmentation contract version {version!r}; this tfbrats reads versions "
-                                f"{CONTRACT_VERSION} and {CONTRACT_VERSION_DUST}")
+                                f"{list(CONTRACT_VERSIONS)}")
         return cls(
             target=target_from_json(values["target"]),
             channels=tuple(values["channels"]),
@@ -434,11 +448,12 @@ def relabel_enhancing_dust(labels: np.ndarray, min_voxels: int) -> np.ndarray:
 
 
 def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcessing,
-                case_id: str | None = None) -> np.ndarray:
+                case_id: str | None = None, allowed: Sequence[int] = INTERNAL_LABELS) -> np.ndarray:
     """Applies `steps` to internal labels (D, H, W); `image` (D, H, W, C) is needed for the brain mask.
 
-    The labels are checked first (`check_labels`): only the internal classes 0..3 go on. The order:
-    brain mask, small tumor components, enhancing-tumor dust, whole-case ET threshold.
+    The labels are checked first (`check_labels`): only `allowed` (the target's labels; default
+    the four BraTS classes 0..3) go on. The order: brain mask, small components (any labelled
+    component, a resection cavity too), enhancing-tumor dust, whole-case ET threshold.
 
     Raises:
         OutputError: Labels that are not internal classes, or not on the image's grid.
@@ -448,7 +463,7 @@ def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcess
         >>> postprocess(labels, image, PostProcessing(min_et_voxels=5)).tolist()
         [[[1, 1, 1]]]
     """
-    labels = check_labels(labels, case_id=case_id)
+    labels = check_labels(labels, allowed, case_id=case_id)
     if steps.brain_mask:
         if image is None:
             raise ContractError("the brain-mask step needs the image (zero in every channel = outside the brain)")
@@ -484,4 +499,4 @@ def finish_segmentation(probabilities: np.ndarray, image: np.ndarray | None,
     """
     probabilities = check_probabilities(probabilities, contract.target, image, case_id)
     labels = contract.target.to_labels_numpy(probabilities)
-    return postprocess(labels, image, contract.postprocessing, case_id)
+    return postprocess(labels, image, contract.postprocessing, case_id, contract.target.labels)

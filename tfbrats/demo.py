@@ -2,6 +2,7 @@
 
     python -m tfbrats.demo --out=demo_output
     python -m tfbrats.demo --out=demo_decathlon --layout=decathlon   # or nnunet, brats2023
+    python -m tfbrats.demo --out=demo_brats2025 --layout=brats2025   # post-treatment: resection cavity
     python -m tfbrats.demo --out=demo_output --seeds=0,1,2     # the held-out range over 3 training seeds
 
 Every step is the command a user would type, printed before it runs, so the demo doubles as a
@@ -14,7 +15,10 @@ held-out mean Dice per region is printed as min / median / max over the seeds (a
 Every fourth synthetic case has no enhancing tumor, so the held-out cases (the last ones made)
 hold some as BraTS does (one of the default 4); the evaluation shows enhancing tumor on those
 cases apart (ET Dice, and the stray ET voxels predicted there), since BraTS scores any ET predicted
-on them as Dice 0.
+on them as Dice 0. With ``--layout=brats2025`` the odd-numbered cases are post-treatment, with a
+resection cavity (RC): the model learns the cavity as a fifth class, and the demo reports the RC
+Dice on the held-out post-treatment cases and the RC voxels predicted on the pre-treatment ones
+(which have no cavity, so any RC there costs the case's RC score).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ _TRAIN_CASES = flags.DEFINE_integer("train_cases", 16, "Synthetic cases to train
 _TEST_CASES = flags.DEFINE_integer("test_cases", 4, "Held-out synthetic cases to predict and evaluate.")
 _SHAPE = flags.DEFINE_list("shape", ["96", "96", "64"], "Synthetic volume X,Y,Z.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic data.")
-_LAYOUT = flags.DEFINE_enum("layout", "brats2020", ["brats2020", "brats2023", "decathlon", "nnunet"],
+_LAYOUT = flags.DEFINE_enum("layout", "brats2020", ["brats2020", "brats2023", "brats2025", "decathlon", "nnunet"],
                             "How the synthetic data are stored (Decathlon, nnU-Net raw: no case figure).")
 _FLAGFILE = flags.DEFINE_string("flagfile_train", str(REPO / "configs" / "demo.flags"), "Training flagfile.")
 _TRAIN_ARGS = flags.DEFINE_multi_string("train_arg", [], "An extra training flag, e.g. epochs=1 (repeatable).")
@@ -49,6 +53,9 @@ REGIONS = ("WT", "TC", "ET")
 # Columns of the seed table beyond the regions: ET Dice on the held-out cases without enhancing
 # tumor, and the stray ET voxels predicted on them (summed over those cases).
 ET_FREE = ("ET without ET", "stray ET voxels")
+# With a resection cavity (BraTS 2025 layout): RC Dice on the post-treatment held-out cases, and the
+# RC voxels predicted on the pre-treatment ones (which have none).
+CAVITY = ("RC post-treatment", "RC voxels pre-treatment")
 
 
 def _run(command: list[str]) -> None:
@@ -116,7 +123,9 @@ def mean_dice(report: Path) -> dict[str, float]:
     Returns:
         WT, TC, ET mean Dice over all cases; "ET without ET", the mean ET Dice over the cases whose
         reference has no enhancing tumor (NaN when there is none), and "stray ET voxels", the ET
-        voxels predicted on them.
+        voxels predicted on them; with a resection cavity (an ``RC_voxels_reference`` column),
+        "RC post-treatment", the mean RC Dice over the cases with a cavity, and "RC voxels
+        pre-treatment", the RC voxels predicted on the cases without (summed).
 
     Example:
         >>> mean_dice(Path("demo_output/report"))  # doctest: +SKIP
@@ -128,6 +137,10 @@ def mean_dice(report: Path) -> dict[str, float]:
     free = [row for row in rows if float(row["ET_voxels_reference"]) == 0]
     means[ET_FREE[0]] = sum(float(row["Dice_ET"]) for row in free) / len(free) if free else float("nan")
     means[ET_FREE[1]] = sum(float(row["ET_voxels_predicted"]) for row in free)
+    if rows and "RC_voxels_reference" in rows[0]:
+        post = [row for row in rows if float(row["RC_voxels_reference"]) > 0]
+        means[CAVITY[0]] = sum(float(row["Dice_RC"]) for row in post) / len(post) if post else float("nan")
+        means[CAVITY[1]] = sum(float(row["RC_voxels_predicted"]) for row in rows if row not in post)
     return means
 
 
@@ -152,10 +165,10 @@ def seed_range_table(means: dict[str, dict[str, float]]) -> str:
     """
     import numpy as np
 
-    columns = REGIONS + ET_FREE
+    columns = REGIONS + ET_FREE + (CAVITY if CAVITY[0] in next(iter(means.values())) else ())
 
     def cell(column: str, value: float) -> str:
-        return f"{value:.0f}" if column == ET_FREE[1] else f"{value:.4f}"
+        return f"{value:.0f}" if column in (ET_FREE[1], CAVITY[1]) else f"{value:.4f}"
 
     lines = ["| held-out mean Dice | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| seed {seed} | " + " | ".join(cell(c, values[c]) for c in columns) + " |"
@@ -176,6 +189,12 @@ def main(argv: list[str]) -> None:
     train_dir, test_dir = _make_data(out)
     print(f"held-out: {_TEST_CASES.value} cases, {held_out_without_et(_TRAIN_CASES.value, _TEST_CASES.value)} of "
           "them without enhancing tumor (every fourth synthetic case has none)")
+    if _LAYOUT.value == "brats2025":
+        from tfbrats.data.synthetic import is_post_treatment
+
+        held_out = range(_TRAIN_CASES.value + 1, _TRAIN_CASES.value + _TEST_CASES.value + 1)
+        print(f"  {sum(is_post_treatment(n, 'brats2025') for n in held_out)} of them post-treatment (resection "
+              "cavity), the others pre-treatment")
     if _SEEDS.value:
         means = {}
         for seed in _SEEDS.value:
@@ -192,7 +211,7 @@ def main(argv: list[str]) -> None:
     figures.mkdir(exist_ok=True)
     _run([python, str(REPO / "tools" / "plot_training.py"), f"--runs={model_dir}",
           f"--out={figures / 'validation_dice.png'}"])
-    if _LAYOUT.value in ("brats2020", "brats2023"):  # tools/visualize.py draws BraTS case folders
+    if _LAYOUT.value in ("brats2020", "brats2023"):  # tools/visualize.py draws BraTS 2018-2023 case folders
         first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
         _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",
               f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])
@@ -205,6 +224,10 @@ def main(argv: list[str]) -> None:
               f"{record['chosen_description']}")
         for warning in evidence["warnings"]:
             print(f"  little evidence: {warning}")
+    means = mean_dice(report)
+    print("\nheld-out mean Dice: " + ", ".join(
+        f"{name} {value:.0f}" if name in (ET_FREE[1], CAVITY[1]) else f"{name} {value:.4f}"
+        for name, value in means.items()))
     print(f"\nDemo finished in {(time.monotonic() - started) / 60:.1f} min. Everything is in {out}:")
     for name, path in (("model", model_dir), ("NIfTI predictions", predictions), ("report", report),
                        ("figures", figures)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfbrats.labels import REGIONS, Target, labels_to_regions
+from tfbrats.labels import BRATS, Target, get_label_set, labels_to_regions
 
 
 class SoftDiceLoss(keras.losses.Loss):
@@ -132,9 +132,10 @@ class MultipleDiceLoss(SoftDiceLoss):
 
 @keras.saving.register_keras_serializable(package="tfbrats")
 class RegionDiceLoss(SoftDiceLoss):
-    """Region Dice loss for ``--target=regions``: one minus the mean soft Dice of WT, TC and ET.
+    """Region Dice loss for ``--target=regions``: one minus the mean soft Dice of the regions (WT, TC, ET[, RC]).
 
-    The model predicts one logit per region (WT, TC, ET, in that order); p = sigmoid(logit) and
+    The model predicts one logit per region of its label set (WT, TC, ET, then RC for
+    `tfbrats.labels.BRATS_POST_TREATMENT`); p = sigmoid(logit) and
     the reference r is the region's mask from the integer labels (`labels_to_regions`); each
     region's Dice is taken over the whole batch (see `SoftDiceLoss`). There is no background
     term: each region is its own binary problem, and its sigmoid is pulled to 0 outside it.
@@ -146,6 +147,7 @@ class RegionDiceLoss(SoftDiceLoss):
         cross_entropy_weight: Weight of an added mean binary cross-entropy (0: none).
         reduction: Kept for Keras; the loss is one number per batch.
         name: The loss's name.
+        label_set: The name of the label set whose regions are scored (`tfbrats.labels.LABEL_SETS`).
 
     Example:
         >>> import numpy as np
@@ -161,18 +163,25 @@ class RegionDiceLoss(SoftDiceLoss):
         cross_entropy_weight: float = 0.0,
         reduction: str | None = "sum_over_batch_size",
         name: str = "region_dice_loss",
+        label_set: str = BRATS.name,
     ):
         super().__init__(smooth=smooth, cross_entropy_weight=cross_entropy_weight, reduction=reduction, name=name)
+        self.label_set = label_set
+        self.regions = get_label_set(label_set).regions
 
     def probabilities_and_reference(self, y_true, y_pred):
-        if y_pred.shape[-1] != len(REGIONS):
-            raise ValueError(
-                f"RegionDiceLoss needs one logit per region {list(REGIONS)} (last axis 3); got shape {y_pred.shape}"
-            )
-        return ops.sigmoid(ops.cast(y_pred, "float32")), labels_to_regions(y_true)
+        regions = list(self.regions)
+        if y_pred.shape[-1] != len(regions):
+            raise ValueError(f"RegionDiceLoss needs one logit per region {regions} (last axis {len(regions)}); "
+                             f"got shape {y_pred.shape}")
+        return ops.sigmoid(ops.cast(y_pred, "float32")), labels_to_regions(y_true, get_label_set(self.label_set))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_set": self.label_set}
 
     def voxel_cross_entropy(self, y_true, y_pred):
-        per_region = ops.binary_crossentropy(labels_to_regions(y_true), ops.cast(y_pred, "float32"), from_logits=True)
+        reference = labels_to_regions(y_true, get_label_set(self.label_set))
+        per_region = ops.binary_crossentropy(reference, ops.cast(y_pred, "float32"), from_logits=True)
         return ops.mean(per_region, axis=-1)
 
 
@@ -191,6 +200,6 @@ def loss_for(target: Target, *, include_background: bool = True, cross_entropy_w
         'region_dice_loss'
     """
     if target.activation == "sigmoid":
-        return RegionDiceLoss(cross_entropy_weight=cross_entropy_weight)
+        return RegionDiceLoss(cross_entropy_weight=cross_entropy_weight, label_set=target.label_set.name)
     return MultipleDiceLoss(target.num_outputs, include_background=include_background,
                             cross_entropy_weight=cross_entropy_weight)

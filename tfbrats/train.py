@@ -89,7 +89,7 @@ _VOLUME_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def score_volumes(model, cases: list) -> dict[str, float]:
-    """Mean Dice per region (WT, TC, ET) of a model on whole cropped cases, one full-volume pass each.
+    """Mean Dice per region (WT, TC, ET, and RC for a model with the cavity) on whole cropped cases, one pass each.
 
     The model's own segmentation contract turns probabilities into labels, as prediction does
     (`tfbrats.inference.predict.window_probabilities`, `tfbrats.contract.finish_segmentation`),
@@ -114,7 +114,7 @@ def score_volumes(model, cases: list) -> dict[str, float]:
         predictor = _VOLUME_PREDICTORS[model] = make_predictor(model, contract.target)
     labels = [finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, contract)
               for case in cases]
-    return mean_dice(labels, [case.label for case in cases])
+    return mean_dice(labels, [case.label for case in cases], contract.target.label_set)
 
 
 def main(argv: list[str]) -> int:

@@ -26,10 +26,10 @@ import SimpleITK as sitk
 
 from tfbrats.clinical.native import grid_from_record, labels_to_grid, region_volumes_ml
 from tfbrats.clinical.pipeline import MODALITIES, prepare_case
-from tfbrats.data import BRATS2020_LABELS, BRATS2023_LABELS, Case, LabelMap, load_case, write_labels_nifti
+from tfbrats.data import BRATS2020_LABELS, BRATS2024_LABELS, Case, LabelMap, load_case, write_labels_nifti
 from tfbrats.files import atomic_folder, atomic_path, output_file, write_json
 from tfbrats.inference.model import LoadedModel, make_predictor
-from tfbrats.inference.predict import prediction_record, segment
+from tfbrats.inference.predict import prediction_record, segment, written_label_map
 from tfbrats.labels import CLASS_NAMES
 
 SEG_NATIVE_SUFFIX = "_seg_native.nii.gz"
@@ -68,9 +68,10 @@ def read_sidecar(case_dir: str | Path) -> dict:
 
 
 def output_label_map(loaded: LoadedModel) -> LabelMap:
-    """The label values the model's segmentations are written with: its contract's, else BraTS 2020's."""
-    values = loaded.contract.label_values
-    return LabelMap(values[1], values[2], values[3]) if values else BRATS2020_LABELS
+    """The label values the model's segmentations are written with (`tfbrats.inference.predict.written_label_map`):
+    its contract's, else BraTS 2020's, or BraTS 2024's (1, 2, 3, 4) for a model with a resection cavity."""
+    cavity = loaded.contract.target.label_set == BRATS2024_LABELS.label_set
+    return written_label_map(loaded.contract, BRATS2024_LABELS if cavity else BRATS2020_LABELS)
 
 
 def labels_on_case_grid(case_dir: Path, loaded: LoadedModel) -> tuple[np.ndarray, sitk.Image, dict]:
@@ -82,10 +83,10 @@ def labels_on_case_grid(case_dir: Path, loaded: LoadedModel) -> tuple[np.ndarray
     labels = segment(preprocessed, make_predictor(loaded.model, contract.target), contract)
     meta = preprocessed.meta
     record = prediction_record(case_id, meta.channels, meta.missing, loaded, contract, meta.orientation)
-    # Written with values 1, 2, 3 (= the internal classes) and read back: the file's world geometry,
+    # Written with values 1, 2, 3, 4 (= the internal classes) and read back: the file's world geometry,
     # the reorientation of `load_case` undone by the one function that writes predictions.
     with tempfile.TemporaryDirectory(prefix="tfbrats-seg-") as folder:
-        path = write_labels_nifti(labels, dataclasses.replace(meta, labels=BRATS2023_LABELS),
+        path = write_labels_nifti(labels, dataclasses.replace(meta, labels=BRATS2024_LABELS),
                                   Path(folder) / "labels.nii.gz")
         image = sitk.ReadImage(str(path), sitk.sitkUInt8)
     return labels, image, record

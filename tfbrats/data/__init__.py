@@ -35,12 +35,21 @@ from tfbrats.data.preprocess import (
     write_labels_nifti,
     zscore_nonzero,
 )
-from tfbrats.data.records import BRATS2020_LABELS, BRATS2023_LABELS, DECATHLON_LABELS, Case, LabelMap
+from tfbrats.data.records import (
+    BRATS2020_LABELS,
+    BRATS2023_LABELS,
+    BRATS2024_LABELS,
+    DECATHLON_LABELS,
+    Case,
+    LabelMap,
+    dataset_label_set,
+)
 from tfbrats.data.sampling import pad_to_patch, patch_corner, sample_patch
 
 __all__ = [
     "BRATS2020_LABELS",
     "BRATS2023_LABELS",
+    "BRATS2024_LABELS",
     "DECATHLON_LABELS",
     "MISSING_FILL",
     "AugmentConfig",
@@ -49,6 +58,7 @@ __all__ = [
     "CaseMeta",
     "DatasetIndex",
     "LabelMap",
+    "dataset_label_set",
     "ModalityDropout",
     "PreprocessedCase",
     "augment_patch",

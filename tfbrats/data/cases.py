@@ -4,9 +4,18 @@ Supported layouts under a root folder (`find_cases` reports which one it found):
 
 - ``brats2020``: BraTS 2018-2020, ``<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz`` (ET stored as 4)
 - ``brats2021``: the same names with ids ``BraTS2021_00000`` (ET stored as 4)
-- ``brats2023``: BraTS 2023+, ``<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (ET stored as 3)
+- ``brats2023``: BraTS 2023, ``<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (ET stored as 3)
+- ``brats2025``: BraTS 2024/2025 glioma, the same names, with post-treatment cases: labels 1 NETC,
+  2 SNFH, 3 ET and 4 resection cavity (RC). A dataset in these names is read as ``brats2025``
+  when any case id ends in a post-treatment visit (``BraTS-GLI-00000-100``: a last number other
+  than ``000``); then every case, pre-treatment ones (``-000``) too, has the label values
+  1/2/3/4 and the label set with the cavity (`tfbrats.labels.BRATS_POST_TREATMENT`), so a mixed
+  pre/post-treatment dataset is one dataset. Only pre-treatment ids read as ``brats2023``; a
+  label 4 in one of them is refused, naming the case (list such cases in a manifest with
+  ``cavity_label`` 4)
 - ``manifest``: a CSV file (the root itself, or ``manifest.csv`` inside it) with the columns
-  ``case_id,t1,t1ce,t2,flair,seg`` and optionally ``et_label``; relative paths are taken
+  ``case_id,t1,t1ce,t2,flair,seg`` and optionally ``et_label`` and ``cavity_label`` (the
+  value of the resection cavity; empty or missing: none); relative paths are taken
   from the CSV's folder, and an empty ``seg`` or a missing column means "no reference"; each
   ``case_id`` must be a file name (`tfbrats.files.check_file_name`), or the row is refused
 - ``case``: the root is a single case folder in any of the first three layouts
@@ -32,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbrats.data.layouts import DATASET_JSON, find_dataset_json_cases, visible_files
-from tfbrats.data.records import Case
+from tfbrats.data.records import BRATS2023_LABELS, BRATS2024_LABELS, Case, LabelMap
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 MANIFEST_NAME = "manifest.csv"
@@ -40,6 +49,8 @@ _SUFFIXES = (".nii.gz", ".nii")
 # BraTS 2023+ file suffixes -> tfbrats modality keys.
 _BRATS2023_NAMES = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"}
 _BRATS2020_NAMES = {name: name for name in (*MODALITIES, "seg")}
+# A BraTS 2024/2025 id ends in the visit: -000 pre-treatment, -100, -101, ... post-treatment.
+_POST_TREATMENT_ID = re.compile(r"^.+-(?!000$)\d{3}$")
 _FILE_PATTERN = re.compile(
     r"^(?P<id>.+?)(?P<sep>[_-])(?P<key>t1ce|t1n|t1c|t2w|t2f|t1|t2|flair|seg)(?:\.nii\.gz|\.nii)$"
 )
@@ -50,7 +61,7 @@ class DatasetIndex:
     """The cases found under a root folder and the layout they were found in.
 
     Args:
-        layout: One of ``brats2020``, ``brats2021``, ``brats2023``, ``manifest``, ``case``,
+        layout: One of ``brats2020``, ``brats2021``, ``brats2023``, ``brats2025``, ``manifest``, ``case``,
             ``decathlon``, ``nnunet``.
         cases: The cases, sorted by id.
 
@@ -102,7 +113,7 @@ def _case_from_folder(folder: Path) -> tuple[str, Case] | None:
 
 
 def _read_manifest(path: Path) -> list[Case]:
-    """Reads a CSV manifest ``case_id,t1,t1ce,t2,flair,seg[,et_label]`` into cases."""
+    """Reads a CSV manifest ``case_id,t1,t1ce,t2,flair,seg[,et_label,cavity_label]`` into cases."""
     cases = []
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
@@ -126,13 +137,16 @@ def _read_manifest(path: Path) -> list[Case]:
 
             images = {key: p for key in MODALITIES if (p := resolve(row.get(key))) is not None}
             et_text = (row.get("et_label") or "4").strip()
-            if et_text not in ("3", "4"):
+            cavity_text = (row.get("cavity_label") or "").strip()
+            if et_text not in ("3", "4") or not (cavity_text == "" or cavity_text.isdigit()):
                 raise ValueError(
-                    f"manifest {path}, line {row_number} (case {case_id}): et_label is {et_text!r}; "
-                    "use 4 (BraTS 2018-2021) or 3 (BraTS 2023+)"
+                    f"manifest {path}, line {row_number} (case {case_id}): et_label is {et_text!r}, cavity_label "
+                    f"{cavity_text!r}; use et_label 4 (BraTS 2018-2021) or 3 (BraTS 2023+), and cavity_label 4 "
+                    "(BraTS 2024/2025) or empty"
                 )
             try:
-                cases.append(Case(case_id, images, resolve(row.get("seg")), int(et_text)))
+                labels = LabelMap(1, 2, int(et_text), int(cavity_text) if cavity_text else None)
+                cases.append(Case(case_id, images, resolve(row.get("seg")), labels))
             except ValueError as error:
                 raise ValueError(f"manifest {path}, line {row_number}: {error}") from None
     ids = [case.case_id for case in cases]
@@ -176,12 +190,12 @@ def find_cases(root: str | Path) -> DatasetIndex:
         return DatasetIndex(*find_dataset_json_cases(root))
     single = _case_from_folder(root)
     if single is not None:
-        return DatasetIndex("case", [single[1]])
+        return _post_treatment(DatasetIndex("case", [single[1]]))
     found = [c for sub in sorted(root.iterdir()) if sub.is_dir() and (c := _case_from_folder(sub))]
     if not found:
         raise FileNotFoundError(
             f"no BraTS cases under {root}: expected case folders like <id>/<id>_flair.nii.gz "
-            f"(2018-2021), <id>/<id>-t2f.nii.gz (2023+), a {MANIFEST_NAME}, or a {DATASET_JSON} with "
+            f"(2018-2021), <id>/<id>-t2f.nii.gz (2023-2025), a {MANIFEST_NAME}, or a {DATASET_JSON} with "
             "imagesTr/ (Decathlon, nnU-Net raw)"
         )
     layouts = sorted({layout for layout, _ in found})
@@ -190,7 +204,24 @@ def find_cases(root: str | Path) -> DatasetIndex:
             f"{root} mixes case layouts {layouts}; put each dataset release in its own folder "
             "or list the cases in a manifest.csv"
         )
-    return DatasetIndex(layouts[0], sorted((c for _, c in found), key=lambda c: c.case_id))
+    return _post_treatment(DatasetIndex(layouts[0], sorted((c for _, c in found), key=lambda c: c.case_id)))
+
+
+def _post_treatment(index: DatasetIndex) -> DatasetIndex:
+    """A ``brats2023``-named dataset with any post-treatment case id as ``brats2025``: every case gets the cavity.
+
+    Example:
+        >>> case = Case("BraTS-GLI-00001-100", {}, None, 3)
+        >>> found = _post_treatment(DatasetIndex("brats2023", [case]))
+        >>> found.layout, found.cases[0].labels.cavity
+        ('brats2025', 4)
+    """
+    if index.layout not in ("brats2023", "case") or index.cases[0].labels != BRATS2023_LABELS:
+        return index
+    if not any(_POST_TREATMENT_ID.match(case.case_id) for case in index.cases):
+        return index
+    cases = [dataclasses.replace(case, labels=BRATS2024_LABELS) for case in index.cases]
+    return DatasetIndex("brats2025" if index.layout == "brats2023" else index.layout, cases)
 
 
 def split_cases(

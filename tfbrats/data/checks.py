@@ -69,7 +69,7 @@ def check_case_values(case: Case, input_channels: int = 3) -> list[str]:
     read = []
     for key, image in images.items():
         if key == "seg":
-            check_labels(case.case_id, paths[key], read_voxels(case.case_id, paths[key], image, key), case.et_label)
+            check_labels(case.case_id, paths[key], read_voxels(case.case_id, paths[key], image, key), case.labels)
         elif _always_finite(image):
             continue
         else:

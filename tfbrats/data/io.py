@@ -286,8 +286,12 @@ def check_labels(case_id: str, path: Path, seg: np.ndarray, labels: LabelMap | i
     values = np.unique(seg)
     unexpected = [int(v) if v == round(v) else float(v) for v in values if v not in allowed]
     if unexpected:
+        cavity = f", resection cavity {labels.cavity}" if labels.cavity is not None else ""
+        hint = ("; a 4 in BraTS 2023+ names is BraTS 2024/2025's resection cavity, which tfbrats reads when the "
+                "dataset holds post-treatment case ids (-100, ...) or a manifest gives cavity_label 4"
+                if labels.cavity is None and labels.enhancing == 3 and 4 in unexpected else "")
         raise CaseError(
             f"case {case_id}: seg file {path} holds label values {unexpected}; expected only "
             f"{list(allowed)} (necrosis {labels.necrosis}, edema {labels.edema}, enhancing tumor "
-            f"{labels.enhancing}); check the case's label values or the file"
+            f"{labels.enhancing}{cavity}); check the case's label values or the file{hint}"
         )

@@ -53,6 +53,7 @@ CHANNEL_NAMES = {
 _EDEMA_NAMES = {"ed", "edema", "oedema", "snfh", "peritumoraledema"}
 _NECROSIS_NAMES = {"ncr", "net", "netc", "ncrnet", "necrosis", "necrotic", "tumorcore", "necroticcore"}
 _ENHANCING_NAMES = {"et", "enhancing", "enhancingtumor", "enhancingtumour"}
+_CAVITY_NAMES = {"rc", "cavity", "resectioncavity", "surgicalcavity", "resection"}
 _CHANNEL_FILE = re.compile(r"^(?P<id>.+)_(?P<channel>\d{4})$")
 
 
@@ -62,8 +63,10 @@ def _normalised(name: str) -> str:
 
 
 def _label_class(name: str) -> int | None:
-    """The internal class (1 necrosis, 2 edema, 3 enhancing) a label name means, or None."""
+    """The internal class (1 necrosis, 2 edema, 3 enhancing, 4 resection cavity) a label name means, or None."""
     n = _normalised(name)
+    if n in _CAVITY_NAMES or "cavity" in n:
+        return 4
     if n in _EDEMA_NAMES or "edema" in n:
         return 2
     if n in _NECROSIS_NAMES or n.startswith("nonenhancing") or "necro" in n:
@@ -161,6 +164,9 @@ def dataset_labels(values: dict[str, Any], path: Path) -> LabelMap:
         >>> dataset_labels({"labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor",
         ...                            "3": "enhancing tumour"}}, Path("dataset.json"))
         LabelMap(necrosis=2, edema=1, enhancing=3)
+        >>> dataset_labels({"labels": {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3, "RC": 4}},
+        ...                Path("dataset.json")).cavity
+        4
     """
     labels = values.get("labels")
     if not isinstance(labels, dict) or not labels:
@@ -180,14 +186,15 @@ def dataset_labels(values: dict[str, Any], path: Path) -> LabelMap:
             raise ValueError(
                 f"{path}: label {value} is named {name!r}, which "
                 + ("is not a tumor class tfbrats knows" if internal is None else "names a class already given")
-                + "; expected one each of edema, necrotic/non-enhancing tumor and enhancing tumor"
+                + "; expected one each of edema, necrotic/non-enhancing tumor and enhancing tumor (and "
+                "optionally resection cavity)"
             )
         classes[internal] = value
-    if sorted(classes) != [1, 2, 3]:
+    if sorted(classes) not in ([1, 2, 3], [1, 2, 3, 4]):
         raise ValueError(
             f"{path}: labels {labels} do not name all of edema, necrotic/non-enhancing tumor and enhancing tumor"
         )
-    return LabelMap(necrosis=classes[1], edema=classes[2], enhancing=classes[3])
+    return LabelMap(necrosis=classes[1], edema=classes[2], enhancing=classes[3], cavity=classes.get(4))
 
 
 def _named(path: Path) -> bool:

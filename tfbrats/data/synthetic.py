@@ -10,6 +10,9 @@ BraTS' affine in every layout):
 - ``brats2020`` (default): ``<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz``, labels 1 necrosis,
   2 edema, 4 enhancing tumor
 - ``brats2023``: ``<id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz``, enhancing tumor 3
+- ``brats2025``: BraTS 2024/2025 glioma, the same names, pre-treatment cases (even numbers, ids
+  ``BraTS-GLI-00002-000``) mixed with post-treatment ones (odd numbers, ``BraTS-GLI-00001-100``)
+  whose tumor was resected: labels 1 NETC, 2 SNFH, 3 ET, 4 resection cavity
 - ``decathlon``: Task01_BrainTumour, ``dataset.json`` and ``imagesTr/BRATS_001.nii.gz`` holding
   FLAIR, T1w, T1gd, T2w as one 4-D image, ``labelsTr/`` with 1 edema, 2 non-enhancing tumor,
   3 enhancing tumor, test cases in ``imagesTs/``
@@ -21,7 +24,11 @@ The same seed writes the same cases (voxels and labels) in every layout. Each ca
 skull-stripped head: white matter, cortex and ventricles that look different in T1, T1c, T2 and
 FLAIR, and a tumor whose necrotic core, enhancing rim (absent in every fourth case) and
 surrounding edema have the contrasts of real glioma (edema bright in FLAIR and T2, the rim
-bright in T1c), under a smooth bias field and Gaussian noise.
+bright in T1c), under a smooth bias field and Gaussian noise. A post-treatment case
+(`synthetic_case`'s ``post_treatment``) has, where the tumor's core was, a fluid-filled resection
+cavity (dark in T1 and T1c, bright in T2, dark in FLAIR but for a faint smooth haze), residual
+tumor on part of its rim (enhancing, or non-enhancing in cases without enhancing tumor) and
+FLAIR hyperintensity around it.
 """
 
 from __future__ import annotations
@@ -34,20 +41,20 @@ import nibabel as nib
 import numpy as np
 import scipy.ndimage
 
-from tfbrats.data.records import BRATS2020_LABELS, BRATS2023_LABELS, DECATHLON_LABELS, LabelMap
+from tfbrats.data.records import BRATS2020_LABELS, BRATS2023_LABELS, BRATS2024_LABELS, DECATHLON_LABELS, LabelMap
 from tfbrats.files import atomic_path, write_json
 
 # Tissue classes of the generator and their intensities (arbitrary units) per modality.
-_BACKGROUND, _CSF, _GREY, _WHITE, _NECROSIS, _EDEMA, _ENHANCING, _NONENHANCING = range(8)
+_BACKGROUND, _CSF, _GREY, _WHITE, _NECROSIS, _EDEMA, _ENHANCING, _NONENHANCING, _CAVITY = range(9)
 _INTENSITY = {
-    #          bg   CSF   grey  white necr. edema enh.  non-enh.
-    "t1": (0, 250, 550, 750, 300, 450, 520, 420),
-    "t1ce": (0, 260, 580, 760, 280, 480, 1250, 430),
-    "t2": (0, 1500, 820, 550, 1400, 1250, 900, 1050),
-    "flair": (0, 150, 650, 500, 750, 1350, 1000, 1100),
+    #          bg   CSF   grey  white necr. edema enh.  non-enh. cavity
+    "t1": (0, 250, 550, 750, 300, 450, 520, 420, 200),
+    "t1ce": (0, 260, 580, 760, 280, 480, 1250, 430, 210),
+    "t2": (0, 1500, 820, 550, 1400, 1250, 900, 1050, 1700),
+    "flair": (0, 150, 650, 500, 750, 1350, 1000, 1100, 260),
 }
-# Tissue class -> BraTS 2020 label.
-_LABEL = np.array([0, 0, 0, 0, 1, 2, 4, 1], dtype=np.uint8)
+# Tissue class -> internal class (0 background, 1 NETC, 2 SNFH, 3 ET, 4 resection cavity).
+_CLASS = np.array([0, 0, 0, 0, 1, 2, 3, 1, 4], dtype=np.uint8)
 
 
 def _smooth_field(rng: np.random.Generator, shape: Sequence[int], grid: int = 6) -> np.ndarray:
@@ -64,27 +71,73 @@ def _smooth_field(rng: np.random.Generator, shape: Sequence[int], grid: int = 6)
 
 
 def synthetic_case(
-    shape: Sequence[int], rng: np.random.Generator, enhancing: bool = True
+    shape: Sequence[int], rng: np.random.Generator, enhancing: bool = True, post_treatment: bool = False
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Makes one synthetic case in nibabel's ``(x, y, z)`` order.
 
     Args:
         shape: ``(X, Y, Z)`` voxels (1 mm each).
         rng: The random generator.
-        enhancing: Give the tumor an enhancing rim (label 4); otherwise its core is label 1.
+        enhancing: Give the tumor an enhancing rim (ET); otherwise its core is non-enhancing.
+        post_treatment: Replace the tumor's core by a resection cavity with residual tumor on
+            part of its rim (BraTS 2024/2025's post-treatment cases).
 
     Returns:
-        (modalities ``{t1, t1ce, t2, flair}`` as int16, seg as uint8 with labels 0/1/2/4).
+        (modalities ``{t1, t1ce, t2, flair}`` as int16, seg as uint8): labels 0/1/2/4 (BraTS
+        2020's values) for a pre-treatment case, 0/1/2/3/4 (BraTS 2024's, 4 the cavity) for a
+        post-treatment one.
 
     Example:
         >>> images, seg = synthetic_case((64, 64, 48), np.random.default_rng(0))
         >>> images["flair"].dtype, sorted(np.unique(seg).tolist())
         (dtype('int16'), [0, 1, 2, 4])
+        >>> sorted(np.unique(synthetic_case((64, 64, 48), np.random.default_rng(0), post_treatment=True)[1]).tolist())
+        [0, 1, 2, 3, 4]
     """
     shape = tuple(int(s) for s in shape)
     axes = [np.linspace(-1.0, 1.0, s, dtype=np.float32) for s in shape]
     x, y, z = np.meshgrid(*axes, indexing="ij")
-    # Skull-stripped brain: a slightly irregular ellipsoid.
+    tissue, radii = _head(rng, shape, x, y, z)
+    brain = tissue != _BACKGROUND
+    # Tumor: irregular nested regions (edema > core > necrosis) in one hemisphere.
+    centre = np.array(
+        [rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.4), rng.uniform(-0.35, 0.35), rng.uniform(-0.3, 0.3)]
+    )
+    core_radius = rng.uniform(0.12, 0.22)
+    shape_noise = 1.0 + 0.18 * _smooth_field(rng, shape, grid=8)
+    offsets = (x - centre[0], y - centre[1], z - centre[2])
+    distance = np.sqrt(sum(o**2 for o in offsets)) * shape_noise
+    edema = (distance < core_radius * rng.uniform(1.6, 2.2)) & brain
+    core = (distance < core_radius) & brain
+    necrosis = (distance < core_radius * rng.uniform(0.35, 0.6)) & brain
+    tissue[edema] = _EDEMA
+    if post_treatment:
+        _resect(tissue, rng, core, distance, offsets, core_radius, enhancing)
+    elif enhancing:
+        tissue[core] = _ENHANCING
+        tissue[necrosis] = _NECROSIS
+    else:
+        tissue[core] = _NONENHANCING
+    internal = _CLASS[tissue]
+    seg = (BRATS2024_LABELS if post_treatment else BRATS2020_LABELS).to_dataset(internal)
+    images = {}
+    texture = 1.0 + 0.04 * _smooth_field(rng, shape, grid=16)
+    # A resection cavity's fluid is suppressed in FLAIR, not always fully: a faint smooth haze.
+    haze = 1.0
+    if post_treatment:  # (drawn only here: pre-treatment cases keep their voxels)
+        haze = np.where(tissue == _CAVITY, 1.0 + 0.5 * np.abs(_smooth_field(rng, shape, grid=4)), 1.0)
+    for name, values in _INTENSITY.items():
+        clean = np.asarray(values, dtype=np.float32)[tissue] * (haze if name == "flair" else 1.0)
+        clean = scipy.ndimage.gaussian_filter(clean * texture, sigma=0.6)
+        bias = np.exp(0.15 * _smooth_field(rng, shape, grid=3))
+        noisy = clean * bias + rng.normal(0.0, 15.0, size=shape)
+        images[name] = np.where(brain, np.clip(np.rint(noisy), 1, 32000), 0).astype(np.int16)
+    return images, seg
+
+
+def _head(rng: np.random.Generator, shape: tuple[int, ...], x: np.ndarray, y: np.ndarray,
+          z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tissue classes of a skull-stripped head (CSF rim, cortex, white matter, ventricles) and its radii."""
     radii = rng.uniform(0.72, 0.85, size=3) * np.array([0.92, 1.0, 0.95])
     radius = np.sqrt((x / radii[0]) ** 2 + (y / radii[1]) ** 2 + (z / radii[2]) ** 2)
     radius = radius * (1.0 + 0.04 * _smooth_field(rng, shape))
@@ -96,33 +149,25 @@ def synthetic_case(
     for side in (-1.0, 1.0):
         ventricle = ((x - side * 0.12 * radii[0]) / 0.08) ** 2 + (y / 0.3) ** 2 + ((z - 0.05) / 0.15) ** 2
         tissue[ventricle < 1.0] = _CSF
-    brain = tissue != _BACKGROUND
-    # Tumor: irregular nested regions (edema > core > necrosis) in one hemisphere.
-    centre = np.array(
-        [rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.4), rng.uniform(-0.35, 0.35), rng.uniform(-0.3, 0.3)]
-    )
-    core_radius = rng.uniform(0.12, 0.22)
-    shape_noise = 1.0 + 0.18 * _smooth_field(rng, shape, grid=8)
-    distance = np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2) * shape_noise
-    edema = (distance < core_radius * rng.uniform(1.6, 2.2)) & brain
-    core = (distance < core_radius) & brain
-    necrosis = (distance < core_radius * rng.uniform(0.35, 0.6)) & brain
-    tissue[edema] = _EDEMA
+    return tissue, radii
+
+
+def _resect(tissue: np.ndarray, rng: np.random.Generator, core: np.ndarray, distance: np.ndarray,
+            offsets: tuple[np.ndarray, ...], core_radius: float, enhancing: bool) -> None:
+    """Turns the tumor's core into a fluid cavity with residual tumor on one side of its rim (in place)."""
+    cavity = core & (distance < core_radius * rng.uniform(0.8, 0.95))
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    # Residual tumor: a shell around the cavity, on the side of the cavity facing `direction`.
+    facing = sum(d * o for d, o in zip(direction, offsets)) / np.maximum(np.sqrt(sum(o**2 for o in offsets)), 1e-6)
+    shell = (distance < core_radius * rng.uniform(1.15, 1.3)) & (tissue != _BACKGROUND) & ~cavity
+    residual = shell & (facing > rng.uniform(0.1, 0.4))
+    tissue[residual] = _ENHANCING if enhancing else _NONENHANCING
     if enhancing:
-        tissue[core] = _ENHANCING
-        tissue[necrosis] = _NECROSIS
-    else:
-        tissue[core] = _NONENHANCING
-    seg = _LABEL[tissue]
-    images = {}
-    texture = 1.0 + 0.04 * _smooth_field(rng, shape, grid=16)
-    for name, values in _INTENSITY.items():
-        clean = np.asarray(values, dtype=np.float32)[tissue]
-        clean = scipy.ndimage.gaussian_filter(clean * texture, sigma=0.6)
-        bias = np.exp(0.15 * _smooth_field(rng, shape, grid=3))
-        noisy = clean * bias + rng.normal(0.0, 15.0, size=shape)
-        images[name] = np.where(brain, np.clip(np.rint(noisy), 1, 32000), 0).astype(np.int16)
-    return images, seg
+        # A thin non-enhancing layer where the residual tumor meets the edema.
+        outer = residual & (distance > core_radius * 1.08)
+        tissue[outer & (facing > 0.7)] = _NONENHANCING
+    tissue[cavity] = _CAVITY
 
 
 def has_enhancing_tumor(number: int) -> bool:
@@ -136,6 +181,16 @@ def has_enhancing_tumor(number: int) -> bool:
         [4, 8, 12]
     """
     return number % 4 != 0
+
+
+def is_post_treatment(number: int, layout: str) -> bool:
+    """Whether synthetic case `number` (1-based) of `layout` is post-treatment: the odd ones of ``brats2025``.
+
+    Example:
+        >>> [n for n in range(1, 7) if is_post_treatment(n, "brats2025")], is_post_treatment(1, "brats2023")
+        ([1, 3, 5], False)
+    """
+    return layout == "brats2025" and number % 2 == 1
 
 
 def _affine(shape: Sequence[int]) -> np.ndarray:
@@ -155,7 +210,8 @@ def _save(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
         image.to_filename(partial)
 
 
-LAYOUTS = ("brats2020", "brats2023", "decathlon", "nnunet")
+LAYOUTS = ("brats2020", "brats2023", "brats2025", "decathlon", "nnunet")
+_BRATS_LAYOUTS = ("brats2020", "brats2023", "brats2025")
 # Per layout: the file name of each modality (BraTS layouts) or the channel names in order.
 _BRATS2023_FILES = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f"}
 _DECATHLON_CHANNELS = (("flair", "FLAIR"), ("t1", "T1w"), ("t1ce", "t1gd"), ("t2", "T2w"))
@@ -163,6 +219,7 @@ _NNUNET_CHANNELS = (("flair", "FLAIR"), ("t1", "T1"), ("t1ce", "T1ce"), ("t2", "
 _LAYOUT_LABELS = {
     "brats2020": BRATS2020_LABELS,
     "brats2023": BRATS2023_LABELS,
+    "brats2025": BRATS2024_LABELS,
     "decathlon": DECATHLON_LABELS,
     "nnunet": LabelMap(necrosis=2, edema=1, enhancing=3),  # nnU-Net's BraTS convention
 }
@@ -197,8 +254,9 @@ def _write_case(
     out: Path, layout: str, number: int, images: dict[str, np.ndarray], seg: np.ndarray | None, affine: np.ndarray
 ) -> tuple[str, Path]:
     """Writes one case in `layout`; returns its id and its folder (BraTS) or its first image file."""
-    if layout in ("brats2020", "brats2023"):
-        case_id = f"BraTS20_Training_{number:03d}" if layout == "brats2020" else f"BraTS-GLI-{number:05d}-000"
+    if layout in _BRATS_LAYOUTS:
+        visit = "100" if is_post_treatment(number, layout) else "000"
+        case_id = f"BraTS20_Training_{number:03d}" if layout == "brats2020" else f"BraTS-GLI-{number:05d}-{visit}"
         sep, names = ("_", {k: k for k in images}) if layout == "brats2020" else ("-", _BRATS2023_FILES)
         folder = out / case_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -232,14 +290,15 @@ def write_synthetic_dataset(
     """Writes synthetic cases in one of `LAYOUTS`.
 
     Every fourth case (the 4th, 8th, ...) has no enhancing tumor (`has_enhancing_tumor`). Case `n`
-    holds the same voxels and tumor in every layout; only the file names and the label values differ.
+    holds the same voxels and tumor in every layout; only the file names and the label values differ,
+    except in ``brats2025``, whose odd cases are post-treatment (`is_post_treatment`).
 
     Args:
         out: The dataset folder (created if needed).
         cases: How many cases in all.
         shape: ``(X, Y, Z)`` of every volume.
         seed: The random seed; the same seed writes the same data.
-        layout: ``brats2020``, ``brats2023``, ``decathlon`` or ``nnunet``.
+        layout: ``brats2020``, ``brats2023``, ``brats2025``, ``decathlon`` or ``nnunet``.
         test_cases: How many of the cases (the last ones) are test cases without labels
             (``imagesTs/`` in the Decathlon and nnU-Net layouts, no seg file in BraTS').
 
@@ -260,9 +319,11 @@ def write_synthetic_dataset(
     written, training, test = [], [], []
     for number in range(1, cases + 1):
         rng = np.random.default_rng([seed, number])
-        images, seg = synthetic_case(shape, rng, enhancing=has_enhancing_tumor(number))
+        post = is_post_treatment(number, layout)
+        images, seg = synthetic_case(shape, rng, enhancing=has_enhancing_tumor(number), post_treatment=post)
         has_labels = number <= cases - test_cases
-        stored = labels.to_dataset(BRATS2020_LABELS.to_internal(seg)) if has_labels else None
+        source = BRATS2024_LABELS if post else BRATS2020_LABELS
+        stored = labels.to_dataset(source.to_internal(seg)) if has_labels else None
         case_id, path = _write_case(out, layout, number, images, stored, _affine(shape))
         (training if has_labels else test).append(case_id)
         written.append(path)

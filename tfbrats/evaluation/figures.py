@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfbrats.evaluation.metrics import REGIONS, CaseResult
+from tfbrats.evaluation.metrics import ALL_GROUPS, CaseResult
 from tfbrats.files import atomic_path
 
 
 def dice_boxplot(results: Sequence[CaseResult], path: str | Path, title: str = "", metric: str = "Dice") -> Path:
-    """Writes a box plot of the per-case Dice of ET, WT and TC, every case drawn as a point, atomically.
+    """Writes a box plot of the per-case Dice of each group the results hold (ET, WT, TC[, RC, NETC, SNFH]), atomically.
 
     Args:
         results: the per-case results.
@@ -35,12 +35,13 @@ def dice_boxplot(results: Sequence[CaseResult], path: str | Path, title: str = "
     import numpy as np
     from matplotlib.figure import Figure
 
-    values = [[result.metrics[f"{metric}_{region}"] for result in results] for region in REGIONS]
+    regions = [group for group in ALL_GROUPS if f"{metric}_{group}" in results[0].metrics]
+    values = [[result.metrics[f"{metric}_{region}"] for result in results] for region in regions]
     values = [[v for v in region_values if not np.isnan(v)] for region_values in values]
     fig = Figure(figsize=(4.5, 4.0), dpi=120, layout="constrained")
     ax = fig.subplots()
     ax.boxplot(values, showmeans=True, widths=0.5)
-    ax.set_xticks(range(1, len(REGIONS) + 1), REGIONS)
+    ax.set_xticks(range(1, len(regions) + 1), regions)
     jitter = np.random.default_rng(0)
     for position, region_values in enumerate(values, start=1):
         x = position + jitter.uniform(-0.12, 0.12, len(region_values))

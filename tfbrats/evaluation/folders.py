@@ -17,8 +17,8 @@ import numpy as np
 
 from tfbrats.data.cases import find_cases
 from tfbrats.data.io import open_image
-from tfbrats.data.records import LabelMap, label_map
-from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics, et_counts
+from tfbrats.data.records import LabelMap, dataset_label_set, label_map
+from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics, group_counts
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")
 # The metric families: BraTS 2020's global Dice/HD95, BraTS 2023+'s lesion-wise figures.
@@ -152,7 +152,9 @@ def evaluate_folders(
         metrics: the families to compute: "legacy" (BraTS 2020: global Dice and HD95, columns
             `COLUMNS`, with the enhancing-tumor counts `ET_COUNT_COLUMNS`) and/or "lesionwise"
             (BraTS 2023+ by the official package, columns `LESION_COLUMNS`); None:
-            `available_metric_families()`.
+            `available_metric_families()`. References with a resection cavity (BraTS 2024/2025,
+            any case) score the label set `BRATS_POST_TREATMENT`'s groups for every case: RC,
+            NETC and SNFH columns too, and the counts of predicted RC.
 
     Returns:
         a `FolderEvaluation`; each result's metrics hold the chosen families' columns.
@@ -176,11 +178,15 @@ def evaluate_folders(
             f"no reference segmentations (*_seg.nii.gz, *-seg.nii.gz or labelsTr/) found under {ref_dir}"
         )
     predictions = find_predictions(pred_dir)
+    label_set = dataset_label_set(reference.labels for reference in references.values())
     results = []
     for case_id, reference in references.items():
         ref, spacing, affine = read_labels(reference.path)
         pred_path = predictions.get(case_id)
-        labels = label_map(et_label) if et_label is not None else reference.labels
+        labels = reference.labels
+        if et_label is not None:
+            labels = dataclasses.replace(label_map(et_label), cavity=reference.labels.cavity)
+        labels = labels.covering(label_set)
         if pred_path is None:
             logger.warning("case %s: no prediction in %s; scored as an empty mask", case_id, pred_dir)
             pred = np.zeros_like(ref)
@@ -204,10 +210,12 @@ def evaluate_folders(
                 ) from None
         values = {}
         if "legacy" in metrics:
-            values |= case_metrics(internal["prediction"], internal["reference"], spacing, INTERNAL_ET_LABEL)
-            values |= et_counts(internal["prediction"], internal["reference"], INTERNAL_ET_LABEL)
+            values |= case_metrics(internal["prediction"], internal["reference"], spacing, INTERNAL_ET_LABEL,
+                                   label_set)
+            values |= group_counts(internal["prediction"], internal["reference"], label_set)
         if "lesionwise" in metrics:
-            values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id)
+            values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id,
+                                         label_set)
         results.append(CaseResult(case_id, values, missing=pred_path is None))
         logger.info("case %s: %s", case_id, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
     unmatched = sorted(set(predictions) - set(references))

@@ -9,7 +9,9 @@ detection counts and F1, where spurious and missed lesions show, plus the packag
 quality (``pq_dsc``, Dice times F1). tfbrats only maps its labels to
 the package's convention and reads the figures back:
 the ``gli`` labels are 1 necrotic / non-enhancing core (NETC), 2 edema (SNFH), 3 enhancing tumor
-(ET), which are tfbrats' internal classes 1..3 unchanged.
+(ET), 4 resection cavity (RC), which are tfbrats' internal classes 1..4 unchanged. The groups
+reported are the label set's (`tfbrats.labels.LabelSet.groups`): ET, WT, TC for BraTS 2018-2023,
+plus RC, NETC and SNFH for BraTS 2024/2025 post-treatment data (`lesion_columns`).
 
 The package's own conventions are kept: a region present in neither mask scores NaN (it has no
 lesion to average over), and HD95 is infinite when only one side has the region. Its HD95 is
@@ -28,7 +30,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tfbrats.evaluation.metrics import REGIONS
+from tfbrats.evaluation.metrics import ALL_GROUPS, REGIONS
+from tfbrats.labels import BRATS, LabelSet
 
 # tfbrats' column name -> the package's per-region result key (its CSV parser's column in the comment).
 PACKAGE_KEYS = {
@@ -40,9 +43,22 @@ PACKAGE_KEYS = {
     "LesionPQ": "pq_dsc",  # (not in the parser's CSV) panoptic quality: lesion-wise Dice x detection F1
 }
 LESION_METRIC_NAMES = tuple(PACKAGE_KEYS)
-LESION_COLUMNS = tuple(f"{metric}_{region}" for metric in LESION_METRIC_NAMES for region in REGIONS)
-# The package's names of tfbrats' regions in its `gli` configuration.
-PACKAGE_GROUPS = {"ET": "et", "WT": "wt", "TC": "tc"}
+
+
+def lesion_columns(groups) -> tuple[str, ...]:
+    """The lesion-wise columns of `groups` (names), metric by metric.
+
+    Example:
+        >>> lesion_columns(["RC"])[:2]
+        ('LesionDice_RC', 'LesionHD95_RC')
+    """
+    return tuple(f"{metric}_{group}" for metric in LESION_METRIC_NAMES for group in groups)
+
+
+LESION_COLUMNS = lesion_columns(REGIONS)
+ALL_LESION_COLUMNS = lesion_columns(ALL_GROUPS)
+# The package's names of tfbrats' groups in its `gli` configuration.
+PACKAGE_GROUPS = {"ET": "et", "WT": "wt", "TC": "tc", "RC": "rc", "NETC": "netc", "SNFH": "snfh"}
 EXTRA = "lesionwise"
 
 
@@ -127,16 +143,19 @@ def lesionwise_metrics(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     affine: np.ndarray | None = None,
     case_id: str = "case",
+    label_set: LabelSet = BRATS,
 ) -> dict[str, float]:
-    """Lesion-wise Dice, HD95 and detection of ET, WT and TC for one case, keyed like `LESION_COLUMNS`.
+    """Lesion-wise Dice, HD95 and detection of the label set's groups for one case, keyed like `lesion_columns`.
 
     Args:
-        pred_internal: Predicted internal classes 0..3 (1 necrosis, 2 edema, 3 enhancing),
-            nibabel ``(x, y, z)`` order.
+        pred_internal: Predicted internal classes (1 necrosis, 2 edema, 3 enhancing, 4 resection
+            cavity with `BRATS_POST_TREATMENT`), nibabel ``(x, y, z)`` order.
         ref_internal: Reference internal classes, same shape.
         spacing: Voxel size of the three axes in mm.
         affine: The reference's affine (None: the spacing as a diagonal).
         case_id: The case, for error messages.
+        label_set: The label set: its labels are allowed, its groups reported (`LESION_COLUMNS`
+            for `BRATS`).
 
     Returns:
         ``LesionDice_<region>`` and ``LesionHD95_<region>``, the package's ``sq_dsc`` and ``sq_hd95``
@@ -154,17 +173,18 @@ def lesionwise_metrics(
     if np.shape(pred_internal) != np.shape(ref_internal):
         raise ValueError(f"case {case_id}: prediction shape {np.shape(pred_internal)} differs from reference "
                          f"{np.shape(ref_internal)}")
+    top = label_set.num_classes - 1
     for what, labels in (("prediction", pred_internal), ("reference", ref_internal)):
-        if np.size(labels) and (np.min(labels) < 0 or np.max(labels) > 3):
-            raise ValueError(f"case {case_id}: {what} labels must be internal classes 0..3; got "
+        if np.size(labels) and (np.min(labels) < 0 or np.max(labels) > top):
+            raise ValueError(f"case {case_id}: {what} labels must be internal classes 0..{top}; got "
                              f"{np.unique(labels).tolist()}")
     if affine is None:
         affine = np.diag([*map(float, spacing), 1.0])
     results = package_results(pred_internal, ref_internal, affine, spacing, case_id)
     return {
-        f"{metric}_{region}": _number(results[PACKAGE_GROUPS[region]].get(key))
+        f"{metric}_{group}": _number(results[PACKAGE_GROUPS[group]].get(key))
         for metric, key in PACKAGE_KEYS.items()
-        for region in REGIONS
+        for group in label_set.groups
     }
 
 

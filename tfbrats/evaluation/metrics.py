@@ -1,8 +1,11 @@
-"""BraTS region metrics: Dice and 95th-percentile Hausdorff distance (mm) for WT, TC and ET.
+"""BraTS region metrics: Dice and 95th-percentile Hausdorff distance (mm) per scored group.
 
 Conventions are BraTS 2020's: both masks empty gives Dice 1 and HD95 0; exactly one empty gives
-Dice 0 and HD95 373.13, the sentinel of the BraTS evaluation. Regions are `tfbrats.labels.REGIONS`,
-reported in BraTS' order (ET, WT, TC).
+Dice 0 and HD95 373.13, the sentinel of the BraTS evaluation. The groups are the label set's
+(`tfbrats.labels.LabelSet.groups`): ET, WT, TC for BraTS 2018-2023 (`COLUMNS`); ET, WT, TC, RC,
+NETC, SNFH for BraTS 2024/2025 post-treatment data. So a pre-treatment case (no resection
+cavity in its reference) scores RC Dice 1 and HD95 0 when no cavity is predicted, and Dice 0 and
+HD95 373.13 as soon as one voxel is, as BraTS scores ET on a case without enhancing tumor.
 """
 
 from __future__ import annotations
@@ -13,15 +16,43 @@ from collections.abc import Sequence
 import numpy as np
 from medpy.metric import binary
 
-from tfbrats.labels import ET_CLASS, REPORT_ORDER
+from tfbrats.labels import BRATS, ET_CLASS, LABEL_SETS, REPORT_ORDER, LabelSet
 from tfbrats.labels import REGIONS as REGION_CLASSES
 
 REGIONS = REPORT_ORDER  # the report's column order (the paper's Table 1)
 METRIC_NAMES = ("Dice", "HD95")
-COLUMNS = tuple(f"{metric}_{region}" for metric in METRIC_NAMES for region in REGIONS)
-# Counts beside the legacy scores: a case without enhancing tumor in the reference scores any
-# predicted ET as Dice 0, and these say how much stray ET it was.
-ET_COUNT_COLUMNS = ("ET_voxels_reference", "ET_voxels_predicted", "ET_components_predicted")
+# Every group any label set scores, in report order (ET, WT, TC, then RC, NETC, SNFH).
+ALL_GROUPS = tuple(dict.fromkeys(group for label_set in LABEL_SETS.values() for group in label_set.groups))
+
+
+def legacy_columns(groups) -> tuple[str, ...]:
+    """The legacy metric columns of `groups` (names), metric by metric: ``Dice_ET``, ..., ``HD95_TC``.
+
+    Example:
+        >>> legacy_columns(["ET", "RC"])
+        ('Dice_ET', 'Dice_RC', 'HD95_ET', 'HD95_RC')
+    """
+    return tuple(f"{metric}_{group}" for metric in METRIC_NAMES for group in groups)
+
+
+def count_columns(group: str) -> tuple[str, str, str]:
+    """The count columns of a one-class group: reference voxels, predicted voxels, predicted components.
+
+    Example:
+        >>> count_columns("RC")[1]
+        'RC_voxels_predicted'
+    """
+    return (f"{group}_voxels_reference", f"{group}_voxels_predicted", f"{group}_components_predicted")
+
+
+COLUMNS = legacy_columns(REGIONS)
+ALL_COLUMNS = legacy_columns(ALL_GROUPS)
+# Counts beside the legacy scores: a case without enhancing tumor (or, post-treatment data, without
+# a resection cavity) in the reference scores any predicted ET (RC) as Dice 0, and these say how
+# much stray ET (RC) it was.
+COUNTED_GROUPS = ("ET", "RC")
+ET_COUNT_COLUMNS = count_columns("ET")
+ALL_COUNT_COLUMNS = tuple(column for group in COUNTED_GROUPS for column in count_columns(group))
 HD95_EMPTY = 373.13
 INTERNAL_ET_LABEL = ET_CLASS
 
@@ -138,19 +169,38 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = No
     return float(binary.hd95(pred[box], ref[box], voxelspacing=spacing))
 
 
+def group_masks(labels: np.ndarray, label_set: LabelSet) -> dict[str, np.ndarray]:
+    """Boolean masks of the label set's groups from internal labels; rejects labels outside the set.
+
+    Example:
+        >>> from tfbrats.labels import BRATS_POST_TREATMENT
+        >>> group_masks(np.array([0, 4, 1]), BRATS_POST_TREATMENT)["RC"].tolist()
+        [False, True, False]
+    """
+    labels = np.asarray(labels)
+    unexpected = np.setdiff1d(np.unique(labels), label_set.labels)
+    if unexpected.size:
+        raise ValueError(f"labels {unexpected.tolist()} are not internal labels {list(label_set.labels)} of the "
+                         f"label set {label_set.name}")
+    return {name: np.isin(labels, classes) for name, classes in label_set.groups.items()}
+
+
 def case_metrics(
     pred: np.ndarray,
     ref: np.ndarray,
     spacing: Sequence[float] | None = None,
     et_label: int = INTERNAL_ET_LABEL,
+    label_set: LabelSet = BRATS,
 ) -> dict[str, float]:
-    """Dice and HD95 of every region for one case, keyed like `COLUMNS` (`Dice_ET`, `HD95_WT`, ...).
+    """Dice and HD95 of every group for one case, keyed like `legacy_columns` (`Dice_ET`, `HD95_WT`, ...).
 
     Args:
         pred: predicted label map.
         ref: reference label map of the same shape and labels.
         spacing: voxel size per axis in mm.
-        et_label: value of enhancing tumour in both maps (3 internal / BraTS 2023+, 4 BraTS 2020).
+        et_label: value of enhancing tumour in both maps (3 internal / BraTS 2023+, 4 BraTS 2020);
+            only with the label set `BRATS`: other label sets take internal labels.
+        label_set: whose groups are scored (`COLUMNS` for `BRATS`).
 
     Returns:
         dict column -> value.
@@ -162,12 +212,31 @@ def case_metrics(
     """
     if np.shape(pred) != np.shape(ref):
         raise ValueError(f"prediction shape {np.shape(pred)} differs from reference {np.shape(ref)}")
-    pred_masks, ref_masks = region_masks(pred, et_label), region_masks(ref, et_label)
+    if label_set is BRATS:
+        pred_masks, ref_masks = region_masks(pred, et_label), region_masks(ref, et_label)
+    else:
+        pred_masks, ref_masks = group_masks(pred, label_set), group_masks(ref, label_set)
     values = {}
-    for region in REGIONS:
-        values[f"Dice_{region}"] = dice(pred_masks[region], ref_masks[region])
-        values[f"HD95_{region}"] = hd95(pred_masks[region], ref_masks[region], spacing)
-    return {column: values[column] for column in COLUMNS}
+    for group in label_set.groups:
+        values[f"Dice_{group}"] = dice(pred_masks[group], ref_masks[group])
+        values[f"HD95_{group}"] = hd95(pred_masks[group], ref_masks[group], spacing)
+    return {column: values[column] for column in legacy_columns(label_set.groups)}
+
+
+def group_counts(pred: np.ndarray, ref: np.ndarray, label_set: LabelSet = BRATS) -> dict[str, int]:
+    """`count_columns` of each of the label set's `COUNTED_GROUPS` (ET; RC too with a cavity), on internal labels.
+
+    Example:
+        >>> from tfbrats.labels import BRATS_POST_TREATMENT
+        >>> group_counts(np.array([[4, 0, 4]]), np.zeros((1, 3), np.uint8), BRATS_POST_TREATMENT)["RC_voxels_predicted"]
+        2
+    """
+    counts = {}
+    for group in COUNTED_GROUPS:
+        if group in label_set.groups:
+            (value,) = label_set.groups[group]
+            counts |= dict(zip(count_columns(group), et_counts(pred, ref, value).values()))
+    return counts
 
 
 def et_counts(pred: np.ndarray, ref: np.ndarray, et_label: int = INTERNAL_ET_LABEL) -> dict[str, int]:

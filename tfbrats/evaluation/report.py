@@ -1,7 +1,9 @@
 """Per-case metrics CSV and summary tables: the legacy one like Table 1 of the paper, and lesion-wise.
 
 Results may hold the legacy columns (`COLUMNS`: BraTS 2020's Dice and HD95), the lesion-wise ones
-(`LESION_COLUMNS`: BraTS 2023+, from the official package), or both side by side. Statistics skip
+(`LESION_COLUMNS`: BraTS 2023+, from the official package), or both side by side, for the groups
+of the data's label set (ET, WT, TC; with BraTS 2024/2025's resection cavity also RC, NETC and
+SNFH): the tables show the groups the results hold. Statistics skip
 NaN values, as the package's own parser does (a region present in neither mask has no lesion-wise
 score).
 """
@@ -17,8 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from tfbrats.evaluation.figures import dice_boxplot
-from tfbrats.evaluation.lesionwise import LESION_COLUMNS
-from tfbrats.evaluation.metrics import COLUMNS, ET_COUNT_COLUMNS, REGIONS, CaseResult
+from tfbrats.evaluation.lesionwise import ALL_LESION_COLUMNS
+from tfbrats.evaluation.metrics import (
+    ALL_COLUMNS,
+    ALL_COUNT_COLUMNS,
+    ALL_GROUPS,
+    COLUMNS,
+    CaseResult,
+    count_columns,
+    legacy_columns,
+)
 from tfbrats.files import write_text
 
 STATISTICS = ("mean", "std", "median")
@@ -57,7 +67,18 @@ def result_columns(results: Sequence[CaseResult]) -> tuple[str, ...]:
     for result in results:
         if set(result.metrics) != present:
             raise ValueError(f"case {result.case_id} has metrics {sorted(result.metrics)}, not {sorted(present)}")
-    return tuple(c for c in COLUMNS + ET_COUNT_COLUMNS + LESION_COLUMNS if c in present)
+    return tuple(c for c in ALL_COLUMNS + ALL_COUNT_COLUMNS + ALL_LESION_COLUMNS if c in present)
+
+
+def result_groups(results: Sequence[CaseResult], metric: str = "Dice") -> tuple[str, ...]:
+    """The groups (ET, WT, TC, RC, NETC, SNFH) whose `metric` column the results hold, in report order.
+
+    Example:
+        >>> result_groups([CaseResult("a", dict.fromkeys(COLUMNS, 0.5))])
+        ('ET', 'WT', 'TC')
+    """
+    columns = result_columns(results)
+    return tuple(group for group in ALL_GROUPS if f"{metric}_{group}" in columns)
 
 
 def write_metrics_csv(results: Sequence[CaseResult], path: str | Path) -> Path:
@@ -123,39 +144,47 @@ def _table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> list[st
     header = [c.replace("_", " ") + units.get(c.split("_")[0], "") for c in columns]
     lines = ["| | " + " | ".join(header) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, values in rows.items():
-        cells = [f"{values[c]:.2f}" if "HD95" in c or "FP" in c or "FN" in c else f"{values[c]:.4f}" for c in columns]
+        cells = ["-" if c not in values else f"{values[c]:.2f}" if "HD95" in c or "FP" in c or "FN" in c
+                 else f"{values[c]:.4f}" for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def enhancing_by_reference(results: Sequence[CaseResult]) -> list[str]:
-    """Markdown lines: ET Dice, HD95 and predicted ET, for the cases with and without enhancing tumor.
+# Per counted group: what a case with it in its reference is called.
+_COUNTED_NAMES = {"ET": "enhancing tumor", "RC": "resection cavity"}
+
+
+def enhancing_by_reference(results: Sequence[CaseResult], group: str = "ET") -> list[str]:
+    """Markdown lines: `group`'s Dice, HD95 and predicted voxels, for the cases with and without it (ET or RC).
 
     BraTS scores a case without enhancing tumor in its reference ET Dice 0 and HD95 373.13 as soon as a
     single voxel is predicted enhancing, so the two kinds of case are shown apart; on the cases
-    without, the predicted ET is stray ET. Needs the legacy columns and `ET_COUNT_COLUMNS`.
+    without, the predicted ET is stray ET. The same holds for the resection cavity (RC) of a
+    pre-treatment case. Needs the group's legacy columns and `count_columns`.
 
     Example:
         >>> counts = {"ET_voxels_reference": 0, "ET_voxels_predicted": 4, "ET_components_predicted": 3}
         >>> print(enhancing_by_reference([CaseResult("a", {**dict.fromkeys(COLUMNS, 0.0), **counts})])[3])
         | without enhancing tumor | 1 | 0.0000 | 0.00 | 4 | 3 |
     """
-    lines = ["| reference | cases | Dice ET mean | HD95 ET mean (mm) | ET voxels predicted | ET components predicted |",
-             "|---|---|---|---|---|---|"]
-    groups = {"with enhancing tumor": [r for r in results if r.metrics["ET_voxels_reference"] > 0],
-              "without enhancing tumor": [r for r in results if r.metrics["ET_voxels_reference"] == 0]}
-    for name, group in groups.items():
-        if not group:
+    reference, predicted, components = count_columns(group)
+    lines = [f"| reference | cases | Dice {group} mean | HD95 {group} mean (mm) | {group} voxels predicted | "
+             f"{group} components predicted |", "|---|---|---|---|---|---|"]
+    named = _COUNTED_NAMES[group]
+    cases = {f"with {named}": [r for r in results if r.metrics[reference] > 0],
+             f"without {named}": [r for r in results if r.metrics[reference] == 0]}
+    for name, chosen in cases.items():
+        if not chosen:
             lines.append(f"| {name} | 0 | - | - | - | - |")
             continue
-        dice, distance = (float(np.mean([r.metrics[f"{m}_ET"] for r in group])) for m in ("Dice", "HD95"))
-        voxels, components = (sum(int(r.metrics[c]) for r in group) for c in ET_COUNT_COLUMNS[1:])
-        lines.append(f"| {name} | {len(group)} | {dice:.4f} | {distance:.2f} | {voxels} | {components} |")
-    stray = [r for r in groups["without enhancing tumor"] if r.metrics["ET_voxels_predicted"]]
+        dice, distance = (float(np.mean([r.metrics[f"{m}_{group}"] for r in chosen])) for m in ("Dice", "HD95"))
+        voxels, parts = (sum(int(r.metrics[c]) for r in chosen) for c in (predicted, components))
+        lines.append(f"| {name} | {len(chosen)} | {dice:.4f} | {distance:.2f} | {voxels} | {parts} |")
+    stray = [r for r in cases[f"without {named}"] if r.metrics[predicted]]
     if stray:
-        lines += ["", "stray ET on cases without enhancing tumor: " + ", ".join(
-            f"{r.case_id} {int(r.metrics['ET_voxels_predicted'])} voxels in "
-            f"{int(r.metrics['ET_components_predicted'])} components" for r in stray)]
+        lines += ["", f"stray {group} on cases without {named}: " + ", ".join(
+            f"{r.case_id} {int(r.metrics[predicted])} voxels in {int(r.metrics[components])} components"
+            for r in stray)]
     return lines
 
 
@@ -181,24 +210,29 @@ def summary_markdown(results: Sequence[CaseResult], compare_paper: bool = True) 
     columns = result_columns(results)
     stats = summarize(results)
     lines = []
-    if COLUMNS[0] in columns:
-        rows = {name: {c: stats[name][c] for c in COLUMNS} for name in STATISTICS}
+    groups = result_groups(results)
+    if groups:
+        legacy = legacy_columns(groups)
+        rows = {name: {c: stats[name][c] for c in legacy} for name in STATISTICS}
         if compare_paper:
             rows.update({f"{PAPER_LABEL} {name}": PAPER_TABLE1[name] for name in ("mean", "median")})
-        lines += _table(rows, COLUMNS)
-    if ET_COUNT_COLUMNS[0] in columns and COLUMNS[0] in columns:
-        lines += ["", "Enhancing tumor by reference (a case without it scores ET Dice 0 as soon as one voxel is "
-                  "predicted enhancing):", ""] + enhancing_by_reference(results)
-    if LESION_COLUMNS[0] in columns:
-        shown = [c for c in LESION_COLUMNS if not c.startswith(("LesionFP", "LesionFN"))]
+        lines += _table(rows, legacy)
+    for group in ("ET", "RC"):
+        if count_columns(group)[0] in columns and f"Dice_{group}" in columns:
+            predicted = "enhancing" if group == "ET" else "cavity"
+            lines += ["", f"{_COUNTED_NAMES[group].capitalize()} by reference (a case without it scores {group} Dice "
+                      f"0 as soon as one voxel is predicted {predicted}):", ""] + enhancing_by_reference(results, group)
+    lesion_groups = result_groups(results, "LesionDice")
+    if lesion_groups:
+        shown = [c for c in ALL_LESION_COLUMNS if c in columns and not c.startswith(("LesionFP", "LesionFN"))]
         lines += ["", "Lesion-wise (BraTS 2023+, the official brats-evaluation package):", ""] if lines else []
         lines += _table({name: stats[name] for name in STATISTICS}, shown)
-        totals = {c: sum(r.metrics[c] for r in results) for c in LESION_COLUMNS if c not in shown}
-        fp, fn = ([totals[f"Lesion{kind}_{region}"] for region in REGIONS] for kind in ("FP", "FN"))
+        totals = {c: sum(r.metrics[c] for r in results) for c in columns if c.startswith(("LesionFP", "LesionFN"))}
+        fp, fn = ([totals[f"Lesion{kind}_{group}"] for group in lesion_groups] for kind in ("FP", "FN"))
         lines += [
             "",
             "lesions over all cases, " + ", ".join(
-                f"{region}: {int(a)} spurious, {int(b)} missed" for region, a, b in zip(REGIONS, fp, fn)
+                f"{group}: {int(a)} spurious, {int(b)} missed" for group, a, b in zip(lesion_groups, fp, fn)
             ),
         ]
     missing = [result.case_id for result in results if result.missing]

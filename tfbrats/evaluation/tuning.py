@@ -10,9 +10,12 @@ applies them, each step chosen with the ones before it fixed:
 3. relabelling of all enhancing tumor as necrosis in a case with fewer than T voxels of it
    (`ET_CANDIDATES`).
 
-A candidate is admissible when it lowers no region's mean validation Dice (WT, TC, ET, with
-BraTS' empty-mask rule); among the admissible ones the highest mean Dice over the three regions
-wins. Candidates tie when they score the same, which they do whenever no validation case has a
+A candidate is admissible when it lowers no region's mean validation Dice (the label set's
+regions: WT, TC, ET, and RC for post-treatment data; with BraTS' empty-mask rule); among the
+admissible ones the highest mean Dice over the regions wins. Component removal acts on resection
+cavity components as on tumor ones, so a cavity speck predicted on a pre-treatment case (which
+makes its RC Dice 0) goes with the small components when that lowers no region's mean Dice.
+Candidates tie when they score the same, which they do whenever no validation case has a
 component (or an ET volume) between their thresholds; ties are broken by what each step risks on
 a new case:
 
@@ -45,7 +48,7 @@ import numpy as np
 from tfbrats.contract import PostProcessing, SegmentationContract, postprocess
 from tfbrats.data import PreprocessedCase
 from tfbrats.evaluation.metrics import case_metrics, dice
-from tfbrats.labels import ET_CLASS, REGIONS, region_masks
+from tfbrats.labels import BRATS, ET_CLASS, LabelSet, region_masks
 
 COMPONENT_CANDIDATES = (0, 10, 50, 100, 200)
 DUST_CANDIDATES = (0, 10, 20, 50, 100)
@@ -150,28 +153,30 @@ class TuningResult:
         }
 
 
-def mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean Dice per region (BraTS: 1 when both masks are empty) of internal label maps against references.
+def mean_dice(labels: Sequence[np.ndarray], references: Sequence[np.ndarray],
+              label_set: LabelSet = BRATS) -> dict[str, float]:
+    """Mean Dice per region of the label set (BraTS: 1 when both masks are empty) of internal label maps.
 
     Example:
         >>> mean_dice([np.array([0, 1, 3])], [np.array([0, 1, 1])])
         {'WT': 1.0, 'TC': 1.0, 'ET': 0.0}
     """
-    scores = {region: [] for region in REGIONS}
+    scores = {region: [] for region in label_set.regions}
     for predicted, reference in zip(labels, references):
-        predicted_masks, reference_masks = region_masks(predicted), region_masks(reference)
-        for region in REGIONS:
+        predicted_masks = region_masks(predicted, label_set.regions)
+        reference_masks = region_masks(reference, label_set.regions)
+        for region in label_set.regions:
             scores[region].append(dice(predicted_masks[region], reference_masks[region]))
     return {region: float(np.mean(values)) for region, values in scores.items()}
 
 
 def _not_lower(candidate: Candidate, reference: dict[str, float]) -> bool:
-    return all(candidate.mean_dice[r] >= reference[r] - TOLERANCE for r in REGIONS)
+    return all(candidate.mean_dice[r] >= reference[r] - TOLERANCE for r in reference)
 
 
 def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references: Sequence[np.ndarray],
-            reference_mean: dict[str, float], tried: list[Candidate], ties_take_stronger: bool = False
-            ) -> PostProcessing:
+            reference_mean: dict[str, float], tried: list[Candidate], ties_take_stronger: bool = False,
+            label_set: LabelSet = BRATS) -> PostProcessing:
     """The admissible option with the best mean Dice; `options` go from weakest to strongest.
 
     Ties keep the weaker option, or, with `ties_take_stronger`, the strongest admissible option
@@ -179,7 +184,8 @@ def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references
     """
     admissible: list[Candidate] = []
     for option in options:
-        candidate = Candidate(option, mean_dice([postprocess(r, None, option) for r in raw], references))
+        processed = [postprocess(r, None, option, allowed=label_set.labels) for r in raw]
+        candidate = Candidate(option, mean_dice(processed, references, label_set))
         tried.append(candidate)
         if _not_lower(candidate, reference_mean):
             admissible.append(candidate)
@@ -201,6 +207,7 @@ def choose_postprocessing(
     component_candidates: Sequence[int] = COMPONENT_CANDIDATES,
     et_candidates: Sequence[int] = ET_CANDIDATES,
     dust_candidates: Sequence[int] = DUST_CANDIDATES,
+    label_set: LabelSet = BRATS,
 ) -> TuningResult:
     """Chooses the post-processing on labelled validation cases.
 
@@ -214,6 +221,7 @@ def choose_postprocessing(
         component_candidates: Minimum tumor component sizes to try (0: none).
         et_candidates: ET voxel thresholds to try (0: none).
         dust_candidates: Minimum ET component sizes to try (0: none).
+        label_set: The model's label set: its labels are allowed, its regions scored.
 
     Example:
         >>> result = choose_postprocessing(val_cases, raw_labels_of)  # doctest: +SKIP
@@ -227,12 +235,12 @@ def choose_postprocessing(
     raw = [np.asarray(segment_raw(case), np.uint8) for case in labelled]
     references = [case.label for case in labelled]
     plain = PostProcessing(brain_mask=False)
-    baseline_mean = mean_dice(raw, references)
+    baseline_mean = mean_dice(raw, references, label_set)
     tried: list[Candidate] = []
 
     def step(name: str, values: Sequence[int], after: PostProcessing, ties_take_stronger: bool = False):
         options = [dataclasses.replace(after, **{name: n}) for n in sorted(set(values) | {0})]
-        return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger)
+        return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger, label_set)
 
     chosen = step("min_component_voxels", component_candidates, plain)
     chosen = step("min_et_component_voxels", dust_candidates, chosen, ties_take_stronger=True)
@@ -240,12 +248,12 @@ def choose_postprocessing(
     chosen = dataclasses.replace(chosen, brain_mask=baseline.brain_mask)
     per_case = []
     for case, labels, reference in zip(labelled, raw, references):
-        after = postprocess(labels, None, dataclasses.replace(chosen, brain_mask=False))
+        after = postprocess(labels, None, dataclasses.replace(chosen, brain_mask=False), allowed=label_set.labels)
         row = {"case_id": case.meta.case_id, "et_voxels_reference": int((reference == ET_CLASS).sum()),
                "et_voxels_baseline": int((labels == ET_CLASS).sum()),
                "et_voxels_chosen": int((after == ET_CLASS).sum())}
         for name, predicted in (("baseline", labels), ("chosen", after)):
-            metrics = case_metrics(predicted, reference, case.meta.spacing)
+            metrics = case_metrics(predicted, reference, case.meta.spacing, label_set=label_set)
             row |= {f"{name}_{column}": round(value, 6) for column, value in metrics.items()}
         per_case.append(row)
     without_et = [row for row in per_case if not row["et_voxels_reference"]]

@@ -98,8 +98,9 @@ def tune_run(
                   for case in group}
     all_cases = [case for group in fold_cases for case in group]
     baseline = PostProcessing(brain_mask=models[0].contract.postprocessing.brain_mask)
+    label_set = models[0].contract.target.label_set
     result = choose_postprocessing(all_cases, lambda case: segmenters[id(case)](case), baseline,
-                                   component_candidates, et_candidates, dust_candidates)
+                                   component_candidates, et_candidates, dust_candidates, label_set)
     source = (f"out-of-fold validation of {len(run_dirs)} folds: {result.evidence.describe()}, of runs "
               f"{', '.join(map(str, run_dirs))}" if other_folds else
               f"validation: {result.evidence.describe()}, of run {run_dirs[0]}")
@@ -107,7 +108,7 @@ def tune_run(
         tuned = tune_contract(loaded.contract, result, f"{source} (tfbrats.tune)")
         _write_tuning(folder, loaded, tuned, result)
         save_with_contract(loaded.model, tuned, loaded.path)
-    return _summary(result, run_dirs, [loaded.path for loaded in models])
+    return _summary(result, label_set.regions, run_dirs, [loaded.path for loaded in models])
 
 
 def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
@@ -121,14 +122,14 @@ def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
     write_text(run_dir / TUNING_CSV, buffer.getvalue())
 
 
-def _summary(result, run_dirs: Sequence[Path], model_paths: Sequence[Path]) -> str:
+def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], model_paths: Sequence[Path]) -> str:
     """What `tune_run` prints: the choice, its evidence, the mean Dice before and after, the files."""
 
     def mean(prefix: str, region: str) -> float:
         return sum(row[f"{prefix}_Dice_{region}"] for row in result.per_case) / len(result.per_case)
 
-    before = ", ".join(f"{r} {mean('baseline', r):.4f}" for r in ("WT", "TC", "ET"))
-    after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in ("WT", "TC", "ET"))
+    before = ", ".join(f"{r} {mean('baseline', r):.4f}" for r in regions)
+    after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in regions)
     evidence = result.evidence
     little = "".join(f"\n  little evidence: {warning}" for warning in evidence.warnings())
     folds = f" of {len(run_dirs)} folds (out-of-fold)" if len(run_dirs) > 1 else ""

@@ -43,6 +43,25 @@ log = logging.getLogger(__name__)
 PREDICTION_WRITER = "tfbrats.predict"
 
 
+def written_label_map(contract: SegmentationContract, dataset_labels: LabelMap) -> LabelMap:
+    """The label values a segmentation is written with: the contract's when it names them, else the dataset's.
+
+    A model with a resection cavity writes it with the dataset's value, BraTS 2024's 4 where the
+    dataset names none (`LabelMap.covering`).
+
+    Example:
+        >>> from tfbrats.data import BRATS2020_LABELS
+        >>> written_label_map(SegmentationContract(), BRATS2020_LABELS).values
+        (0, 1, 2, 4)
+        >>> written_label_map(SegmentationContract(label_values={1: 1, 2: 2, 3: 3}), BRATS2020_LABELS).values
+        (0, 1, 2, 3)
+    """
+    if contract.label_values:
+        values = contract.label_values
+        dataset_labels = LabelMap(values[1], values[2], values[3], values.get(4))
+    return dataset_labels.covering(contract.target.label_set)
+
+
 def window_probabilities(image: np.ndarray, predictor: Callable[[np.ndarray], np.ndarray],
                          contract: SegmentationContract) -> np.ndarray:
     """The network's probabilities (D, H, W, outputs) over a preprocessed image, by the contract's window."""
@@ -254,9 +273,7 @@ def _predict_case(case: Case, loaded: LoadedModel, contract: SegmentationContrac
         log.warning("case %s: %s", case.case_id, report["warning"])
     report["brain_extent"] = check_brain_extent(preprocessed)
     labels = segment(preprocessed, predictor, contract)
-    if contract.label_values:
-        values = contract.label_values
-        meta = dataclasses.replace(meta, labels=LabelMap(values[1], values[2], values[3]))
+    meta = dataclasses.replace(meta, labels=written_label_map(contract, meta.labels))
     # The sidecar first: the NIfTI marks a finished case, so a rerun never skips a case without one.
     write_json(sidecar, report)
     return write_labels_nifti(labels, meta, target)

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tfbrats.contract import (
+    INTERNAL_LABELS,
     ContractError,
     OutputError,
     PostProcessing,
@@ -378,9 +379,8 @@ def segment_volume(
                 raise ServingError(f"{endpoint} answered labels of shape {labels.shape} for an image of shape "
                                    f"{image.shape}; expected {image.shape[:3]}")
             steps = _client_steps(endpoint, answer[CLIENT_POSTPROCESSING_OUTPUT])
-            if contract is not None:
-                labels = check_labels(labels, contract.target.labels)
-            return postprocess(labels, image, steps)
+            allowed = contract.target.labels if contract is not None else INTERNAL_LABELS
+            return postprocess(check_labels(labels, allowed), image, steps, allowed=allowed)
         if signature == SERVING_DEFAULT:
             if contract is None:
                 raise ValueError("the serving_default signature returns window probabilities: give the model's "

@@ -17,7 +17,15 @@ Example:
 
 from tfbrats.training.config import ConfigError, TrainConfig, check_config, settings
 from tfbrats.training.data import check_patch_fits, load_split, load_validation_cases
-from tfbrats.training.factories import build_model, contract_of, make_loss, make_schedule, precision, target_of
+from tfbrats.training.factories import (
+    build_model,
+    contract_of,
+    label_set_of,
+    make_loss,
+    make_schedule,
+    precision,
+    target_of,
+)
 from tfbrats.training.run import HISTORY_COLUMNS, Run, RunError
 from tfbrats.training.steps import make_step_functions
 from tfbrats.training.strategy import ClusterRole, StrategyError, cluster_role, make_strategy
@@ -47,6 +55,7 @@ __all__ = [
     "make_strategy",
     "precision",
     "settings",
+    "label_set_of",
     "target_of",
     "train",
 ]

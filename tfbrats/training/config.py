@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tfbrats.data import AugmentConfig
-from tfbrats.labels import TARGETS
+from tfbrats.labels import LABEL_SETS, TARGETS
 from tfbrats.training.strategy import STRATEGIES
 
 MODELS = ("albunet3d", "albunet2d")
@@ -66,8 +66,8 @@ class TrainConfig:
     model: str = _setting("albunet3d", "Network.", choices=MODELS)
     input_channels: int = _setting(3, "3 (FLAIR, T1c, T2) or 4 (plus T1).", choices=(3, 4))
     num_classes: int = _setting(
-        4, "Output classes with --target=classes (background, core, edema, enhancing); regions have 3 outputs.",
-        low=2)
+        4, "Output classes with --target=classes and the label set brats (background, core, edema, enhancing); "
+        "regions have one output per region; brats_post_treatment has 5 classes.", low=2)
     patch_size: tuple[int, int, int] = _setting((24, 128, 128), "Training patch D,H,W (H, W multiples of 32).")
     batch_size: int = _setting(24, "Global batch size, split over the replicas.", low=1)
     epochs: int = _setting(50, "Epochs in total (raise it to extend a finished run).", low=1)
@@ -114,6 +114,10 @@ class TrainConfig:
     target: str = _setting(
         "classes", "classes: softmax over the classes (the paper); regions: a sigmoid each for WT, TC, ET with a "
         "region Dice loss.", choices=tuple(TARGETS))
+    label_set: str = _setting(
+        "auto", "Internal classes and regions: auto (from the data: brats_post_treatment, with a resection-cavity "
+        "class and region RC, when any case has a cavity label, as BraTS 2024/2025; else brats), brats or "
+        "brats_post_treatment.", choices=("auto", *LABEL_SETS))
     modality_dropout: float = _setting(
         0.0, "Probability that a training patch loses each input channel (never all; filled with 0, as a missing "
         "modality at prediction), so the model copes with missing modalities; 0: off.", low=0.0, high=1.0)

@@ -7,25 +7,54 @@ from __future__ import annotations
 
 import keras
 
-from tfbrats.labels import Target, get_target
+from tfbrats.labels import BRATS, LabelSet, Target, get_label_set, get_target
 from tfbrats.losses import SoftDiceLoss, loss_for
 from tfbrats.precision import compute_precision
-from tfbrats.training.config import TrainConfig
+from tfbrats.training.config import ConfigError, TrainConfig
 
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def target_of(config: TrainConfig) -> Target:
-    """The `tfbrats.labels.Target` a configuration trains.
+def label_set_of(config: TrainConfig, data_label_set: LabelSet | None = None) -> LabelSet:
+    """The label set a configuration trains: its `label_set` setting, or with "auto" the data's (`BRATS` unknown).
+
+    Raises:
+        ConfigError: A forced label set with fewer classes than the data's (four classes cannot
+            learn the resection cavity that post-treatment references hold).
+
+    Example:
+        >>> label_set_of(TrainConfig(model_dir="x", label_set="brats_post_treatment")).num_classes
+        5
+    """
+    if config.label_set == "auto":
+        return data_label_set or BRATS
+    forced = get_label_set(config.label_set)
+    if data_label_set is not None and forced.num_classes < data_label_set.num_classes:
+        raise ConfigError(
+            f"--label_set={forced.name} has {forced.num_classes} classes but the training data has the label set "
+            f"{data_label_set.name} ({', '.join(data_label_set.classes)}); use --label_set=auto or "
+            f"{data_label_set.name}"
+        )
+    return forced
+
+
+def target_of(config: TrainConfig, data_label_set: LabelSet | None = None) -> Target:
+    """The `tfbrats.labels.Target` a configuration trains on data of `data_label_set` (see `label_set_of`).
+
+    `num_classes` applies to the label set `BRATS`; another label set has its own class count.
 
     Example:
         >>> target_of(TrainConfig(model_dir="x", target="regions")).num_outputs
         3
+        >>> from tfbrats.labels import BRATS_POST_TREATMENT
+        >>> target_of(TrainConfig(model_dir="x"), BRATS_POST_TREATMENT).output_names[-1]
+        'resection cavity'
     """
-    return get_target(config.target, config.num_classes)
+    label_set = label_set_of(config, data_label_set)
+    return get_target(config.target, config.num_classes if label_set is BRATS else None, label_set)
 
 
-def contract_of(config: TrainConfig):
+def contract_of(config: TrainConfig, data_label_set: LabelSet | None = None):
     """The segmentation contract a run's models carry: target, channels, the training patch as window.
 
     Window steps are the paper's (24, 32, 32), capped at the patch so windows always overlap or touch.
@@ -37,14 +66,15 @@ def contract_of(config: TrainConfig):
     from tfbrats.contract import SegmentationContract, Window
     from tfbrats.data import channels_for
 
-    return SegmentationContract(target=target_of(config), channels=channels_for(config.input_channels),
+    return SegmentationContract(target=target_of(config, data_label_set), channels=channels_for(config.input_channels),
                                 window=Window.for_patch(tuple(config.patch_size)))
 
 
-def build_model(config: TrainConfig) -> keras.Model:
+def build_model(config: TrainConfig, data_label_set: LabelSet | None = None) -> keras.Model:
     """The AlbuNet of a configuration, carrying its contract, with its pretrained encoder if one is given.
 
-    It returns logits: one per class, or one per region (WT, TC, ET) for ``target="regions"``.
+    It returns logits: one per class, or one per region (WT, TC, ET[, RC]) for ``target="regions"``;
+    `data_label_set` is the training data's label set (see `label_set_of`).
 
     Example:
         >>> build_model(TrainConfig(model_dir="x", model="albunet2d")).name
@@ -53,8 +83,9 @@ def build_model(config: TrainConfig) -> keras.Model:
     from tfbrats.models import AlbuNet2D, AlbuNet3D, load_encoder_weights
 
     model_class = AlbuNet3D if config.model == "albunet3d" else AlbuNet2D
-    model = model_class(num_classes=target_of(config).num_outputs, input_channels=config.input_channels,
-                        segmentation=contract_of(config).to_json())
+    contract = contract_of(config, data_label_set)
+    model = model_class(num_classes=contract.target.num_outputs, input_channels=config.input_channels,
+                        segmentation=contract.to_json())
     for layer in _all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = config.bn_momentum
@@ -71,14 +102,14 @@ def _all_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     return found
 
 
-def make_loss(config: TrainConfig) -> SoftDiceLoss:
+def make_loss(config: TrainConfig, data_label_set: LabelSet | None = None) -> SoftDiceLoss:
     """The loss of a configuration's target.
 
     Example:
         >>> make_loss(TrainConfig(model_dir="x", target="regions")).name
         'region_dice_loss'
     """
-    return loss_for(target_of(config), include_background=config.include_background,
+    return loss_for(target_of(config, data_label_set), include_background=config.include_background,
                     cross_entropy_weight=config.cross_entropy_weight)
 
 

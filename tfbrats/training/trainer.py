@@ -33,12 +33,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbrats.data import dataset_label_set
 from tfbrats.labels import REGIONS
 from tfbrats.losses import SoftDiceLoss
 from tfbrats.metrics import dice_from_counts
 from tfbrats.training.config import ConfigError, TrainConfig, changed_settings, check_config, read_config
 from tfbrats.training.data import check_patch_fits, load_split
-from tfbrats.training.factories import build_model, make_loss, make_schedule, precision, target_of
+from tfbrats.training.factories import (
+    build_model,
+    label_set_of,
+    make_loss,
+    make_schedule,
+    precision,
+    target_of,
+)
 from tfbrats.training.progress import make_progress
 from tfbrats.training.run import DICE_NAMES, VOLUME_NAMES, Run
 from tfbrats.training.steps import make_step_functions
@@ -104,6 +112,8 @@ class Trainer:
         self.run = Run(config.model_dir)
         self.role = cluster_role(config.strategy)
         self.writers: dict[str, Any] = {}
+        # The training data's label set (set by `fit` from the cases; what --label_set=auto trains).
+        self.data_label_set = None
 
     # ---- hooks ----------------------------------------------------------------------------------
     def refresh_batchnorm(self) -> None:
@@ -129,11 +139,11 @@ class Trainer:
 
     def build_model(self) -> keras.Model:
         """The network (built under the strategy's scope and the precision policy)."""
-        return build_model(self.config)
+        return build_model(self.config, self.data_label_set)
 
     def build_loss(self) -> SoftDiceLoss:
         """The loss; it must be a `SoftDiceLoss` (sums all-reduced over replicas)."""
-        return make_loss(self.config)
+        return make_loss(self.config, self.data_label_set)
 
     def build_schedule(self) -> float | keras.optimizers.schedules.LearningRateSchedule:
         """The learning rate or its schedule."""
@@ -189,6 +199,8 @@ class Trainer:
             raise ConfigError(f"batch_size {config.batch_size} does not split evenly over {replicas} replicas; "
                               f"use a multiple of {replicas}")
         self.train_cases, self.val_cases = load_split(config)
+        self.data_label_set = dataset_label_set(case.meta.labels for case in self.train_cases + self.val_cases)
+        label_set_of(config, self.data_label_set)  # a forced label set that cannot hold the data's classes fails here
         check_patch_fits(config, self.train_cases)
         self.log(f"{len(self.train_cases)} training and {len(self.val_cases)} validation cases; {replicas} "
                  f"replica(s), {self.role.num_workers} worker(s)")
@@ -251,7 +263,8 @@ class Trainer:
         # Outside the scope: collectives cannot broadcast a string (every worker assigns the same row anyway).
         self.last_row = tf.Variable("", dtype=tf.string, trainable=False, name="last_row")
         loss = self.build_loss()
-        train_step, eval_step = make_step_functions(self.model, self.optimizer, loss, strategy, target_of(config))
+        train_step, eval_step = make_step_functions(self.model, self.optimizer, loss, strategy,
+                                                     target_of(config, self.data_label_set))
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                                          best=self.best, best_epoch=self.best_epoch, last_row=self.last_row)
         for leftover in Run(self.write_dir).remove_failed_checkpoints():
@@ -333,7 +346,8 @@ class Trainer:
             return {key: math.nan for key in (*VOLUME_NAMES, "volume_dice_mean")}
         scores = self.volume_scorer(self.model, self.val_cases)
         row = {f"volume_dice_{region}": float(scores[region]) for region in REGIONS}
-        row["volume_dice_mean"] = float(np.mean(list(row.values())))
+        # The mean over every region scored (RC too for a model with the resection cavity) chooses best.keras.
+        row["volume_dice_mean"] = float(np.mean([float(value) for value in scores.values()]))
         return row
 
     def _metric(self) -> str:
