@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from tfbrats.inference.model import load_model, override_contract
     from tfbrats.serving import export
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, "float32")  # float32 weights; OpenVINO chooses its own compute precision
     contract = override_contract(loaded.contract, patch_size=args.patch_size, steps=args.steps,
                                  batch_size=args.batch_size)
     extra = {"source": str(loaded.path), "source_sha256": loaded.fingerprint, "run_config": loaded.run_config}

@@ -1,4 +1,4 @@
-"""Tuning a training run's post-processing: its validation cases in, the tuned model file out.
+"""Tuning a training run's post-processing and inference mode: its validation cases in, the tuned model file out.
 
 `tune_run` is what ``python -m tfbrats.tune`` and the end of ``python -m tfbrats.train`` call.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tfbrats.contract import PostProcessing, finish_segmentation
 from tfbrats.data import PreprocessedCase
+from tfbrats.evaluation.mode_tuning import describe, reference_window, tune_mode
 from tfbrats.evaluation.tuning import (
     COMPONENT_CANDIDATES,
     DUST_CANDIDATES,
@@ -22,6 +23,7 @@ from tfbrats.evaluation.tuning import (
 )
 from tfbrats.files import write_json, write_text
 from tfbrats.inference.model import load_model, make_predictor, save_with_contract
+from tfbrats.inference.modes import DICE_TOLERANCE, InferenceMode
 from tfbrats.inference.predict import window_probabilities
 
 TUNING_JSON = "tuning.json"
@@ -45,14 +47,22 @@ def tune_run(
     et_candidates: Sequence[int] = ET_CANDIDATES,
     cases: Sequence[PreprocessedCase] | None = None,
     dust_candidates: Sequence[int] = DUST_CANDIDATES,
+    modes: Sequence[InferenceMode] | None = None,
+    mode_tolerance: float = DICE_TOLERANCE,
 ) -> str:
-    """Chooses the post-processing of a run on its validation cases and writes it into its model.
+    """Chooses the post-processing and the inference mode of a run on its validation cases, into its model.
+
+    The post-processing is chosen with the model's own window (the reference); then the inference
+    mode (`tfbrats.evaluation.mode_tuning.tune_mode`) with that post-processing.
 
     Args:
         run_dir: The training run folder.
         data_dir: The run's data if it moved (default: where `config.json` says).
         component_candidates, et_candidates, dust_candidates: The thresholds to try (voxels).
         cases: Validation cases to use instead of the run's own (preprocessed, labelled).
+        modes: The inference modes to choose from (default: every mode this CPU runs; empty:
+            keep the window).
+        mode_tolerance: The largest mean Dice drop in any region a mode may cost.
 
     Returns:
         A short summary: the choice, what it rests on (and, when that is little, a plain
@@ -63,9 +73,9 @@ def tune_run(
         post-processing chosen on 4 validation cases (1 without enhancing tumor, 1 of them given stray ET ...
     """
     run_dir = Path(run_dir)
-    loaded = load_model(run_dir)
+    loaded = load_model(run_dir, "float32")
     cases = list(cases) if cases is not None else validation_cases(run_dir, data_dir)
-    contract = loaded.contract
+    contract = loaded.contract.replace(window=reference_window(loaded.contract), inference_mode=None)
     baseline = PostProcessing(brain_mask=contract.postprocessing.brain_mask)
     raw_contract = contract.replace(postprocessing=baseline)
     predictor = make_predictor(loaded.model, contract.target)
@@ -76,6 +86,8 @@ def tune_run(
     result = choose_postprocessing(cases, segment_raw, baseline, component_candidates, et_candidates, dust_candidates)
     described = f"validation: {result.evidence.describe()}, of run {run_dir} (tfbrats.tune)"
     tuned = tune_contract(contract, result, described)
+    if modes is None or len(modes):
+        tuned = tune_mode(cases, loaded.path, tuned, modes, mode_tolerance)
     write_json(run_dir / TUNING_JSON, {"model": str(loaded.path), "model_sha256": loaded.fingerprint,
                                        "contract": tuned.to_json(), **result.to_json()})
     buffer = io.StringIO()
@@ -92,8 +104,11 @@ def tune_run(
     after = ", ".join(f"{r} {mean('chosen', r):.4f}" for r in ("WT", "TC", "ET"))
     evidence = result.evidence
     little = "".join(f"\n  little evidence: {warning}" for warning in evidence.warnings())
+    chosen_mode = (f"\n  inference mode: {tuned.inference_mode['mode']} (fastest within {mode_tolerance} of "
+                   f"{tuned.inference_mode['reference']}'s mean Dice in every region)\n"
+                   f"{describe(tuned.inference_mode)}" if tuned.inference_mode else "")
     return (f"post-processing chosen on {evidence.cases} validation cases ({evidence.cases_without_et} without "
             f"enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
             f"{result.chosen.describe()}{little}\n"
-            f"  mean Dice before: {before}\n  mean Dice after:  {after}\n"
+            f"  mean Dice before: {before}\n  mean Dice after:  {after}{chosen_mode}\n"
             f"  written into {loaded.path}; table in {run_dir / TUNING_CSV}")

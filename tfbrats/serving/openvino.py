@@ -31,7 +31,7 @@ class OpenVinoSegmenter:
     Args:
         version_dir: The export's version folder (holding `model.xml` and `model.bin`).
         precision: "float32", or "mixed_bfloat16" / "mixed_float16" where the device computes in
-            them (OpenVINO's inference precision hint).
+            them (OpenVINO's inference precision hint); None: the contract window's precision.
         device: The OpenVINO device ("CPU").
         contract: Another contract to segment by (a different window, for instance); by default
             the one stored in the export.
@@ -41,7 +41,7 @@ class OpenVinoSegmenter:
         >>> labels = segmenter.segment(load_case(case).image)  # doctest: +SKIP
     """
 
-    def __init__(self, version_dir: str | Path, precision: str = "float32", device: str = "CPU",
+    def __init__(self, version_dir: str | Path, precision: str | None = None, device: str = "CPU",
                  contract: SegmentationContract | None = None):
         import openvino
 
@@ -50,14 +50,15 @@ class OpenVinoSegmenter:
         path = Path(version_dir) / OPENVINO_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; export with tools/export.py --format=openvino")
-        if precision not in INFERENCE_PRECISIONS:
+        if precision is not None and precision not in INFERENCE_PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(INFERENCE_PRECISIONS)}; got {precision!r}")
+        self.contract = contract or SegmentationContract.from_json(read_metadata(version_dir)["contract"])
+        precision = precision or self.contract.window.precision
         self.core = openvino.Core()
         hint = INFERENCE_PRECISIONS[precision]
         capabilities = self.core.get_property(device, "OPTIMIZATION_CAPABILITIES")
         if _CAPABILITIES[hint] not in capabilities:
             raise ValueError(f"OpenVINO's {device} cannot compute in {precision} (it offers {capabilities})")
-        self.contract = contract or SegmentationContract.from_json(read_metadata(version_dir)["contract"])
         self.network = self.core.read_model(str(path))
         self.device, self.config = device, {"INFERENCE_PRECISION_HINT": hint}
         self._compiled: dict[tuple[int, ...], Any] = {}
