@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
+from tfbrats.precision import PRECISIONS
 
 CONTRACT_VERSION = 1
 # A contract that relabels enhancing-tumor dust is written as version 2, so a tfbrats that does
@@ -68,6 +69,8 @@ class Window:
         batch_size: Windows per network call.
         blend: "mean" (every window counts the same) or "gaussian" (window centres count more).
         mirror_tta: Average the predictions of the 8 mirrorings of the volume (8x the cost).
+        precision: The network's compute precision ("float32", "mixed_bfloat16", "mixed_float16";
+            `tfbrats.precision.PRECISIONS`); the probabilities are float32 either way.
 
     Example:
         >>> Window(patch_size=(8, 64, 64), steps=(8, 32, 32)).to_json()["patch_size"]
@@ -79,8 +82,11 @@ class Window:
     batch_size: int = 2
     blend: str = "mean"
     mirror_tta: bool = False
+    precision: str = "float32"
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ContractError(f"window precision must be one of {PRECISIONS}; got {self.precision!r}")
         if self.patch_size is not None:
             object.__setattr__(self, "patch_size", _triple(self.patch_size, "window patch_size"))
         object.__setattr__(self, "steps", _triple(self.steps, "window steps"))
@@ -103,14 +109,18 @@ class Window:
         return cls(patch_size=patch_size, steps=steps, **options)
 
     def to_json(self) -> dict[str, Any]:
-        return {"patch_size": list(self.patch_size) if self.patch_size else None, "steps": list(self.steps),
-                "batch_size": self.batch_size, "blend": self.blend, "mirror_tta": self.mirror_tta}
+        values = {"patch_size": list(self.patch_size) if self.patch_size else None, "steps": list(self.steps),
+                  "batch_size": self.batch_size, "blend": self.blend, "mirror_tta": self.mirror_tta}
+        if self.precision != "float32":  # a float32 window reads as it did before precision was recorded
+            values["precision"] = self.precision
+        return values
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> Window:
         return cls(patch_size=tuple(values["patch_size"]) if values.get("patch_size") else None,
                    steps=tuple(values.get("steps", DEFAULT_STEPS)), batch_size=int(values.get("batch_size", 2)),
-                   blend=values.get("blend", "mean"), mirror_tta=bool(values.get("mirror_tta", False)))
+                   blend=values.get("blend", "mean"), mirror_tta=bool(values.get("mirror_tta", False)),
+                   precision=values.get("precision", "float32"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +216,9 @@ class SegmentationContract:
             writes BraTS 2020's values whatever the input; a target with the resection cavity
             needs class 4 too); None writes each input dataset's own values.
         chosen_by: How the post-processing was chosen (e.g. "validation: 4 cases, run runs/demo").
+        inference_mode: How the window and precision were chosen, when `python -m tfbrats.tune`
+            chose them (`tfbrats.inference.modes`): the mode, the reference, every mode's measured
+            seconds and mean validation Dice, the refused ones and the machine; None otherwise.
 
     Example:
         >>> contract = SegmentationContract(get_target("regions"), window=Window(patch_size=(8, 64, 64)))
@@ -219,6 +232,7 @@ class SegmentationContract:
     postprocessing: PostProcessing = dataclasses.field(default_factory=PostProcessing)
     label_values: dict[int, int] | None = None
     chosen_by: str = "defaults"
+    inference_mode: dict[str, Any] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(self.channels))
@@ -243,7 +257,7 @@ class SegmentationContract:
             "postprocessing": self.postprocessing.to_json(),
             "label_values": {str(k): v for k, v in self.label_values.items()} if self.label_values else None,
             "chosen_by": self.chosen_by,
-        }
+        } | ({"inference_mode": self.inference_mode} if self.inference_mode else {})
 
     @property
     def version(self) -> int:
@@ -265,6 +279,7 @@ class SegmentationContract:
             postprocessing=PostProcessing.from_json(values.get("postprocessing", {})),
             label_values=values.get("label_values"),
             chosen_by=values.get("chosen_by", "defaults"),
+            inference_mode=values.get("inference_mode"),
         )
 
 

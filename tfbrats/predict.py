@@ -46,8 +46,9 @@ _FULL_VOLUME = flags.DEFINE_bool("full_volume", False, "One pass over the whole 
 _BLEND = flags.DEFINE_enum("blend", None, ["mean", "gaussian"], "How overlapping windows are averaged.")
 _MIRROR = flags.DEFINE_bool("mirror_tta", None, "Average over mirrored copies (8x the work in 3-D).")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Windows per forward pass.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                               "Compute precision (bfloat16 is faster on CPUs with AVX512_BF16 and on GPUs).")
+_PRECISION = flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16", "mixed_float16"],
+                               "Compute precision (default: the contract's, float32 unless tfbrats.tune chose "
+                               "bfloat16; bfloat16 is faster on CPUs with AVX512_BF16 and on GPUs).")
 _BRAIN_MASK = flags.DEFINE_bool("brain_mask", None, "Set voxels outside the brain (zero in every channel) to "
                                 "background.")
 _MIN_COMPONENT = flags.DEFINE_integer("min_component_voxels", None, "Remove tumor components with fewer voxels.")
@@ -88,7 +89,7 @@ def main(argv: list[str]) -> int:
             loaded.contract, patch_size=patch_size, full_volume=_FULL_VOLUME.value, steps=steps,
             batch_size=_BATCH.value, blend=_BLEND.value, mirror_tta=_MIRROR.value, brain_mask=_BRAIN_MASK.value,
             min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value, label_values=label_values,
-            min_et_component_voxels=_MIN_ET_COMPONENT.value)
+            min_et_component_voxels=_MIN_ET_COMPONENT.value, precision=_PRECISION.value)
         print(f"{len(index.cases)} cases ({index.layout} layout); model {loaded.path}; target "
               f"{contract.target.name}; window {contract.window.patch_size or 'full volume'}; post-processing: "
               f"{contract.postprocessing.describe()} ({contract.chosen_by})")

@@ -15,6 +15,14 @@ exports and serving apply it by default. `python -m tfbrats.train` runs this at 
 (over every fold with ``--all_folds``). With ``--other_folds`` the choice rests on the validation
 cases of every fold, each segmented by the model that never trained on it (out-of-fold, as
 nnU-Net chooses), and every fold's model gets it.
+
+Then the inference mode: each mode of `tfbrats.inference.modes` (the model's own window, the
+paper's 24x128x128 windows with steps 24x32x32, the same without overlap, one full-volume pass;
+float32, and bfloat16 where the CPU has AVX512_BF16 or AMX) segments the validation cases, timed on
+this machine; the contract takes the fastest whose mean validation Dice is within
+--mode_tolerance (0.005) of the model's own window's in every region, and records every mode's
+seconds and Dice (`inference_mode` in the contract and in tuning.json). `tfbrats.predict`'s
+--patch_size, --steps, --full_volume and --precision still override it for one call.
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ _ET = flags.DEFINE_list("et_candidates", None, "ET voxel thresholds to try (defa
 _OTHER_FOLDS = flags.DEFINE_list("other_folds", [], "Run folders of the other folds of the same split (e.g. "
                                  "runs/demo-fold1,...): the choice rests on every fold's validation cases, each "
                                  "segmented by its own fold's model, and is written into every fold's model.")
+_MODES = flags.DEFINE_list("inference_modes", None, "Inference modes to choose from (default: every mode this CPU "
+                           "runs: contract, paper_windows, no_overlap, full_volume, and their _bf16 variants where "
+                           "the CPU has bfloat16); 'none' keeps the model's window.")
+_MODE_TOLERANCE = flags.DEFINE_float("mode_tolerance", 0.005, "Largest drop of mean validation Dice, in any region, "
+                                     "that the chosen inference mode may cost.")
 flags.mark_flag_as_required("model")
 
 
@@ -46,6 +59,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from tfbrats.evaluation.tuning import COMPONENT_CANDIDATES, DUST_CANDIDATES, ET_CANDIDATES
     from tfbrats.evaluation.tuning_run import tune_run
+    from tfbrats.inference.modes import InferenceMode
 
     try:
         components = tuple(int(v) for v in _COMPONENTS.value) if _COMPONENTS.value else COMPONENT_CANDIDATES
@@ -54,8 +68,14 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         raise app.UsageError(f"candidates must be integers: {error}") from None
     try:
+        modes = None if _MODES.value is None else [InferenceMode.from_name(name) for name in _MODES.value
+                                                   if name != "none"]
+    except ValueError as error:
+        raise app.UsageError(f"--inference_modes: {error}") from None
+    try:
         summary = tune_run(_MODEL.value, data_dir=_DATA_DIR.value, component_candidates=components,
-                           et_candidates=thresholds, dust_candidates=dust, other_folds=_OTHER_FOLDS.value)
+                           et_candidates=thresholds, dust_candidates=dust, other_folds=_OTHER_FOLDS.value,
+                           modes=modes, mode_tolerance=_MODE_TOLERANCE.value)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import data, forward, onnx_cpu, predict, train_step, windows  # tools/benchmarks/: loads no TensorFlow
+# tools/benchmarks/: loads no TensorFlow
+from benchmarks import data, forward, modes, onnx_cpu, predict, train_step, windows
 from benchmarks.common import machine_facts
 
 import tfbrats  # noqa: F401  (sets TensorFlow's CPU defaults before TensorFlow loads)
@@ -33,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
     "predict": (predict.HELP, predict.add_arguments, predict.run),
     "windows": (windows.HELP, windows.add_arguments, windows.run),
     "onnx": (onnx_cpu.HELP, onnx_cpu.add_arguments, onnx_cpu.run),
+    "modes": (modes.HELP, modes.add_arguments, modes.run),
 }
 
 

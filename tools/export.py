@@ -1,7 +1,8 @@
-"""Export a trained tfbrats model for TensorFlow Serving (SavedModel) or an ONNX runtime.
+"""Export a trained tfbrats model for TensorFlow Serving (SavedModel), an ONNX runtime or OpenVINO.
 
     python tools/export.py --model=runs/3d --output=saved_models/albunet3d --version=1
     python tools/export.py --model=runs/3d --output=onnx_models/albunet3d --version=1 --format=onnx
+    python tools/export.py --model=runs/3d --output=openvino_models/albunet3d --version=1 --format=openvino
 
 --model is a training run folder (best.keras, else final.keras) or a .keras file; the model's
 segmentation contract (target, window, the post-processing chosen by `python -m tfbrats.tune`)
@@ -12,7 +13,10 @@ the post-processing run in the graph as far as TensorFlow can, the rest named fo
 so a served model segments as `python -m tfbrats.predict` does; classes and regions models alike.
 `assets.extra/tfbrats.json` records the contract and the model. --format=onnx writes
 <output>/<version>/model.onnx (patches -> probabilities, the contract in its metadata; needs the
-`onnx` extra: tf2onnx, onnx). An existing version is never overwritten: choose a new --version.
+`onnx` extra: tf2onnx, onnx). --format=openvino writes <output>/<version>/model.xml and model.bin,
+OpenVINO's IR of patches -> probabilities for any window, the contract in its runtime information
+(needs the `onnx` and `openvino` extras); `tfbrats.serving.openvino.OpenVinoSegmenter` segments
+with it. An existing version is never overwritten: choose a new --version.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="training run folder or .keras file")
     parser.add_argument("--output", required=True, type=Path, help="model base folder, e.g. saved_models/albunet3d")
     parser.add_argument("--version", required=True, type=int, help="version number: the folder <output>/<version>")
-    parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model")
+    parser.add_argument("--format", choices=("saved_model", "onnx", "openvino"), default="saved_model")
     parser.add_argument("--patch_size", type=parse_size, help="window D,H,W (default: the contract's)")
     parser.add_argument("--steps", type=parse_size, help="window steps D,H,W of `segment` (default: the contract's)")
     parser.add_argument("--batch_size", type=int, help="windows per call inside `segment` (default: the contract's)")
-    parser.add_argument("--opset", type=int, help="ONNX opset (--format=onnx; default: tfbrats.serving.export's)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (--format=onnx, openvino; default: export.ONNX_OPSET)")
     args = parser.parse_args(argv)
 
     target = args.output / str(args.version)
@@ -44,18 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {target} already exists; versions are never overwritten: export with a new --version",
               file=sys.stderr)
         return 1
-    if args.format == "onnx" and (args.steps or args.batch_size is not None):
-        parser.error("--steps and --batch_size belong to the SavedModel's `segment` signature, not to --format=onnx")
+    if args.format != "saved_model" and (args.steps or args.batch_size is not None):
+        parser.error(f"--steps and --batch_size belong to the SavedModel's `segment` signature, not to "
+                     f"--format={args.format}")
 
     from tfbrats.inference.model import load_model, override_contract
     from tfbrats.serving import export
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, "float32")  # float32 weights; OpenVINO chooses its own compute precision
     contract = override_contract(loaded.contract, patch_size=args.patch_size, steps=args.steps,
                                  batch_size=args.batch_size)
     extra = {"source": str(loaded.path), "source_sha256": loaded.fingerprint, "run_config": loaded.run_config}
     try:
-        if args.format == "onnx":
+        if args.format == "openvino":
+            written = export.export_openvino(loaded.model, args.output, args.version, contract,
+                                             opset=args.opset or export.ONNX_OPSET, extra_metadata=extra)
+        elif args.format == "onnx":
             written = export.export_onnx(loaded.model, args.output, args.version, contract,
                                          opset=args.opset or export.ONNX_OPSET, extra_metadata=extra)
         else:

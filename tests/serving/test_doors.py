@@ -1,4 +1,5 @@
-"""One segmentation through every door: tfbrats.predict, the Python API, the SavedModel, TF Serving clients, ONNX.
+"""One segmentation through every door: tfbrats.predict, the Python API, the SavedModel, TF Serving clients, ONNX,
+OpenVINO.
 
 For a classes and a regions model whose contract removes small components, ET dust and stray
 enhancing tumor, on a case where the bare network paints tumor outside the brain and small ET components,
@@ -26,6 +27,7 @@ from tfbrats.labels import get_target
 from tfbrats.models import AlbuNet2D
 from tfbrats.serving.client import GrpcPredictClient, RestPredictClient, segment_volume
 from tfbrats.serving.onnx import OnnxSegmenter
+from tfbrats.serving.openvino import OpenVinoSegmenter
 
 pytestmark = pytest.mark.slow
 WINDOW = Window(patch_size=(1, 32, 32), steps=(1, 16, 16), batch_size=4)
@@ -71,8 +73,13 @@ def door_setup(request, tmp_path_factory, case_dir):
     onnx_export = work / "onnx_models" / "albunet"
     done = run_tool("export.py", f"--model={run}", f"--output={onnx_export}", "--version=1", "--format=onnx")
     assert done.returncode == 0, done.stderr[-2000:]
+    openvino_export = work / "openvino_models" / "albunet"
+    done = run_tool("export.py", f"--model={run}", f"--output={openvino_export}", "--version=1",
+                    "--format=openvino")
+    assert done.returncode == 0, done.stderr[-2000:]
     return {"target": target, "run": run, "case": case, "expected": expected, "contract": contract,
-            "saved_model": export / "1", "onnx": onnx_export / "1", "work": work}
+            "saved_model": export / "1", "onnx": onnx_export / "1",
+            "openvino": openvino_export / "1", "work": work}
 
 
 def _as_written(labels_cropped: np.ndarray, case) -> np.ndarray:
@@ -147,6 +154,13 @@ def test_serving_client_tool(door_setup, transport, case_dir, tmp_path):
 
 def test_onnx_export(door_setup):
     segmenter = OnnxSegmenter(door_setup["onnx"])
+    assert segmenter.contract == door_setup["contract"]
+    labels = segmenter.segment(door_setup["case"].image)
+    np.testing.assert_array_equal(_as_written(labels, door_setup["case"]), door_setup["expected"])
+
+
+def test_openvino_export(door_setup):
+    segmenter = OpenVinoSegmenter(door_setup["openvino"])
     assert segmenter.contract == door_setup["contract"]
     labels = segmenter.segment(door_setup["case"].image)
     np.testing.assert_array_equal(_as_written(labels, door_setup["case"]), door_setup["expected"])

@@ -121,7 +121,7 @@ def test_every_command_the_readme_quotes_is_a_subcommand_that_parses():
     readme = (REPOSITORY / "README.md").read_text()
     listed = re.search(r"benchmark\.py \{([a-z_,]+)\}", readme).group(1).split(",")
     assert sorted(benchmark.SUBCOMMANDS) == sorted(listed) == sorted(
-        ["data", "peak", "forward", "train_step", "predict", "windows", "onnx"])
+        ["data", "peak", "forward", "train_step", "predict", "windows", "onnx", "modes"])
     quoted = [command for command in re.findall(r"benchmark\.py ([a-z_][^`|]*)`", readme)]
     assert len(quoted) >= 9 and {command.split()[0] for command in quoted} == set(listed) - {"onnx"}
     parser = benchmark.build_parser()
@@ -161,3 +161,42 @@ def test_data_reports_the_fields_of_its_recorded_figures(tmp_path):
         assert figures[f"{name}_patches_per_s"] == statistics.median(figures[f"{name}_repeats"])
     assert figures["augmented_over_plain"] == pytest.approx(
         figures["augmented_patches_per_s"] / figures["plain_patches_per_s"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_modes_reports_every_mode_and_backend_with_its_dice_change(tmp_path):
+    """A tiny case and held-out cases: the default's change is zero, the backends give its labels' Dice."""
+    from tfbrats.data import write_synthetic_dataset
+
+    (case,) = write_synthetic_dataset(tmp_path / "case", 1, (64, 64, 24), seed=3)
+    command = [sys.executable, str(BENCHMARK), "modes", f"--case={case}", "--held_out_cases=2",
+               "--held_out_shape", "48", "48", "24", "--modes", "contract", "full_volume_bf16", "paper_windows",
+               "--repeats=1"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1500,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    figures = json.loads(finished.stdout)
+    runs = figures["runs"]
+    assert sorted(runs) == sorted(f"{m}/{b}" for m in ("contract", "full_volume_bf16", "paper_windows")
+                                  for b in ("tensorflow", "onnxruntime", "openvino"))
+    assert "bfloat16" in runs["full_volume_bf16/onnxruntime"]["skipped"]
+    default = runs["contract/tensorflow"]
+    assert default["dice_change"] == {"WT": 0.0, "TC": 0.0, "ET": 0.0} and default["speedup"] == 1.0
+    assert default["window"]["patch_size"] == [8, 64, 64] and default["windows"] > 1
+    assert runs["full_volume_bf16/tensorflow"]["window"] == {**default["window"], "patch_size": None,
+                                                             "precision": "mixed_bfloat16"}
+    assert runs["full_volume_bf16/openvino"]["windows"] == 1 and runs["paper_windows/tensorflow"]["windows"] == 1
+    assert runs["paper_windows/tensorflow"]["wt_dice_vs_paper_windows"] == 1.0
+    for run in runs.values():
+        if "skipped" in run:
+            continue
+        assert 0 < run["peak_rss_gib"] < 8 and run["seconds"] == run["times"][0]
+        assert run["speedup"] == pytest.approx(default["seconds"] / run["seconds"], abs=0.01)
+        change = {r: round(run["mean_dice"][r] - default["mean_dice"][r], 4) for r in ("WT", "TC", "ET")}
+        assert run["dice_change"] == pytest.approx(change, abs=1e-4)
+    # Every backend segments through the same contract: float32 backends agree on the held-out Dice.
+    for mode in ("contract", "paper_windows"):
+        np.testing.assert_allclose([runs[f"{mode}/{b}"]["mean_dice"]["WT"] for b in ("onnxruntime", "openvino")],
+                                   runs[f"{mode}/tensorflow"]["mean_dice"]["WT"], atol=2e-3)
+    assert figures["stack"]["openvino"] and "avx512f" in figures["lscpu"].get("Flags", "avx512f")
+    assert figures["machine"]["commit"]

@@ -1,4 +1,4 @@
-"""Tuning a training run's post-processing: its validation cases in, the tuned model file out.
+"""Tuning a training run's post-processing and inference mode: its validation cases in, the tuned model file out.
 
 `tune_run` is what ``python -m tfbrats.tune`` and the end of ``python -m tfbrats.train`` call.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from tfbrats.contract import PostProcessing, finish_segmentation
 from tfbrats.data import PreprocessedCase
+from tfbrats.evaluation.mode_tuning import describe, reference_window, tune_mode
 from tfbrats.evaluation.tuning import (
     COMPONENT_CANDIDATES,
     DUST_CANDIDATES,
@@ -24,6 +25,7 @@ from tfbrats.evaluation.tuning import (
 )
 from tfbrats.files import write_json, write_text
 from tfbrats.inference.model import load_model, make_predictor, save_with_contract
+from tfbrats.inference.modes import DICE_TOLERANCE, InferenceMode
 from tfbrats.inference.predict import window_probabilities
 
 TUNING_JSON = "tuning.json"
@@ -40,11 +42,10 @@ def validation_cases(run_dir: str | Path, data_dir: str | None = None) -> list[P
     return load_validation_cases(config)
 
 
-def _raw_segmenter(loaded) -> Callable[[PreprocessedCase], np.ndarray]:
+def _raw_segmenter(model, contract) -> Callable[[PreprocessedCase], np.ndarray]:
     """Case -> a model's internal labels after its target and brain mask, before any tuned step."""
-    contract = loaded.contract
     raw_contract = contract.replace(postprocessing=PostProcessing(brain_mask=contract.postprocessing.brain_mask))
-    predictor = make_predictor(loaded.model, contract.target)
+    predictor = make_predictor(model, contract.target)
 
     def segment_raw(case: PreprocessedCase) -> np.ndarray:
         return finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, raw_contract)
@@ -60,12 +61,18 @@ def tune_run(
     cases: Sequence[PreprocessedCase] | None = None,
     dust_candidates: Sequence[int] = DUST_CANDIDATES,
     other_folds: Sequence[str | Path] = (),
+    modes: Sequence[InferenceMode] | None = None,
+    mode_tolerance: float = DICE_TOLERANCE,
 ) -> str:
-    """Chooses the post-processing of a run on its validation cases and writes it into its model.
+    """Chooses the post-processing and the inference mode of a run on its validation cases, into its model.
+
+    The post-processing is chosen with the model's own window (the reference); then the inference
+    mode (`tfbrats.evaluation.mode_tuning.tune_mode`) with that post-processing.
 
     With `other_folds` (the runs of the other folds of the same split, `tfbrats.training.folds`),
-    the choice rests on every fold's validation cases, each segmented by the model that never
-    trained on it (out-of-fold), and is written into every fold's model.
+    the post-processing rests on every fold's validation cases, each segmented by the model that
+    never trained on it (out-of-fold), and is written into every fold's model; each fold's
+    inference mode is chosen on its own validation cases.
 
     Args:
         run_dir: The training run folder.
@@ -73,6 +80,9 @@ def tune_run(
         component_candidates, et_candidates, dust_candidates: The thresholds to try (voxels).
         cases: Validation cases of `run_dir` to use instead of its own (preprocessed, labelled).
         other_folds: Run folders of other folds of the same data, fold count and seed.
+        modes: The inference modes to choose from (default: every mode this CPU runs; empty:
+            keep the window).
+        mode_tolerance: The largest mean Dice drop in any region a mode may cost.
 
     Returns:
         A short summary: the choice, what it rests on (and, when that is little, a plain
@@ -91,24 +101,32 @@ def tune_run(
     run_dirs = [Path(run_dir), *(Path(folder) for folder in other_folds)]
     if other_folds:
         check_folds([Run(folder).config for folder in run_dirs], run_dirs)
-    models = [load_model(folder) for folder in run_dirs]
+    models = [load_model(folder, "float32") for folder in run_dirs]
+    references = [loaded.contract.replace(window=reference_window(loaded.contract), inference_mode=None)
+                  for loaded in models]
     fold_cases = [list(cases) if cases is not None else validation_cases(run_dirs[0], data_dir)]
     fold_cases += [validation_cases(folder, data_dir) for folder in run_dirs[1:]]
-    segmenters = {id(case): segmenter for segmenter, group in zip(map(_raw_segmenter, models), fold_cases)
-                  for case in group}
+    segmenters = {}
+    for loaded, contract, group in zip(models, references, fold_cases):
+        segment_raw = _raw_segmenter(loaded.model, contract)
+        segmenters.update((id(case), segment_raw) for case in group)
     all_cases = [case for group in fold_cases for case in group]
-    baseline = PostProcessing(brain_mask=models[0].contract.postprocessing.brain_mask)
-    label_set = models[0].contract.target.label_set
+    baseline = PostProcessing(brain_mask=references[0].postprocessing.brain_mask)
+    label_set = references[0].target.label_set
     result = choose_postprocessing(all_cases, lambda case: segmenters[id(case)](case), baseline,
                                    component_candidates, et_candidates, dust_candidates, label_set)
     source = (f"out-of-fold validation of {len(run_dirs)} folds: {result.evidence.describe()}, of runs "
               f"{', '.join(map(str, run_dirs))}" if other_folds else
               f"validation: {result.evidence.describe()}, of run {run_dirs[0]}")
-    for folder, loaded in zip(run_dirs, models):
-        tuned = tune_contract(loaded.contract, result, f"{source} (tfbrats.tune)")
+    tuned_contracts = []
+    for folder, loaded, contract, group in zip(run_dirs, models, references, fold_cases):
+        tuned = tune_contract(contract, result, f"{source} (tfbrats.tune)")
+        if modes is None or len(modes):
+            tuned = tune_mode(group, loaded.path, tuned, modes, mode_tolerance)
         _write_tuning(folder, loaded, tuned, result)
         save_with_contract(loaded.model, tuned, loaded.path)
-    return _summary(result, label_set.regions, run_dirs, [loaded.path for loaded in models])
+        tuned_contracts.append(tuned)
+    return _summary(result, label_set.regions, run_dirs, models, tuned_contracts, mode_tolerance)
 
 
 def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
@@ -122,8 +140,9 @@ def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
     write_text(run_dir / TUNING_CSV, buffer.getvalue())
 
 
-def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], model_paths: Sequence[Path]) -> str:
-    """What `tune_run` prints: the choice, its evidence, the mean Dice before and after, the files."""
+def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], models: Sequence, tuned: Sequence,
+             mode_tolerance: float) -> str:
+    """What `tune_run` prints: the choice, its evidence, the mean Dice before and after, each mode, the files."""
 
     def mean(prefix: str, region: str) -> float:
         return sum(row[f"{prefix}_Dice_{region}"] for row in result.per_case) / len(result.per_case)
@@ -133,9 +152,14 @@ def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], model_pat
     evidence = result.evidence
     little = "".join(f"\n  little evidence: {warning}" for warning in evidence.warnings())
     folds = f" of {len(run_dirs)} folds (out-of-fold)" if len(run_dirs) > 1 else ""
+    modes = "".join(
+        f"\n  inference mode{f' of {folder}' if len(run_dirs) > 1 else ''}: {contract.inference_mode['mode']} "
+        f"(fastest within {mode_tolerance} of {contract.inference_mode['reference']}'s mean Dice in every region)\n"
+        f"{describe(contract.inference_mode)}"
+        for folder, contract in zip(run_dirs, tuned) if contract.inference_mode)
     return (f"post-processing chosen on {evidence.cases} validation cases{folds} ({evidence.cases_without_et} "
             f"without enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
             f"{result.chosen.describe()}{little}\n"
-            f"  mean Dice before: {before}\n  mean Dice after:  {after}\n"
-            f"  written into {', '.join(map(str, model_paths))}; table in "
+            f"  mean Dice before: {before}\n  mean Dice after:  {after}{modes}\n"
+            f"  written into {', '.join(str(loaded.path) for loaded in models)}; table in "
             f"{', '.join(str(folder / TUNING_CSV) for folder in run_dirs)}")

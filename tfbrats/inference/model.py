@@ -170,13 +170,14 @@ def check_contract_against_run(contract: SegmentationContract, run_config: dict,
                             "belongs to another run: move the model out of this folder or use the run's own model")
 
 
-def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
+def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
     """Loads a `.keras` file, or the best (else final) model of a training run folder, with its contract.
 
     Args:
         path: A `.keras` file or a `--model_dir` of `python -m tfbrats.train`.
         precision: "float32", or "mixed_bfloat16"/"mixed_float16" to compute in 16 bits (the
-            logits stay float32).
+            logits stay float32); None: the precision of the contract's window (float32 unless
+            `python -m tfbrats.tune` chose another).
 
     Raises:
         FileNotFoundError: No model there.
@@ -191,7 +192,7 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
     """
     import tfbrats.models  # noqa: F401  (registers the AlbuNet classes for deserialisation)
 
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     model_path = find_model_file(path)
     config_path = model_path.parent / RUN_CONFIG
@@ -207,6 +208,7 @@ def load_model(path: str | Path, precision: str = "float32") -> LoadedModel:
             check_contract_against_run(contract, run_config, model_path, config_path)
     else:
         contract = contract_from_run_config(model, run_config, str(model_path))
+    precision = precision or contract.window.precision
     if precision != "float32":
         # A saved model keeps the dtype policy it was built with: rebuild it under the new one.
         with compute_precision(precision):
@@ -270,6 +272,7 @@ def override_contract(
     min_et_voxels: int | None = None,
     min_et_component_voxels: int | None = None,
     label_values: tuple[int, int, int] | None = None,
+    precision: str | None = None,
 ) -> SegmentationContract:
     """The contract with the settings a user gave explicitly (None keeps the contract's own).
 
@@ -283,7 +286,8 @@ def override_contract(
     window = Window.for_patch(
         None if full_volume else (patch_size or window.patch_size), steps or window.steps,
         batch_size=window.batch_size if batch_size is None else batch_size,
-        blend=blend or window.blend, mirror_tta=window.mirror_tta if mirror_tta is None else mirror_tta)
+        blend=blend or window.blend, mirror_tta=window.mirror_tta if mirror_tta is None else mirror_tta,
+        precision=precision or window.precision)
     post = contract.postprocessing
     changes = {name: value for name, value in (("brain_mask", brain_mask), ("min_component_voxels",
                min_component_voxels), ("min_et_voxels", min_et_voxels),

@@ -1,4 +1,4 @@
-"""Export a trained model for TensorFlow Serving (SavedModel) or ONNX runtimes, one version at a time.
+"""Export a trained model for TensorFlow Serving (SavedModel), ONNX runtimes or OpenVINO, one version at a time.
 
 A SavedModel goes to `<output>/<version>/`, the layout `tensorflow_model_server --model_base_path`
 watches, with two signatures:
@@ -20,7 +20,7 @@ watches, with two signatures:
 The contract and the model's description are written to `assets.extra/tfbrats.json`: the
 SavedModel folder that libraries keep for files that go with the model but that the graph does not
 load (TensorFlow Serving ignores it, apart from its warm-up file). An ONNX export stores the same
-description in the model's metadata.
+description in the model's metadata, an OpenVINO export in its IR's runtime information.
 
 A version is written to a hidden temporary folder beside it and renamed into place when complete,
 so a server that polls `<output>` never loads a half-written model; an existing version is never
@@ -48,6 +48,7 @@ from tfbrats.serving.signatures import (
     METADATA_FILE,
     ONNX_FILE,
     ONNX_METADATA_KEY,
+    OPENVINO_FILE,
     PROBABILITIES_OUTPUT,
     SEGMENT,
     SERVING_DEFAULT,
@@ -204,17 +205,20 @@ def export_onnx(
     contract: SegmentationContract,
     opset: int = ONNX_OPSET,
     extra_metadata: Mapping[str, Any] | None = None,
+    any_window: bool = False,
 ) -> Path:
     """Writes `<output>/<version>/model.onnx`: patches `image` -> `probabilities`, via tf2onnx.
 
     The input is `(batch, d, h, w, C)` with the batch free and the window fixed to the contract's
-    patch; the sliding window and the rest of the contract run outside
-    (`tfbrats.serving.onnx.OnnxSegmenter`), from the contract stored in the model's metadata under
-    the key "tfbrats". The layout is the one Triton Inference Server reads.
+    patch (or free as well with `any_window`); the sliding window and the rest of the contract run
+    outside (`tfbrats.serving.onnx.OnnxSegmenter`), from the contract stored in the model's
+    metadata under the key "tfbrats". The layout is the one Triton Inference Server reads.
 
     Args:
         model, output, version, contract, extra_metadata: As `export_saved_model`.
         opset: The ONNX opset.
+        any_window: Leave the window's size free too (D, H, W dynamic, H and W multiples of 32), so
+            one file runs any window or a single pass over a whole volume.
 
     Returns:
         The version folder.
@@ -224,41 +228,115 @@ def export_onnx(
         PosixPath('onnx_models/albunet3d/1')
     """
     import onnx
-    import tf2onnx
 
     patch = contract.window.patch_size
-    if patch is None:
+    if patch is None and not any_window:
         raise ValueError("an ONNX export needs a fixed window (the contract's patch_size is None: a full-volume "
                          "pass); export with --patch_size")
-    probabilities = _probability_function(model, contract)
     channels, outputs = _io_sizes(model, contract)
-    spec = tf.TensorSpec((None,) + patch + (channels,), tf.float32, name=IMAGE_INPUT)
-
-    @tf.function(input_signature=[spec])
-    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {PROBABILITIES_OUTPUT: tf.identity(probabilities(image), name=PROBABILITIES_OUTPUT)}
-
+    window = (None, None, None) if any_window else patch
     metadata = _metadata(model, contract, channels, extra_metadata)
     metadata["format"] = "onnx"
-    metadata["inputs"] = {IMAGE_INPUT: f"float32 (B, {patch[0]}, {patch[1]}, {patch[2]}, {channels})"}
-    metadata["outputs"] = {PROBABILITIES_OUTPUT: f"float32 (B, {patch[0]}, {patch[1]}, {patch[2]}, {outputs})"}
+    metadata.update(_patch_signature(window, channels, outputs))
 
     def write(folder: Path) -> None:
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        proto = _onnx_proto(model, contract, window, channels, opset)
         onnx.helper.set_model_props(proto, {ONNX_METADATA_KEY: json.dumps(metadata, default=str)})
         onnx.save(proto, str(folder / ONNX_FILE))
 
     return _write_version(Path(output), version, write)
 
 
+def export_openvino(
+    model: keras.Model,
+    output: str | Path,
+    version: int,
+    contract: SegmentationContract,
+    opset: int = ONNX_OPSET,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes `<output>/<version>/model.xml` and `model.bin`: OpenVINO's IR of patches -> probabilities.
+
+    Batch and window are free (`(B, D, H, W, C)`, H and W multiples of 32), so one export runs the
+    contract's window, any other, or a single pass over a whole volume; the sliding window and the
+    rest of the contract run outside (`tfbrats.serving.openvino.OpenVinoSegmenter`), from the
+    contract stored in the IR's runtime information under the key "tfbrats". The network goes
+    through ONNX (tf2onnx, then `openvino.convert_model`): OpenVINO's TensorFlow reader, given the
+    function directly with a free window, computes a wrong shape for the folded transposed
+    convolution (measured with openvino 2026.4.1). Weights stay float32; the precision of the
+    computation is chosen when the model is compiled.
+
+    Args:
+        model, output, version, contract, extra_metadata: As `export_saved_model`.
+        opset: The ONNX opset of the intermediate graph.
+
+    Returns:
+        The version folder.
+
+    Example:
+        >>> export_openvino(loaded.model, "openvino_models/albunet3d", 1, loaded.contract)  # doctest: +SKIP
+        PosixPath('openvino_models/albunet3d/1')
+    """
+    import tempfile
+
+    import onnx
+    import openvino
+
+    channels, outputs = _io_sizes(model, contract)
+    window = (None, None, None)
+    metadata = _metadata(model, contract, channels, extra_metadata)
+    metadata["format"] = "openvino"
+    metadata["openvino_version"] = openvino.__version__
+    metadata.update(_patch_signature(window, channels, outputs))
+
+    def write(folder: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="tfbrats-openvino-") as scratch:
+            onnx_path = Path(scratch) / ONNX_FILE
+            onnx.save(_onnx_proto(model, contract, window, channels, opset), str(onnx_path))
+            network = openvino.convert_model(str(onnx_path))
+        network.set_rt_info(json.dumps(metadata, default=str), [ONNX_METADATA_KEY])
+        openvino.save_model(network, str(folder / OPENVINO_FILE), compress_to_fp16=False)
+
+    return _write_version(Path(output), version, write)
+
+
+def _onnx_proto(model: keras.Model, contract: SegmentationContract, window: tuple[int | None, ...], channels: int,
+                opset: int) -> Any:
+    """The ONNX graph of `image` (B, *window, C) -> `probabilities` (tf2onnx)."""
+    import tf2onnx
+
+    probabilities = _probability_function(model, contract)
+    spec = tf.TensorSpec((None,) + tuple(window) + (channels,), tf.float32, name=IMAGE_INPUT)
+
+    @tf.function(input_signature=[spec])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {PROBABILITIES_OUTPUT: tf.identity(probabilities(image), name=PROBABILITIES_OUTPUT)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+    return proto
+
+
+def _patch_signature(window: tuple[int | None, ...], channels: int, outputs: int) -> dict[str, Any]:
+    """The metadata's description of the patches -> probabilities signature."""
+    d, h, w = (name if size is None else size for name, size in zip("DHW", window))
+    return {"inputs": {IMAGE_INPUT: f"float32 (B, {d}, {h}, {w}, {channels})"},
+            "outputs": {PROBABILITIES_OUTPUT: f"float32 (B, {d}, {h}, {w}, {outputs})"}}
+
+
 def read_metadata(version_dir: str | Path) -> dict[str, Any]:
-    """The `tfbrats.json` description of an exported version (SavedModel or ONNX folder).
+    """The `tfbrats.json` description of an exported version (SavedModel, ONNX or OpenVINO folder).
 
     Example:
         >>> read_metadata("saved_models/albunet3d/1")["window"]["patch_size"]  # doctest: +SKIP
         [24, 128, 128]
     """
     version_dir = Path(version_dir)
+    if (version_dir / OPENVINO_FILE).is_file():
+        import openvino
+
+        network = openvino.Core().read_model(str(version_dir / OPENVINO_FILE))
+        if network.has_rt_info([ONNX_METADATA_KEY]):
+            return json.loads(network.get_rt_info([ONNX_METADATA_KEY]).astype(str))
     if (version_dir / ONNX_FILE).is_file():
         import onnx
 

@@ -22,13 +22,16 @@ class OnnxSegmenter:
     Args:
         version_dir: The export's version folder (holding `model.onnx`).
         providers: onnxruntime execution providers (default: the CPU).
+        contract: Another contract to segment by (another window needs an export made with
+            `any_window`); by default the one stored in the export.
 
     Example:
         >>> segmenter = OnnxSegmenter("onnx_models/albunet3d/1")  # doctest: +SKIP
         >>> labels = segmenter.segment(load_case(case).image)  # doctest: +SKIP
     """
 
-    def __init__(self, version_dir: str | Path, providers: list[str] | None = None):
+    def __init__(self, version_dir: str | Path, providers: list[str] | None = None,
+                 contract: SegmentationContract | None = None):
         import onnxruntime
 
         from tfbrats.serving.export import read_metadata
@@ -36,7 +39,7 @@ class OnnxSegmenter:
         path = Path(version_dir) / ONNX_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; export with tools/export.py --format=onnx")
-        self.contract = SegmentationContract.from_json(read_metadata(version_dir)["contract"])
+        self.contract = contract or SegmentationContract.from_json(read_metadata(version_dir)["contract"])
         self.session = onnxruntime.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:

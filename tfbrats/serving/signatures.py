@@ -24,3 +24,5 @@ CLIENT_POSTPROCESSING_OUTPUT = "client_postprocessing"
 METADATA_FILE = Path("assets.extra") / "tfbrats.json"
 ONNX_FILE = "model.onnx"
 ONNX_METADATA_KEY = "tfbrats"
+# OpenVINO IR: the graph (model.xml, which also keeps the description under ONNX_METADATA_KEY) and its weights.
+OPENVINO_FILE = "model.xml"

@@ -1,0 +1,121 @@
+"""The inference mode chosen on validation: the fastest one on this machine that costs no accuracy.
+
+Every candidate mode (`tfbrats.inference.modes`) segments every validation case through the
+contract (its window, the target's labels, the tuned post-processing); each is timed on this
+machine (the seconds for all the cases, after one untimed case that builds its graphs) and scored
+(mean Dice per region). `tfbrats.inference.modes.choose_mode` picks the fastest whose mean Dice is
+within the tolerance of the reference's (the model's own window in float32) in every region; the
+contract gets that window and precision, and the figures of every mode in `inference_mode`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfbrats.contract import SegmentationContract, Window, finish_segmentation
+from tfbrats.data import PreprocessedCase
+from tfbrats.evaluation.tuning import mean_dice
+from tfbrats.inference.modes import DICE_TOLERANCE, InferenceMode, candidate_modes, choose_mode, refusals
+
+REFERENCE = InferenceMode("contract")
+
+
+def reference_window(contract: SegmentationContract) -> Window:
+    """The window the modes are built on and held to: the one before any mode was chosen, in float32."""
+    if contract.inference_mode:
+        return Window.from_json(contract.inference_mode["reference_window"])
+    return Window.from_json({**contract.window.to_json(), "precision": "float32"})
+
+
+def measure_mode(cases: Sequence[PreprocessedCase], predictor: Callable[[np.ndarray], np.ndarray],
+                 contract: SegmentationContract) -> tuple[float, list[np.ndarray]]:
+    """Seconds to segment every case with `contract` (after one untimed case) and the labels."""
+    from tfbrats.inference.predict import window_probabilities
+
+    def segment(case: PreprocessedCase) -> np.ndarray:
+        return finish_segmentation(window_probabilities(case.image, predictor, contract), case.image, contract,
+                                   case.meta.case_id)
+
+    segment(cases[0])
+    started = time.perf_counter()
+    labels = [segment(case) for case in cases]
+    return time.perf_counter() - started, labels
+
+
+def tune_mode(
+    cases: Sequence[PreprocessedCase],
+    model_path: str | Path,
+    contract: SegmentationContract,
+    modes: Sequence[InferenceMode] | None = None,
+    tolerance: float = DICE_TOLERANCE,
+) -> SegmentationContract:
+    """`contract` with the inference mode chosen on `cases`, and every mode's figures in `inference_mode`.
+
+    Args:
+        cases: Labelled, preprocessed validation cases.
+        model_path: The model (`tfbrats.inference.model.load_model`), loaded once per precision.
+        contract: The tuned contract (its post-processing applies to every mode).
+        modes: The candidates (default: `candidate_modes()`, bfloat16 where the CPU has it); the
+            reference mode is always measured.
+        tolerance: The largest mean Dice drop allowed in any region.
+
+    Example:
+        >>> tuned = tune_mode(cases, "runs/demo", loaded.contract)  # doctest: +SKIP
+        >>> tuned.inference_mode["mode"]  # doctest: +SKIP
+        'full_volume'
+    """
+    from tfbrats.inference.model import load_model, make_predictor
+
+    if any(case.label is None for case in cases) or not cases:
+        raise ValueError("choosing an inference mode needs labelled validation cases (reference labels)")
+    base = reference_window(contract)
+    modes = [REFERENCE] + [mode for mode in (candidate_modes() if modes is None else modes) if mode != REFERENCE]
+    references = [case.label for case in cases]
+    predictors: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    seconds: dict[str, float] = {}
+    dice: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        if mode.precision not in predictors:
+            predictors[mode.precision] = make_predictor(load_model(model_path, mode.precision).model, contract.target)
+        elapsed, labels = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
+        seconds[mode.name] = round(elapsed, 4)
+        scores = mean_dice(labels, references, contract.target.label_set)
+        dice[mode.name] = {region: round(value, 5) for region, value in scores.items()}
+    chosen = InferenceMode.from_name(choose_mode(seconds, dice, REFERENCE.name, tolerance))
+    record: dict[str, Any] = {
+        "mode": chosen.name, "reference": REFERENCE.name, "reference_window": base.to_json(),
+        "tolerance": tolerance, "cases": len(cases), "seconds": seconds, "mean_dice": dice,
+        "refused": refusals(dice, REFERENCE.name, tolerance), "measured_on": _machine(),
+    }
+    return chosen.apply(contract, base).replace(inference_mode=record)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line per mode of an `inference_mode` record: seconds, mean Dice, chosen or why refused."""
+    lines = []
+    for name, seconds in record["seconds"].items():
+        regions = ", ".join(f"{r} {v:.4f}" for r, v in record["mean_dice"][name].items())
+        status = "chosen" if name == record["mode"] else record["refused"].get(name, "slower")
+        lines.append(f"  {name}: {seconds:.2f} s, {regions} ({status})")
+    return "\n".join(lines)
+
+
+def _machine() -> dict[str, Any]:
+    """The CPU the seconds were measured on."""
+    import os
+
+    from tfbrats.inference.modes import cpu_has_bfloat16
+
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+            break
+    return {"cpu_model": model, "cpu_count": os.cpu_count(), "bfloat16": cpu_has_bfloat16()}
