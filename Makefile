@@ -13,6 +13,7 @@ DEMO_OUT ?= demo_output
 # FoldedConv3D's gradients (TF 2.16's oneDNN once got a strided 1x1 one wrong), the tf.data exit
 # mechanism (private tf.data attributes) and a data -> train -> predict -> evaluate run.
 OLDEST_TESTS ?= tests/clinical/test_dicom.py tests/serving/test_tftrt.py tests/evaluation/test_lesionwise.py \
+	tests/evaluation/test_lesionwise_cavity.py \
 	tests/models/test_layers.py \
 	tests/data/test_data_exit.py tests/test_demo.py
 
