@@ -170,7 +170,7 @@ def test_every_setting_is_a_flag_declared_once():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert fields - {"augment"} <= set(table) and {"augment", "aug_flip", "aug_blur"} <= set(table)
     own = {f.name for f in absl_flags.FLAGS.get_key_flags_for_module(sys.modules["tfbrats.train"])}
-    assert own == set(table) | {"overwrite", "tune"}
+    assert own == set(table) | {"overwrite", "tune", "all_folds"}
     for name, setting in table.items():
         flag = absl_flags.FLAGS[name]
         assert flag.help == setting.help or flag.help.endswith(setting.help)
