@@ -59,11 +59,12 @@ def test_one_epoch_then_a_new_process_to_two_equals_two_epochs_straight(tiny_dat
     for result, epochs in ((straight, 2), (first, 1), (second, 1)):
         assert "\r" not in result.stdout and "\x1b" not in result.stdout
         # The lines at the end report the post-processing chosen on the validation cases (4, and one
-        # per "little evidence" note: at most 3).
+        # per "little evidence" note: at most 3), then the inference mode (1, and one per mode measured).
         lines = result.stdout.splitlines()
-        assert len(lines) <= 2 + 3 * epochs + 4 + 3, lines
+        modes = [line for line in lines if re.match(r"  \w+: [\d.]+ s, WT ", line)]
+        assert modes and len(lines) <= 2 + 3 * epochs + 4 + 3 + 1 + len(modes), lines
         chosen = [i for i, line in enumerate(lines) if line.startswith("post-processing chosen on")]
-        assert len(chosen) == 1 and len(lines) - chosen[0] - 4 == sum(
+        assert len(chosen) == 1 and len(lines) - chosen[0] - 4 - 1 - len(modes) == sum(
             line.startswith("  little evidence:") for line in lines[chosen[0]:]), lines
         assert len([line for line in lines if re.match(r"epoch \d/\d done in", line)]) == epochs
         assert not NOISE.search(result.stderr), result.stderr[:2000]
