@@ -18,16 +18,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tfbrats.contract import Window
+from tfbrats.inference.modes import BFLOAT16, PAPER_PATCH, WINDOWS, InferenceMode
+
 from .common import ENTRY, median_seconds
 
 HELP = "one BraTS-size case end to end per prediction mode"
+# The modes of `tfbrats.inference.modes` other than the model's own window, as settings.
 MODES: dict[str, dict[str, Any]] = {
-    "paper_windows": {"patch_size": (24, 128, 128), "steps": (24, 32, 32), "precision": "float32"},
-    "paper_windows_bf16": {"patch_size": (24, 128, 128), "steps": (24, 32, 32), "precision": "mixed_bfloat16"},
-    "no_overlap": {"patch_size": (24, 128, 128), "steps": (24, 128, 128), "precision": "float32"},
-    "no_overlap_bf16": {"patch_size": (24, 128, 128), "steps": (24, 128, 128), "precision": "mixed_bfloat16"},
-    "full_volume": {"patch_size": None, "steps": (24, 32, 32), "precision": "float32"},
-    "full_volume_bf16": {"patch_size": None, "steps": (24, 32, 32), "precision": "mixed_bfloat16"},
+    mode.name: {"patch_size": window.patch_size, "steps": window.steps, "precision": mode.precision}
+    for mode in (InferenceMode(kind, precision) for kind in WINDOWS[1:] for precision in ("float32", BFLOAT16))
+    for window in [mode.window_for(Window(patch_size=PAPER_PATCH))]
 }
 
 
