@@ -109,13 +109,6 @@ def _machine() -> dict[str, Any]:
     """The CPU the seconds were measured on."""
     import os
 
-    from tfbrats.inference.modes import cpu_has_bfloat16
+    from tfbrats.inference.modes import cpu_has_bfloat16, cpu_info
 
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-            break
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), "bfloat16": cpu_has_bfloat16()}
+    return {"cpu_model": cpu_info()[0], "cpu_count": os.cpu_count(), "bfloat16": cpu_has_bfloat16()}

@@ -71,6 +71,25 @@ class InferenceMode:
         return contract.replace(window=self.window_for(reference or contract.window))
 
 
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
+    """The CPU's model name and flags as `/proc/cpuinfo` gives them ("unknown" and none without it).
+
+    Example:
+        >>> model, flags = cpu_info("/nonexistent")
+        >>> model, flags
+        ('unknown', frozenset())
+    """
+    model, flags = "unknown", frozenset()
+    path = Path(cpuinfo)
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return model, flags
+
+
 def cpu_has_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether the CPU computes bfloat16 natively: `avx512_bf16` or `amx_bf16` among its flags.
 
@@ -78,14 +97,7 @@ def cpu_has_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
         >>> isinstance(cpu_has_bfloat16(), bool)
         True
     """
-    path = Path(cpuinfo)
-    if not path.is_file():
-        return False
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return bool({"avx512_bf16", "amx_bf16"} & set(value.split()))
-    return False
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info(cpuinfo)[1])
 
 
 def candidate_modes(bfloat16: bool | None = None) -> list[InferenceMode]:

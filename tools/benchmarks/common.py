@@ -81,14 +81,9 @@ def machine_facts() -> dict[str, Any]:
         >>> sorted(machine_facts())
         ['avx512', 'avx512_bf16', 'commit', 'cpu_count', 'cpu_model']
     """
-    model, flags = "unknown", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
+    from tfbrats.inference.modes import cpu_info
+
+    model, flags = cpu_info()
 
     def git(*arguments: str) -> str:
         finished = subprocess.run(["git", "-C", str(REPOSITORY), *arguments], capture_output=True, text=True)
