@@ -41,3 +41,13 @@ def test_every_guide_the_readme_links_is_a_heading_of_its_own():
     for guide in sorted((ROOT / "docs").glob("*.md")):
         assert guide.read_text().startswith("# "), f"{guide} does not start with a '# ' title"
         assert f"(docs/{guide.name})" in readme, f"README.md does not link {guide.name}"
+
+
+def test_the_architecture_names_every_module():
+    """docs/architecture.md's "Where things are" table lists every module of the package and of tools/."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    modules = [path for path in [*ROOT.glob("tfbrats/**/*.py"), *ROOT.glob("tools/*.py")]
+               if path.name not in ("__init__.py", "conftest.py")]
+    missing = [str(path.relative_to(ROOT)) for path in modules if f"`{path.relative_to(ROOT).as_posix()}`" not in table]
+    assert not missing, f"docs/architecture.md does not say where these are: {missing}"
