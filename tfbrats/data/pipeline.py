@@ -163,7 +163,7 @@ def make_dataset(
 # thread that starts one is unwound out of TensorFlow's C++ frames. An iterator still referenced at
 # that point (a script's `it = iter(ds)`) is destroyed during module teardown, and its destructor
 # waits for those calls forever; a thread unwound mid-call may leave TensorFlow's state broken
-# (the likely cause of crashes once seen on Ctrl-C). So, at exit (atexit, while every thread can
+# (a crash on Ctrl-C). So, at exit (atexit, while every thread can
 # still run Python), each iterator over a pipeline that is still alive is pointed at an empty
 # dataset: TensorFlow then cancels and destroys the pipeline's own iterator, waiting with the GIL
 # released for the calls in flight, which finish. Nothing is left running when the interpreter

@@ -110,11 +110,11 @@ class CaseMeta:
             affine=np.asarray(values["affine"], dtype=np.float64),
             header=header,
             spacing=tuple(float(v) for v in values["spacing"]),
-            # caches written before `labels` existed record only BraTS' ET value
+            # a cache JSON without `labels` records only BraTS' ET value
             labels=LabelMap(**values["labels"]) if "labels" in values else int(values["et_label"]),
             channels=tuple(values["channels"]),
-            missing=tuple(values.get("missing", ())),  # caches written before `missing` existed
-            # Caches written before reorientation existed stored the input's own voxel order.
+            missing=tuple(values.get("missing", ())),  # no `missing`: every modality was present
+            # No `orientation`: the cache holds the input's own voxel order (the identity transform).
             orientation=tuple(tuple(float(v) for v in row) for row in values.get("orientation", cls.orientation)),
         )
 

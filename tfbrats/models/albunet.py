@@ -170,8 +170,8 @@ class AlbuNet3D(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict):
-        # .keras files written before weights left the constructor name their pretrained weights
-        # file in the config; its numbers are in the saved weights, so the path is not needed.
+        # A config may name an `encoder_weights` file (a constructor argument in older tfbrats):
+        # the pretrained numbers are in the saved weights, so the path is dropped, never read.
         config = {key: value for key, value in config.items() if key != "encoder_weights"}
         return cls(**config)
 

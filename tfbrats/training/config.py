@@ -135,10 +135,10 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """The config a `config.json` recorded; a setting it lacks (recorded before it existed) takes its default.
+        """The config a `config.json` recorded; a setting the record lacks takes its default.
 
-        Keys that are no setting (any more) are ignored. Older records wrote `mixed_precision` as
-        true/false (true meant bfloat16).
+        Keys that name no setting are ignored, so a record with settings this version does not
+        know still reads; `mixed_precision` recorded as true/false reads as bfloat16/none.
 
         Example:
             >>> TrainConfig.from_json({"model_dir": "x", "mixed_precision": True}).mixed_precision
