@@ -70,8 +70,9 @@ def find_reference_segs(ref_dir: str | Path) -> dict[str, Reference]:
         >>> from tfbrats.data.synthetic import write_synthetic_dataset
         >>> tmp = tempfile.TemporaryDirectory()
         >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
-        >>> Path(f"{tmp.name}/pred").mkdir()
-        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", f"{tmp.name}/pred/BraTS20_Training_001.nii.gz")
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
         >>> references = find_reference_segs(f"{tmp.name}/data")
         >>> list(references), references["BraTS20_Training_001"].labels
         (['BraTS20_Training_001', 'BraTS20_Training_002'], LabelMap(necrosis=1, edema=2, enhancing=4))
@@ -95,9 +96,10 @@ def find_predictions(pred_dir: str | Path) -> dict[str, Path]:
         >>> from tfbrats.data.synthetic import write_synthetic_dataset
         >>> tmp = tempfile.TemporaryDirectory()
         >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
-        >>> Path(f"{tmp.name}/pred").mkdir()
-        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", f"{tmp.name}/pred/BraTS20_Training_001.nii.gz")
-        >>> {case_id: path.name for case_id, path in find_predictions(f"{tmp.name}/pred").items()}
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> {case_id: path.name for case_id, path in find_predictions(pred).items()}
         {'BraTS20_Training_001': 'BraTS20_Training_001.nii.gz'}
         >>> tmp.cleanup()
     """
@@ -131,9 +133,10 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
         >>> from tfbrats.data.synthetic import write_synthetic_dataset
         >>> tmp = tempfile.TemporaryDirectory()
         >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
-        >>> Path(f"{tmp.name}/pred").mkdir()
-        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", f"{tmp.name}/pred/BraTS20_Training_001.nii.gz")
-        >>> labels, spacing, affine = read_labels(Path(f"{tmp.name}/pred/BraTS20_Training_001.nii.gz"))
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> labels, spacing, affine = read_labels(pred / "BraTS20_Training_001.nii.gz")
         >>> labels.shape, labels.dtype.name, spacing, np.unique(labels).tolist()
         ((48, 48, 32), 'int16', (1.0, 1.0, 1.0), [0, 1, 2, 4])
         >>> tmp.cleanup()
@@ -188,9 +191,10 @@ def evaluate_folders(
         >>> from tfbrats.data.synthetic import write_synthetic_dataset
         >>> tmp = tempfile.TemporaryDirectory()
         >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
-        >>> Path(f"{tmp.name}/pred").mkdir()
-        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", f"{tmp.name}/pred/BraTS20_Training_001.nii.gz")
-        >>> evaluation = evaluate_folders(f"{tmp.name}/pred", f"{tmp.name}/data", metrics=("legacy",))
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> evaluation = evaluate_folders(pred, f"{tmp.name}/data", metrics=("legacy",))
         >>> evaluation.missing  # no prediction: scored as an empty mask
         ['BraTS20_Training_002']
         >>> [(result.case_id, result.metrics["Dice_WT"]) for result in evaluation.results]
