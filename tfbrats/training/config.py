@@ -344,8 +344,13 @@ def read_config(path: str | Path) -> TrainConfig:
         ConfigError: The file is missing, not JSON, or holds a bad setting.
 
     Example:
-        >>> read_config("runs/demo/config.json").patch_size  # doctest: +SKIP
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / CONFIG_NAME
+        >>> _ = path.write_text(json.dumps({"model_dir": tmp.name, "patch_size": [8, 64, 64]}))
+        >>> read_config(path).patch_size
         (8, 64, 64)
+        >>> tmp.cleanup()
     """
     path = Path(path)
     try:
