@@ -51,7 +51,13 @@ def read_series_datasets(folder: str | Path) -> list[pydicom.Dataset]:
     """Every DICOM instance of one series folder (pixels not read), in file name order.
 
     Example:
-        >>> datasets = read_series_datasets("study/T1C")  # doctest: +SKIP
+        >>> import shutil, tempfile
+        >>> from pydicom import examples
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = shutil.copy(examples.get_path("mr"), f"{tmp.name}/IM0001")
+        >>> [dataset.Modality for dataset in read_series_datasets(tmp.name)]
+        ['MR']
+        >>> tmp.cleanup()
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p))
