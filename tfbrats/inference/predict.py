@@ -146,8 +146,15 @@ def check_brain_extent(preprocessed: PreprocessedCase) -> dict:
     """Logs a warning when a case's nonzero region looks like a whole head; returns the measurements.
 
     Example:
-        >>> check_brain_extent(load_case(case, allow_missing=True))["whole_head"]  # doctest: +SKIP
-        False
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/Task01", cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> extent = check_brain_extent(load_case(find_cases(f"{tmp.name}/Task01").cases[0], allow_missing=True))
+        >>> extent["volume_ml"], extent["whole_head"]
+        (17.5, False)
+        >>> tmp.cleanup()
     """
     meta = preprocessed.meta
     extent = brain_extent(brain_region(preprocessed.image), meta.spacing, int(np.prod(meta.original_shape)))
@@ -174,10 +181,19 @@ def check_output_folder(output_dir: str | Path, cases: Sequence[Case]) -> Path:
             endanger.
 
     Example:
-        >>> cases = find_cases("Task01_BrainTumour").cases  # doctest: +SKIP
-        >>> check_output_folder("Task01_BrainTumour/imagesTr", cases)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/Task01", cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> cases = find_cases(f"{tmp.name}/Task01").cases
+        >>> check_output_folder(f"{tmp.name}/predictions", cases).name  # outside the dataset: fine
+        'predictions'
+        >>> check_output_folder(f"{tmp.name}/Task01/imagesTr", cases)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        ValueError: output folder Task01_BrainTumour/imagesTr holds input file ...
+        ...
+        ValueError: output folder .../Task01/imagesTr holds input file .../BRATS_001.nii.gz of case BRATS_001; ...
+        >>> tmp.cleanup()
     """
     output = Path(output_dir).expanduser()
     if output.exists() and not output.is_dir():
@@ -231,8 +247,20 @@ def existing_prediction(case_id: str, target: Path, sidecar: Path) -> dict | Non
             tool's output), or `sidecar` exists and is not such a record; neither is touched.
 
     Example:
-        >>> existing_prediction("c1", Path("predictions/c1.nii.gz"), Path("predictions/c1.json"))  # doctest: +SKIP
-        {'written_by': 'tfbrats.predict', 'case_id': 'c1', ...}
+        >>> import json, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = Path(tmp.name)
+        >>> existing_prediction("c1", folder / "c1.nii.gz", folder / "c1.json") is None  # nothing there yet
+        True
+        >>> _ = (folder / "c1.nii.gz").write_bytes(b"")
+        >>> existing_prediction("c1", folder / "c1.nii.gz", folder / "c1.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileExistsError: .../c1.nii.gz exists without a sidecar c1.json saying tfbrats wrote it ...
+        >>> _ = (folder / "c1.json").write_text(json.dumps({"written_by": "tfbrats.predict", "case_id": "c1"}))
+        >>> existing_prediction("c1", folder / "c1.nii.gz", folder / "c1.json")
+        {'written_by': 'tfbrats.predict', 'case_id': 'c1'}
+        >>> tmp.cleanup()
     """
     advice = "it is left untouched: move it away or choose another output folder"
     if sidecar.is_symlink() or sidecar.exists():
