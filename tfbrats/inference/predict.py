@@ -110,10 +110,13 @@ def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[s
     dropout: such a model never saw a zero-filled channel, so its result is unreliable.
 
     Example:
-        >>> record = prediction_record("c1", ("flair", "t1ce", "t2"), ("t2",), loaded,  # doctest: +SKIP
-        ...                            loaded.contract)
-        >>> record["warning"]  # doctest: +SKIP
-        'model runs/demo/best.keras was trained without modality dropout (its config.json records none): ...'
+        >>> from tfbrats.contract import SegmentationContract
+        >>> loaded = LoadedModel(None, Path("runs/demo/best.keras"), SegmentationContract(), {}, "ab" * 32)  # no run
+        >>> record = prediction_record("c1", ("flair", "t1ce", "t2"), ("t2",), loaded, loaded.contract)
+        >>> record["missing"], record["trained_with_modality_dropout"]
+        (['t2'], False)
+        >>> print(record["warning"])  # doctest: +ELLIPSIS
+        model runs/demo/best.keras has no config.json beside it, so nothing says it was trained with modality ...
     """
     warning = None
     if missing and not loaded.modality_dropout:
