@@ -88,8 +88,15 @@ class GrpcPredictClient:
         timeout: seconds one request may take in all (gRPC's deadline).
 
     Example:
-        >>> with GrpcPredictClient("localhost:8500", "albunet3d") as client:  # doctest: +SKIP
-        ...     labels = client.predict("segment", {"volume": image}, "labels")
+        With a server, ``client.predict("segment", {"volume": image}, "labels")`` returns the labels;
+        without one the request fails at once with the server's answer:
+
+        >>> with GrpcPredictClient("127.0.0.1:1", "albunet3d") as client:  # nothing listens on port 1
+        ...     client.predict("segment", {"volume": np.zeros((8, 32, 32, 3), np.float32)}, "labels")
+        ...     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.serving.client.ServingError: gRPC Predict on 127.0.0.1:1 (model 'albunet3d', signature 'segment') ...
     """
 
     def __init__(self, server: str, model_name: str, version: int | None = None, timeout: float = 600.0):
@@ -364,7 +371,11 @@ def segment_volume(
         ServingError: A request failed, or its answer is not a segmentation of `image`.
 
     Example:
-        >>> labels = segment_volume(GrpcPredictClient("localhost:8500", "albunet3d"), case.image)  # doctest: +SKIP
+        >>> segment_volume(GrpcPredictClient("127.0.0.1:1", "albunet3d"), np.zeros((8, 32, 32, 3), np.float32))
+        ...     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.serving.client.ServingError: gRPC Predict on 127.0.0.1:1 (model 'albunet3d', ...: UNAVAILABLE: ...
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 4:
