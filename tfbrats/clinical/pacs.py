@@ -216,7 +216,7 @@ def pick_series(series: Sequence[SeriesInfo], overrides: Mapping[str, str | None
             problems.append(f"{modality}: no series matches {rule}")
     if problems:
         raise ValueError("cannot choose the study's series: " + "; ".join(problems) + ". Choose with "
-                         "--series_t1c/--series_t2/--series_flair/--series_t1 (a SeriesInstanceUID or a "
+                         "--t1c/--t2/--flair/--t1 (a SeriesInstanceUID or a "
                          f"SeriesDescription). The study's series:\n{_listing(series)}")
     return picked
 
