@@ -172,8 +172,15 @@ class RestPredictClient:
             (a server that answers a byte at a time cannot hold the client past it).
 
     Example:
-        >>> client = RestPredictClient("localhost:8501", "albunet3d")  # doctest: +SKIP
-        >>> probabilities = client.predict("serving_default", {"image": windows}, "probabilities")  # doctest: +SKIP
+        With a server, ``client.predict("serving_default", {"image": windows}, "probabilities")``
+        returns the windows' probabilities; without one the request fails at once:
+
+        >>> client = RestPredictClient("127.0.0.1:1", "albunet3d")  # nothing listens on port 1
+        >>> client.predict("serving_default", {"image": np.zeros((1, 8, 32, 32, 3), np.float32)}, "probabilities")
+        ...     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.serving.client.ServingError: cannot reach http://127.0.0.1:1/v1/models/albunet3d:predict: ...
     """
 
     def __init__(self, server: str, model_name: str, version: int | None = None, timeout: float = 600.0):
