@@ -80,8 +80,24 @@ def segment(case: PreprocessedCase, predictor: Callable[[np.ndarray], np.ndarray
             the message names the case.
 
     Example:
-        >>> predictor = make_predictor(loaded.model, loaded.target)  # doctest: +SKIP
-        >>> labels = segment(load_case(case), predictor, loaded.contract)  # doctest: +SKIP
+        With a trained model, ``segment(load_case(case), make_predictor(loaded.model, loaded.target),
+        loaded.contract)``. The predictor is any callable from windows to probabilities; here a
+        stand-in that calls every voxel of bright FLAIR necrosis:
+
+        >>> import tempfile
+        >>> from tfbrats.contract import Window
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> def predictor(windows):  # (B, D, H, W, C) -> (B, D, H, W, 4)
+        ...     bright = windows[..., 0] > 2.0
+        ...     return np.stack([~bright, bright, 0 * bright, 0 * bright], axis=-1).astype(np.float32)
+        >>> contract = SegmentationContract(window=Window(patch_size=(8, 32, 32), steps=(8, 32, 32)))
+        >>> labels = segment(load_case(find_cases(tmp.name).cases[0]), predictor, contract)
+        >>> labels.shape, labels.dtype.name, np.unique(labels).tolist()  # the original grid, (D, H, W)
+        ((32, 48, 48), 'uint8', [0, 1])
+        >>> tmp.cleanup()
     """
     probabilities = window_probabilities(case.image, predictor, contract)
     return uncrop(finish_segmentation(probabilities, case.image, contract, case.meta.case_id), case.meta)
