@@ -22,3 +22,32 @@ def test_every_package_module_is_collected_for_doctests():
     for name in collect_ignore:
         text = (ROOT / "tfbrats" / name).read_text()
         assert "flags.DEFINE" in text and "app.run(main)" in text, f"{name} is skipped but is no absl entry point"
+
+
+def test_the_readme_is_a_front_door_with_the_two_quick_start_commands():
+    """README.md stays short (the rest lives in docs/) and quotes the two commands the Makefile provides."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300, "README.md is over 300 lines: move the detail into a guide under docs/"
+    quick_start = ("make demo   # synthetic BraTS data -> train -> predict -> evaluate; prints the Dice/HD95 table\n"
+                   "make test   # the test suite on the newest stack, then a short job on the oldest (what CI runs)\n")
+    assert f"```bash\n{quick_start}```" in readme
+    targets = {line.split(":")[0] for line in (ROOT / "Makefile").read_text().splitlines() if ":" in line}
+    assert {"demo", "test"} <= targets
+
+
+def test_every_guide_the_readme_links_is_a_heading_of_its_own():
+    """Each guide under docs/ starts with a title, and the README names every guide in the repository."""
+    readme = (ROOT / "README.md").read_text()
+    for guide in sorted((ROOT / "docs").glob("*.md")):
+        assert guide.read_text().startswith("# "), f"{guide} does not start with a '# ' title"
+        assert f"(docs/{guide.name})" in readme, f"README.md does not link {guide.name}"
+
+
+def test_the_architecture_names_every_module():
+    """docs/architecture.md's "Where things are" table lists every module of the package and of tools/."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    modules = [path for path in [*ROOT.glob("tfbrats/**/*.py"), *ROOT.glob("tools/*.py")]
+               if path.name not in ("__init__.py", "conftest.py")]
+    missing = [str(path.relative_to(ROOT)) for path in modules if f"`{path.relative_to(ROOT).as_posix()}`" not in table]
+    assert not missing, f"docs/architecture.md does not say where these are: {missing}"

@@ -3,7 +3,7 @@
 The `python -m tfbrats.*` entry points are not collected: each declares its absl flags when it is
 imported (as absl applications do), several declare flags of the same name (`--model`,
 `--data_dir`), and one process cannot import two of them. Their logic lives in library modules,
-whose examples do run; examples that need data files are marked ``# doctest: +SKIP`` where they stand.
+whose examples do run: each makes the tiny data it needs (a temporary folder, synthetic cases).
 """
 
 collect_ignore = [

@@ -137,6 +137,8 @@ def test_series_rules_and_overrides():
     assert pick_series(study, {"t1ce": "ax t1"})["t1ce"].uid == "5"
     with pytest.raises(ValueError, match=r"t2: no series matches the override 'T2 SAG'(.|\n)*#3 'FLAIR' \[MR"):
         pick_series(study, {"t2": "T2 SAG"})
+    with pytest.raises(ValueError, match=r"Choose with --t1c/--t2/--flair/--t1 \("):  # the command's own flags
+        pick_series(study, {"t2": "T2 SAG"})
 
 
 def test_pacs_address_is_checked():

@@ -152,7 +152,7 @@ def test_cli_turns_three_dicom_series_into_a_brats_case(tmp_path):
     estimated = np.array(flair["transform"]["matrix_lps_fixed_to_moving"])
     points = np.random.default_rng(0).uniform(-20, 20, (2000, 3)) + HEAD_CENTER
     error = np.linalg.norm(points @ (estimated - motion)[:3, :3].T + (estimated - motion)[:3, 3], axis=1)
-    assert error.max() < 0.3  # the README's claim
+    assert error.max() < 0.3  # docs/clinical.md's claim
     assert rotation_angle_degrees(estimated[:3, :3] @ motion[:3, :3].T) < 0.3
     # The tumour (bright on FLAIR and T1c) sits at its world position in every output.
     for modality, threshold in (("t1ce", 1500), ("flair", 1900)):

@@ -38,7 +38,7 @@ def test_known_rigid_shift_is_recovered(modality):
     before = registration_errors(np.eye(4), SHIFT)
     distance, degrees = registration_errors(estimated, SHIFT)
     assert before[0] > 3.0 and before[1] == pytest.approx(5.0)
-    assert distance < 0.3  # the README's claim
+    assert distance < 0.3  # docs/clinical.md's claim
     assert degrees < 0.3
     assert result.metric_final < result.metric_initial
     # The moving scan resampled through the transform equals the same modality drawn on the fixed
@@ -56,7 +56,7 @@ def test_registration_is_reproducible_and_every_seed_is_close():
     np.testing.assert_allclose(_register("flair")[3], first, atol=1e-9)  # seeded sampling: the same transform
     errors = np.array([registration_errors(_register(modality, RegistrationSettings(seed=seed))[3], SHIFT)
                        for seed in range(2, 6) for modality in ("t1ce", "flair")])
-    assert errors[:, 0].max() < 0.3 and errors[:, 1].max() < 0.5  # the README's claim over seeds
+    assert errors[:, 0].max() < 0.3 and errors[:, 1].max() < 0.5  # docs/clinical.md's claim over seeds
     with pytest.raises(ValueError, match="seed is 0.*clock"):
         RegistrationSettings(seed=0)
 

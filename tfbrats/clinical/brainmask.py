@@ -49,7 +49,7 @@ def extractor_version() -> str:
     """The installed deepbet's version; raises `BrainMaskUnavailable` when it cannot be imported.
 
     Example:
-        >>> extractor_version()  # doctest: +SKIP
+        >>> extractor_version()  # the `brainmask` extra
         '1.0.2'
     """
     try:

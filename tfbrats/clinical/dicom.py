@@ -215,8 +215,9 @@ def is_dicom_file(path: Path) -> bool:
         path: any file.
 
     Example:
-        >>> is_dicom_file(Path("study/T1C/IM0001"))  # doctest: +SKIP
-        True
+        >>> from pydicom import examples
+        >>> is_dicom_file(Path(examples.get_path("mr"))), is_dicom_file(Path(__file__))
+        (True, False)
     """
     with open(path, "rb") as f:
         head = f.read(132)
@@ -430,8 +431,18 @@ def read_dicom_series(folder: str | Path, *, reader: str = "pydicom",
         ValueError: an unknown `reader`, or `TFBRATS_MAX_VOXELS` that is not a positive integer.
 
     Example:
-        >>> image, info = read_dicom_series("study/T1C")  # doctest: +SKIP
-        >>> image.GetSpacing(), info["series_uid"]  # doctest: +SKIP
+        A folder of a whole series gives ``(image, info)`` (``image.GetSpacing()`` in mm,
+        ``info["series_uid"]``); one slice alone is refused:
+
+        >>> import shutil, tempfile
+        >>> from pydicom import examples
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = shutil.copy(examples.get_path("mr"), f"{tmp.name}/IM0001")
+        >>> read_dicom_series(tmp.name)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.clinical.dicom.DicomSeriesError: ...: the series has 1 slice (IM0001); a volume needs at least 2: ...
+        >>> tmp.cleanup()
     """
     folder = Path(folder)
     reader_version = dicom_reader_version(reader)

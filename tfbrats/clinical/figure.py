@@ -72,7 +72,13 @@ def draw_mask_check(scan: np.ndarray, mask: np.ndarray, zooms: tuple[float, floa
         the path written.
 
     Example:
-        >>> draw_mask_check(head, mask, (1.0, 1.0, 1.0), "P001_brainmask.png")  # doctest: +SKIP
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> x, y, z = np.mgrid[:24, :24, :16]
+        >>> head = np.exp(-((x - 12) ** 2 + (y - 12) ** 2 + (z - 8) ** 2) / 40.0).astype(np.float32)
+        >>> draw_mask_check(head, (head > 0.3).astype(np.uint8), (1.0, 1.0, 1.0), f"{tmp.name}/P001_brainmask.png").name
+        'P001_brainmask.png'
+        >>> tmp.cleanup()
     """
     from matplotlib.figure import Figure
 
@@ -118,7 +124,16 @@ def draw_segmentation_check(scan: np.ndarray, labels: np.ndarray, zooms: tuple[f
         title: figure title.
 
     Example:
-        >>> draw_segmentation_check(scan, labels, (1.0, 1.0, 1.0), "P001_seg.png")  # doctest: +SKIP
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> x, y, z = np.mgrid[:24, :24, :16]
+        >>> head = np.exp(-((x - 12) ** 2 + (y - 12) ** 2 + (z - 8) ** 2) / 40.0).astype(np.float32)
+        >>> labels = np.zeros(head.shape, np.uint8)
+        >>> labels[10:14, 10:14, 6:10] = 2
+        >>> labels[11:13, 11:13, 7:9] = 3
+        >>> draw_segmentation_check(head, labels, (1.0, 1.0, 1.0), f"{tmp.name}/P001_seg.png").name
+        'P001_seg.png'
+        >>> tmp.cleanup()
     """
     from matplotlib.figure import Figure
 
@@ -159,8 +174,17 @@ def draw_case_mask(case_dir: str | Path, out: str | Path | None = None) -> Path:
         out: the PNG file; default `<case_dir>/<id>_brainmask.png`.
 
     Example:
-        >>> draw_case_mask("clinical_cases/P001")  # doctest: +SKIP
-        PosixPath('clinical_cases/P001/P001_brainmask.png')
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> x, y, z = np.mgrid[:24, :24, :16]
+        >>> head = np.exp(-((x - 12) ** 2 + (y - 12) ** 2 + (z - 8) ** 2) / 40.0).astype(np.float32)
+        >>> case = Path(tmp.name) / "P001"
+        >>> case.mkdir()
+        >>> nib.save(nib.Nifti1Image(head, np.eye(4)), case / "P001_head.nii.gz")
+        >>> nib.save(nib.Nifti1Image((head > 0.3).astype(np.uint8), np.eye(4)), case / "P001_brainmask.nii.gz")
+        >>> draw_case_mask(case).relative_to(tmp.name)
+        PosixPath('P001/P001_brainmask.png')
+        >>> tmp.cleanup()
     """
     case_dir = Path(case_dir)
     case_id = case_dir.name

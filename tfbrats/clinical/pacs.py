@@ -127,8 +127,13 @@ def find_series(pacs: PacsAddress, study_uid: str, *, calling_aet: str = DEFAULT
     """Every series of a study (C-FIND, study root, series level), in series number order.
 
     Example:
-        >>> find_series(PacsAddress.parse("ORTHANC@127.0.0.1:4242"), "1.2.3")  # doctest: +SKIP
-        [SeriesInfo(uid='1.2.3.1', description='AX FLAIR', modality='MR', number='3', instances='26')]
+        >>> find_series(PacsAddress.parse("ORTHANC@127.0.0.1:1"), "1.2.3")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.clinical.pacs.PacsError: PACS ORTHANC@127.0.0.1:1 could not be reached ... for C-FIND of study 1.2.3 ...
+
+        Against a PACS holding the study it lists ``SeriesInfo(uid=..., description='AX FLAIR',
+        modality='MR', number='3', instances='26')``, one per series.
     """
     query = Dataset()
     query.QueryRetrieveLevel = "SERIES"
@@ -211,7 +216,7 @@ def pick_series(series: Sequence[SeriesInfo], overrides: Mapping[str, str | None
             problems.append(f"{modality}: no series matches {rule}")
     if problems:
         raise ValueError("cannot choose the study's series: " + "; ".join(problems) + ". Choose with "
-                         "--series_t1c/--series_t2/--series_flair/--series_t1 (a SeriesInstanceUID or a "
+                         "--t1c/--t2/--flair/--t1 (a SeriesInstanceUID or a "
                          f"SeriesDescription). The study's series:\n{_listing(series)}")
     return picked
 
@@ -221,7 +226,11 @@ def retrieve_series(pacs: PacsAddress, study_uid: str, series_uid: str, folder: 
     """Pulls one series into `folder` (C-GET), one file per instance; returns the files.
 
     Example:
-        >>> retrieve_series(pacs, study_uid, series.uid, "pulled/t1ce")  # doctest: +SKIP
+        >>> pacs = PacsAddress.parse("ORTHANC@127.0.0.1:1")  # nothing listens on port 1
+        >>> retrieve_series(pacs, "1.2.3", "1.2.3.1", "pulled/t1ce")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.clinical.pacs.PacsError: PACS ORTHANC@127.0.0.1:1 could not be reached ... C-GET of series 1.2.3.1 ...
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -266,8 +275,11 @@ def store_file(pacs: PacsAddress, path: str | Path, *, calling_aet: str = DEFAUL
             with a failure status.
 
     Example:
-        >>> store_file(pacs, "out/c1/c1_seg.dcm")  # doctest: +SKIP
-        0
+        >>> from pydicom import examples
+        >>> store_file(PacsAddress.parse("ORTHANC@127.0.0.1:1"), examples.get_path("mr"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.clinical.pacs.PacsError: PACS ORTHANC@127.0.0.1:1 could not be reached ...
     """
     dataset = pydicom.dcmread(path)
     ae = _ae(calling_aet, timeout)
@@ -304,9 +316,13 @@ def pull_study(pacs: PacsAddress, study_uid: str, folder: str | Path, *,
         timeout: seconds to wait at each step.
 
     Example:
-        >>> pulled = pull_study(PacsAddress.parse("ORTHANC@127.0.0.1:4242"), "1.2.3", "pulled")  # doctest: +SKIP
-        >>> sorted(pulled.folders)  # doctest: +SKIP
-        ['flair', 't1ce', 't2']
+        Against a PACS holding the study, ``sorted(pull_study(...).folders)`` is
+        ``['flair', 't1ce', 't2']``; the first query that fails stops it:
+
+        >>> pull_study(PacsAddress.parse("ORTHANC@127.0.0.1:1"), "1.2.3", "pulled")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.clinical.pacs.PacsError: PACS ORTHANC@127.0.0.1:1 could not be reached ... for C-FIND of study 1.2.3 ...
     """
     series = find_series(pacs, study_uid, calling_aet=calling_aet, timeout=timeout)
     chosen = pick_series(series, overrides)

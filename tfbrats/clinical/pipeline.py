@@ -41,7 +41,17 @@ def read_scan(path: str | Path, *, dicom_reader: str = READERS[0]) -> tuple[sitk
         `(image, info)` with `info` describing the source for the sidecar.
 
     Example:
-        >>> image, info = read_scan("study/FLAIR")  # doctest: +SKIP
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> x, y, z = np.mgrid[:24, :24, :18]
+        >>> head = (100 * np.exp(-((x - 12) ** 2 + (y - 12) ** 2 + (z - 9) ** 2) / 40.0)).astype(np.float32)
+        >>> for modality in ("t1ce", "t2", "flair"):  # 2 mm NIfTI scans (DICOM folders work alike)
+        ...     nibabel.save(nibabel.Nifti1Image(head, np.diag([2.0, 2.0, 2.0, 1.0])), f"{tmp.name}/{modality}.nii.gz")
+        >>> image, info = read_scan(f"{tmp.name}/flair.nii.gz")
+        >>> image.GetSize(), info["format"], info["orientation"]
+        ((24, 24, 18), 'nifti', 'RAS')
+        >>> tmp.cleanup()
     """
     path = Path(path)
     if path.is_dir():
@@ -138,9 +148,18 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         The case folder.
 
     Example:
-        >>> prepare_case({"t1ce": "dcm/T1C", "t2": "dcm/T2", "flair": "dcm/FLAIR"},
-        ...              "patient_001", "prepared")  # doctest: +SKIP
-        PosixPath('prepared/patient_001')
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> x, y, z = np.mgrid[:24, :24, :18]
+        >>> head = (100 * np.exp(-((x - 12) ** 2 + (y - 12) ** 2 + (z - 9) ** 2) / 40.0)).astype(np.float32)
+        >>> for modality in ("t1ce", "t2", "flair"):  # 2 mm NIfTI scans (DICOM folders work alike)
+        ...     nibabel.save(nibabel.Nifti1Image(head, np.diag([2.0, 2.0, 2.0, 1.0])), f"{tmp.name}/{modality}.nii.gz")
+        >>> scans = {modality: f"{tmp.name}/{modality}.nii.gz" for modality in ("t1ce", "t2", "flair")}
+        >>> case = prepare_case(scans, "P001", f"{tmp.name}/prepared", skull_stripped=True, spacing_mm=2.0)
+        >>> sorted(path.name for path in case.iterdir())  # no T1: T1c stands in
+        ['P001_clinical.json', 'P001_flair.nii.gz', 'P001_t1.nii.gz', 'P001_t1ce.nii.gz', 'P001_t2.nii.gz']
+        >>> tmp.cleanup()
     """
     unknown = sorted(set(scans) - set(MODALITIES))
     missing = [m for m in REQUIRED if scans.get(m) is None]

@@ -60,7 +60,9 @@ class RegistrationResult:
         """A JSON-ready record: metric values, optimiser state and the transform (LPS, mm, rad).
 
         Example:
-            >>> result.to_json()["transform"]["type"]  # doctest: +SKIP
+            >>> image = sitk.GetImageFromArray(np.pad(np.ones((8, 8, 8), np.float32), 12))
+            >>> result = register_rigid(image, image)
+            >>> result.to_json()["transform"]["type"]
             'Euler3DTransform'
         """
         return {
@@ -139,8 +141,16 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image
         The transform that maps fixed-image world points to moving-image world points.
 
     Example:
-        >>> result = register_rigid(t1c, flair)  # doctest: +SKIP
-        >>> resampled = resample_to_grid(flair, grid, result.transform)  # doctest: +SKIP
+        >>> volume = np.zeros((32, 32, 32), np.float32)
+        >>> volume[8:24, 10:22, 6:26], volume[12:18, 12:16, 10:14] = 1.0, 2.0
+        >>> t1c = sitk.GetImageFromArray(volume)
+        >>> shift = sitk.Euler3DTransform((15.5, 15.5, 15.5), 0.0, 0.0, 0.05, (1.5, 0.0, 0.0))
+        >>> flair = sitk.Resample(t1c, t1c, shift, sitk.sitkLinear)  # the same head, moved
+        >>> result = register_rigid(t1c, flair)
+        >>> [round(abs(value), 1) for value in result.transform.GetTranslation()]  # mm
+        [1.5, 0.1, 0.0]
+        >>> resample_to_grid(flair, brats_grid(t1c), result.transform).GetSize()
+        (32, 32, 32)
     """
     settings = settings or RegistrationSettings()
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
@@ -224,7 +234,12 @@ def resample_to_grid(image: sitk.Image, grid: sitk.Image,
         float32 for "linear"/"bspline", the input's pixel type for "nearest"; 0 outside the image.
 
     Example:
-        >>> t2_on_grid = resample_to_grid(t2, brats_grid(t1c), result.transform)  # doctest: +SKIP
+        >>> t1c = sitk.GetImageFromArray(np.ones((20, 30, 40), np.float32))  # 40 x 30 x 20 voxels of 1 mm
+        >>> t2 = sitk.GetImageFromArray(np.ones((10, 15, 20), np.float32))
+        >>> t2.SetSpacing((2.0, 2.0, 2.0))  # the same extent at 2 mm
+        >>> t2_on_grid = resample_to_grid(t2, brats_grid(t1c), sitk.Euler3DTransform())
+        >>> t2_on_grid.GetSize(), t2_on_grid.GetSpacing()
+        ((40, 30, 20), (1.0, 1.0, 1.0))
     """
     choices = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
     if interpolator not in choices:
@@ -246,7 +261,10 @@ def apply_mask(image: sitk.Image, mask: sitk.Image) -> sitk.Image:
         mask: a brain mask, nonzero inside.
 
     Example:
-        >>> brain = apply_mask(t1c_on_grid, mask)  # doctest: +SKIP
+        >>> scan = sitk.GetImageFromArray(np.full((4, 4, 4), 5.0, np.float32))
+        >>> mask = sitk.GetImageFromArray(np.pad(np.ones((2, 2, 2), np.uint8), 1))
+        >>> float(sitk.GetArrayFromImage(apply_mask(scan, mask)).sum())  # 8 voxels of 5 kept
+        40.0
     """
     inside = resample_to_grid(mask, image, interpolator="nearest") != 0
     return sitk.Mask(image, sitk.Cast(inside, sitk.sitkUInt8), outsideValue=0)

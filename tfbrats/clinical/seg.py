@@ -51,7 +51,13 @@ def read_series_datasets(folder: str | Path) -> list[pydicom.Dataset]:
     """Every DICOM instance of one series folder (pixels not read), in file name order.
 
     Example:
-        >>> datasets = read_series_datasets("study/T1C")  # doctest: +SKIP
+        >>> import shutil, tempfile
+        >>> from pydicom import examples
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = shutil.copy(examples.get_path("mr"), f"{tmp.name}/IM0001")
+        >>> [dataset.Modality for dataset in read_series_datasets(tmp.name)]
+        ['MR']
+        >>> tmp.cleanup()
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p))
@@ -68,8 +74,23 @@ def frame_index(datasets: Sequence[pydicom.Dataset], grid: sitk.Image, where: st
     ImageOrientationPatient the grid's row and column directions; anything else is a `DicomSegError`.
 
     Example:
-        >>> frame_index(read_series_datasets("study/T1C"), reference_grid)  # doctest: +SKIP
-        [3, 0, 2, 1]
+        >>> import tempfile
+        >>> import pydicom
+        >>> from pydicom import examples
+        >>> from pydicom.uid import generate_uid
+        >>> from tfbrats.clinical.dicom import read_dicom_series
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> series = Path(tmp.name) / "T1C"
+        >>> series.mkdir()
+        >>> dataset = pydicom.dcmread(examples.get_path("mr"))  # one 64 x 64 slice: a series of 3 from it
+        >>> for k in range(3):
+        ...     dataset.SOPInstanceUID, dataset.InstanceNumber = generate_uid(), k + 1
+        ...     dataset.ImagePositionPatient[2] = 5.0 * k
+        ...     dataset.save_as(series / f"IM{k}")
+        >>> grid, _ = read_dicom_series(series)
+        >>> frame_index(read_series_datasets(series), grid)
+        [0, 1, 2]
+        >>> tmp.cleanup()
     """
     direction = np.array(grid.GetDirection()).reshape(3, 3)
     spacing = np.array(grid.GetSpacing())
@@ -141,8 +162,29 @@ def write_dicom_seg(labels: sitk.Image, reference_folder: str | Path, path: str 
         `path`.
 
     Example:
-        >>> write_dicom_seg(native, "study/T1C", "out/c1/c1_seg.dcm", classes=(1, 2, 3),  # doctest: +SKIP
-        ...                 model_name="runs/demo", fingerprint=loaded.fingerprint)
+        >>> import tempfile
+        >>> import pydicom
+        >>> from pydicom import examples
+        >>> from pydicom.uid import generate_uid
+        >>> from tfbrats.clinical.dicom import read_dicom_series
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> series = Path(tmp.name) / "T1C"
+        >>> series.mkdir()
+        >>> dataset = pydicom.dcmread(examples.get_path("mr"))  # one 64 x 64 slice: a series of 3 from it
+        >>> for k in range(3):
+        ...     dataset.SOPInstanceUID, dataset.InstanceNumber = generate_uid(), k + 1
+        ...     dataset.ImagePositionPatient[2] = 5.0 * k
+        ...     dataset.save_as(series / f"IM{k}")
+        >>> grid, _ = read_dicom_series(series)
+        >>> volume = np.zeros((3, 64, 64), np.uint8)  # (slices, rows, columns)
+        >>> volume[1, 20:30, 20:30], volume[1, 23:26, 23:26] = 2, 3
+        >>> labels = sitk.GetImageFromArray(volume)
+        >>> labels.CopyInformation(grid)
+        >>> path = write_dicom_seg(labels, series, f"{tmp.name}/seg.dcm", classes=(1, 2, 3),
+        ...                        model_name="runs/demo", fingerprint="ab" * 32)
+        >>> pydicom.dcmread(path).Modality, len(pydicom.dcmread(path).SegmentSequence)
+        ('SEG', 3)
+        >>> tmp.cleanup()
     """
     unknown = sorted(set(classes) - set(SEGMENT_TYPES))
     if unknown:
@@ -170,8 +212,30 @@ def read_seg_labels(path: str | Path, source_uids: Sequence[str]) -> np.ndarray:
     """The segment numbers of a DICOM Segmentation on the given source instances, `(len(uids), rows, columns)`.
 
     Example:
-        >>> read_seg_labels("out/c1/c1_seg.dcm", [ds.SOPInstanceUID for ds in datasets]).max()  # doctest: +SKIP
-        3
+        >>> import tempfile
+        >>> import pydicom
+        >>> from pydicom import examples
+        >>> from pydicom.uid import generate_uid
+        >>> from tfbrats.clinical.dicom import read_dicom_series
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> series = Path(tmp.name) / "T1C"
+        >>> series.mkdir()
+        >>> dataset = pydicom.dcmread(examples.get_path("mr"))  # one 64 x 64 slice: a series of 3 from it
+        >>> for k in range(3):
+        ...     dataset.SOPInstanceUID, dataset.InstanceNumber = generate_uid(), k + 1
+        ...     dataset.ImagePositionPatient[2] = 5.0 * k
+        ...     dataset.save_as(series / f"IM{k}")
+        >>> grid, _ = read_dicom_series(series)
+        >>> volume = np.zeros((3, 64, 64), np.uint8)  # (slices, rows, columns)
+        >>> volume[1, 20:30, 20:30], volume[1, 23:26, 23:26] = 2, 3
+        >>> labels = sitk.GetImageFromArray(volume)
+        >>> labels.CopyInformation(grid)
+        >>> path = write_dicom_seg(labels, series, f"{tmp.name}/seg.dcm", classes=(1, 2, 3),
+        ...                        model_name="runs/demo", fingerprint="ab" * 32)
+        >>> segments = read_seg_labels(path, [ds.SOPInstanceUID for ds in read_series_datasets(series)])
+        >>> segments.shape, int(segments.max()), int((segments > 0).sum())  # segment 3 is class 3 here
+        ((3, 64, 64), 3, 100)
+        >>> tmp.cleanup()
     """
     seg = hd.seg.segread(path)
     return seg.get_pixels_by_source_instance(source_uids, combine_segments=True,

@@ -57,8 +57,19 @@ def read_sidecar(case_dir: str | Path) -> dict:
     """The `<case>_clinical.json` of a case folder `python -m tfbrats.clinical` wrote.
 
     Example:
-        >>> read_sidecar("prepared/patient_001")["reference"]  # doctest: +SKIP
+        >>> import tempfile
+        >>> import nibabel
+        >>> from tfbrats.clinical.pipeline import prepare_case
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> head = np.zeros((24, 24, 18), np.float32)
+        >>> head[6:18, 6:18, 4:14] = 100.0
+        >>> for modality in ("t1ce", "t2", "flair"):
+        ...     nibabel.save(nibabel.Nifti1Image(head, np.diag([2.0, 2.0, 2.0, 1.0])), f"{tmp.name}/{modality}.nii.gz")
+        >>> scans = {modality: f"{tmp.name}/{modality}.nii.gz" for modality in ("t1ce", "t2", "flair")}
+        >>> case = prepare_case(scans, "P001", f"{tmp.name}/cases", skull_stripped=True, spacing_mm=2.0)
+        >>> read_sidecar(case)["reference"]
         't1ce'
+        >>> tmp.cleanup()
     """
     case_dir = Path(case_dir)
     path = case_dir / f"{case_dir.name}_clinical.json"

@@ -9,10 +9,19 @@ classes 0..3 (ET = 3); `Case.labels` (a `LabelMap`) holds the dataset's own valu
 it (``tfbrats.prepare``, ``tfbrats.data.synthetic``) do not load TensorFlow.
 
 Example:
+    >>> import tempfile
     >>> from tfbrats import data
-    >>> index = data.find_cases("data/MICCAI_BraTS2020_TrainingData")  # doctest: +SKIP
-    >>> train, val = data.split_cases(index.cases)  # doctest: +SKIP
-    >>> ds = data.make_dataset(train, (24, 128, 128), 2, augment=data.AugmentConfig())  # doctest: +SKIP
+    >>> from tfbrats.data.synthetic import write_synthetic_dataset
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = write_synthetic_dataset(tmp.name, cases=5, shape=(48, 48, 32))
+    >>> index = data.find_cases(tmp.name)
+    >>> train, val = data.split_cases(index.cases, fold=0, num_folds=5)
+    >>> len(train), len(val)
+    (4, 1)
+    >>> images, labels = next(iter(data.make_dataset(train, (8, 32, 32), 2)))
+    >>> tuple(images.shape), tuple(labels.shape)
+    ((2, 8, 32, 32, 3), (2, 8, 32, 32))
+    >>> tmp.cleanup()
 """
 
 from typing import Any

@@ -183,7 +183,12 @@ def augment_patch(
         ``(image float32 (d, h, w, C), label int32 (d, h, w))``, labels still in 0..3.
 
     Example:
-        >>> x, y = augment_patch(x, y, AugmentConfig(), np.random.default_rng(0))  # doctest: +SKIP
+        >>> image = np.random.default_rng(1).normal(size=(8, 32, 32, 3)).astype(np.float32)
+        >>> label = np.zeros((8, 32, 32), np.int32)
+        >>> label[2:5, 10:20, 10:20] = 1
+        >>> x, y = augment_patch(image, label, AugmentConfig(), np.random.default_rng(0))
+        >>> x.shape, x.dtype.name, y.shape, y.dtype.name, np.unique(y).tolist()
+        ((8, 32, 32, 3), 'float32', (8, 32, 32), 'int32', [0, 1])
     """
     image = np.asarray(image, dtype=np.float32)
     mask = np.asarray(label, dtype=np.float32)[..., None]

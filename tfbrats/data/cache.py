@@ -76,8 +76,11 @@ def is_cached(cache_dir: str | Path, case_id: str) -> bool:
     """Whether a case has been written completely to the cache.
 
     Example:
-        >>> is_cached("cache", "BraTS20_Training_001")  # doctest: +SKIP
-        True
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> is_cached(tmp.name, "BraTS20_Training_001")
+        False
+        >>> tmp.cleanup()
     """
     return output_file(cache_dir, case_id, ".json").is_file()
 
@@ -86,7 +89,15 @@ def write_cached_case(cache_dir: str | Path, case: PreprocessedCase) -> None:
     """Writes one preprocessed case to the cache, atomically (the JSON last).
 
     Example:
-        >>> write_cached_case("cache", load_case(case))  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> write_cached_case(tmp.name, load_case(find_cases(f"{tmp.name}/data").cases[0]))
+        >>> is_cached(tmp.name, "BraTS20_Training_001")
+        True
+        >>> tmp.cleanup()
     """
     case_id = case.meta.case_id
     _write_npy(output_file(cache_dir, case_id, ".image.npy"), case.image)
@@ -142,7 +153,16 @@ def prepare_cache(
         ValueError: The cache was made with other settings.
 
     Example:
-        >>> prepare_cache(find_cases("data").cases, "cache")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> prepare_cache(find_cases(f"{tmp.name}/data").cases, f"{tmp.name}/cache", workers=1, progress=False)
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> prepare_cache(find_cases(f"{tmp.name}/data").cases, f"{tmp.name}/cache", progress=False)  # done already
+        []
+        >>> tmp.cleanup()
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -183,8 +203,16 @@ def list_cached_cases(cache_dir: str | Path) -> list[str]:
     """The ids of the complete cases in a cache folder, sorted.
 
     Example:
-        >>> list_cached_cases("cache")[:1]  # doctest: +SKIP
-        ['BraTS20_Training_001']
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> prepare_cache(find_cases(f"{tmp.name}/data").cases, f"{tmp.name}/cache", workers=1, progress=False)
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> list_cached_cases(f"{tmp.name}/cache")
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> tmp.cleanup()
     """
     cache_dir = Path(cache_dir)
     if not (cache_dir / SETTINGS_NAME).is_file():
@@ -200,7 +228,18 @@ def load_cached_case(cache_dir: str | Path, case_id: str, mmap: bool = True) -> 
     """Loads one case from a cache folder, memory-mapped by default.
 
     Example:
-        >>> case = load_cached_case("cache", "BraTS20_Training_001")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> prepare_cache(find_cases(f"{tmp.name}/data").cases, f"{tmp.name}/cache", workers=1, progress=False)
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> case = load_cached_case(f"{tmp.name}/cache", "BraTS20_Training_001")
+        >>> type(case.image).__name__, case.image.shape, case.meta.box
+        ('memmap', (25, 39, 36, 3), ((4, 29), (4, 43), (5, 41)))
+        >>> del case
+        >>> tmp.cleanup()
     """
     values = json.loads(output_file(cache_dir, case_id, ".json").read_text())
     mode = "r" if mmap else None
@@ -213,6 +252,15 @@ def load_cache(cache_dir: str | Path, mmap: bool = True) -> list[PreprocessedCas
     """Loads every complete case of a cache folder.
 
     Example:
-        >>> cases = load_cache("cache")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> prepare_cache(find_cases(f"{tmp.name}/data").cases, f"{tmp.name}/cache", workers=1, progress=False)
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> [case.meta.case_id for case in load_cache(f"{tmp.name}/cache", mmap=False)]
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> tmp.cleanup()
     """
     return [load_cached_case(cache_dir, case_id, mmap) for case_id in list_cached_cases(cache_dir)]

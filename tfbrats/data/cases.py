@@ -66,9 +66,14 @@ class DatasetIndex:
         cases: The cases, sorted by id.
 
     Example:
-        >>> index = find_cases("data/MICCAI_BraTS2020_TrainingData")  # doctest: +SKIP
-        >>> index.layout, len(index.cases)  # doctest: +SKIP
-        ('brats2020', 369)
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32))
+        >>> index = find_cases(tmp.name)
+        >>> index.layout, len(index.cases)
+        ('brats2020', 2)
+        >>> tmp.cleanup()
     """
 
     layout: str
@@ -172,9 +177,14 @@ def find_cases(root: str | Path) -> DatasetIndex:
         ValueError: Cases in different layouts, a malformed manifest or ``dataset.json``.
 
     Example:
-        >>> index = find_cases("data/BraTS2021_Training_Data")  # doctest: +SKIP
-        >>> index.layout, index.cases[0].case_id  # doctest: +SKIP
-        ('brats2021', 'BraTS2021_00000')
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32), layout="brats2023")
+        >>> index = find_cases(tmp.name)
+        >>> index.layout, index.cases[0].case_id, sorted(index.cases[0].images), index.cases[0].labels.enhancing
+        ('brats2023', 'BraTS-GLI-00001-000', ['flair', 't1', 't1ce', 't2'], 3)
+        >>> tmp.cleanup()
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -248,7 +258,11 @@ def split_cases(
         (train, val), each sorted by case id.
 
     Example:
-        >>> train, val = split_cases(find_cases("data").cases)  # doctest: +SKIP
+        >>> from tfbrats.data.records import Case
+        >>> cases = [Case(f"case{number:02d}", {}, None) for number in range(10)]
+        >>> train, val = split_cases(cases, fold=0, num_folds=5, seed=0)
+        >>> [case.case_id for case in val], len(train)
+        (['case04', 'case05'], 8)
     """
     ordered = sorted(cases, key=lambda case: case.case_id)
     if val_ids is not None:

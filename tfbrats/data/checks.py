@@ -61,8 +61,14 @@ def check_case_values(case: Case, input_channels: int = 3) -> list[str]:
             and file.
 
     Example:
-        >>> check_case_values(find_cases("data").cases[-1])  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> check_case_values(find_cases(tmp.name).cases[0])
         ['seg']
+        >>> tmp.cleanup()
     """
     images = check_case(case, input_channels)
     paths = dict(case.images, **({"seg": case.seg} if case.seg is not None else {}))
@@ -94,7 +100,13 @@ def check_cases(cases: Sequence[Case], input_channels: int = 3, workers: int | N
             order of `cases`, each naming the case, the file and what was expected.
 
     Example:
-        >>> check_cases(find_cases("data/MICCAI_BraTS2020_TrainingData").cases)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32))
+        >>> check_cases(find_cases(tmp.name).cases, workers=1)
+        >>> tmp.cleanup()
     """
     workers = workers or min(8, os.cpu_count() or 1)
 

@@ -97,7 +97,14 @@ def open_image(path: Path, described: str | None = None) -> nib.spatialimages.Sp
             cannot read the header.
 
     Example:
-        >>> image = open_image(Path("c1/c1_flair.nii.gz"))  # doctest: +SKIP
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "c1_flair.nii.gz"
+        >>> nibabel.save(nibabel.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4)), path)
+        >>> open_image(path).shape
+        (6, 5, 4)
+        >>> tmp.cleanup()
     """
     image = nib.load(path)
     check_declared_size(image, described or str(path))
@@ -157,7 +164,18 @@ def load_header(case_id: str, path: Path, what: str, volume: int | None = None) 
             few volumes).
 
     Example:
-        >>> img = load_header("c1", Path("c1/c1_flair.nii.gz"), "flair")  # doctest: +SKIP
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "c1_flair.nii.gz"
+        >>> nibabel.save(nibabel.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4)), path)
+        >>> load_header("c1", path, "flair").shape
+        (6, 5, 4)
+        >>> load_header("c1", path, "flair", volume=0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.data.io.CaseError: case c1: flair file .../c1_flair.nii.gz has shape (6, 5, 4); expected a 4-D image ...
+        >>> tmp.cleanup()
     """
     if not path.is_file():
         raise CaseError(f"case {case_id}: {what} file {path} does not exist; restore it or drop the case")
@@ -195,7 +213,15 @@ def read_voxels(
         CaseError: The data are truncated/corrupt or hold NaN or infinite values.
 
     Example:
-        >>> voxels = read_voxels("c1", path, load_header("c1", path, "flair"), "flair")  # doctest: +SKIP
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "c1_flair.nii.gz"
+        >>> nibabel.save(nibabel.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4)), path)
+        >>> voxels = read_voxels("c1", path, load_header("c1", path, "flair"), "flair")
+        >>> voxels.shape, voxels.dtype.name, float(voxels.sum())
+        ((6, 5, 4), 'float32', 120.0)
+        >>> tmp.cleanup()
     """
     try:
         with np.errstate(over="ignore"):  # scaling past float32 gives infinities, counted below
@@ -233,7 +259,15 @@ def check_case(case: Case, input_channels: int = 3, allow_missing: bool = False)
         CaseError: A required modality is missing, or shapes/affines disagree.
 
     Example:
-        >>> images = check_case(find_cases("data").cases[0])  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> images = check_case(find_cases(tmp.name).cases[0])
+        >>> sorted(images), images["flair"].shape
+        (['flair', 'seg', 't1ce', 't2'], (48, 48, 32))
+        >>> tmp.cleanup()
     """
     channels = channels_for(input_channels)
     missing = [key for key in channels if key not in case.images]

@@ -80,8 +80,13 @@ def read_dataset_json(root: Path) -> dict[str, Any]:
     """Reads ``root/dataset.json``, with an error naming the file when it is not a JSON object.
 
     Example:
-        >>> read_dataset_json(Path("Task01_BrainTumour"))["name"]  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> read_dataset_json(Path(tmp.name))["name"]
         'BRATS'
+        >>> tmp.cleanup()
     """
     path = root / DATASET_JSON
     try:
@@ -210,8 +215,13 @@ def visible_files(folder: Path, ending: str = "") -> list[Path]:
     than the case silently lacking that modality.
 
     Example:
-        >>> visible_files(Path("Task01_BrainTumour/imagesTr"), ".nii.gz")[:1]  # doctest: +SKIP
-        [PosixPath('Task01_BrainTumour/imagesTr/BRATS_001.nii.gz')]
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> [path.name for path in visible_files(Path(tmp.name) / "imagesTr", ".nii.gz")]
+        ['BRATS_001.nii.gz', 'BRATS_002.nii.gz']
+        >>> tmp.cleanup()
     """
     if not folder.is_dir():
         return []
@@ -243,9 +253,14 @@ def find_dataset_json_cases(root: Path) -> tuple[str, list[Case]]:
         FileNotFoundError: No image under ``imagesTr/`` or ``imagesTs/``.
 
     Example:
-        >>> layout, cases = find_dataset_json_cases(Path("Task01_BrainTumour"))  # doctest: +SKIP
-        >>> layout, cases[0].case_id, cases[0].volumes  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> layout, cases = find_dataset_json_cases(Path(tmp.name))
+        >>> layout, cases[0].case_id, cases[0].volumes
         ('decathlon', 'BRATS_001', {'flair': 0, 't1': 1, 't1ce': 2, 't2': 3})
+        >>> tmp.cleanup()
     """
     path = root / DATASET_JSON
     values = read_dataset_json(root)

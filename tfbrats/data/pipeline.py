@@ -30,7 +30,14 @@ def resolve_source(source: Source, input_channels: int = 3) -> list[Preprocessed
     Cases given as `Case` are all checked (headers) before any is loaded.
 
     Example:
-        >>> cases = resolve_source("cache/brats2020")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32))
+        >>> from tfbrats.data import find_cases
+        >>> [case.image.shape for case in resolve_source(find_cases(tmp.name).cases)]
+        [(25, 39, 36, 3), (24, 37, 32, 3)]
+        >>> tmp.cleanup()
     """
     if isinstance(source, (str, Path)):
         return load_cache(source)
@@ -96,8 +103,16 @@ def make_dataset(
         A dataset of ``(images float32 (B, d, h, w, C), labels int32 (B, d, h, w))``.
 
     Example:
-        >>> ds = make_dataset("cache", (24, 128, 128), 2, augment=AugmentConfig())  # doctest: +SKIP
-        >>> images, labels = next(iter(ds))  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32))
+        >>> from tfbrats.data import find_cases
+        >>> ds = make_dataset(find_cases(tmp.name).cases, (8, 32, 32), 2, seed=0)
+        >>> images, labels = next(iter(ds))
+        >>> images.dtype.name, tuple(images.shape), labels.dtype.name, tuple(labels.shape)
+        ('float32', (2, 8, 32, 32, 3), 'int32', (2, 8, 32, 32))
+        >>> tmp.cleanup()
     """
     cases = resolve_source(source, input_channels)
     patch_size = tuple(int(v) for v in patch_size)
@@ -163,7 +178,7 @@ def make_dataset(
 # thread that starts one is unwound out of TensorFlow's C++ frames. An iterator still referenced at
 # that point (a script's `it = iter(ds)`) is destroyed during module teardown, and its destructor
 # waits for those calls forever; a thread unwound mid-call may leave TensorFlow's state broken
-# (the likely cause of crashes once seen on Ctrl-C). So, at exit (atexit, while every thread can
+# (a crash on Ctrl-C). So, at exit (atexit, while every thread can
 # still run Python), each iterator over a pipeline that is still alive is pointed at an empty
 # dataset: TensorFlow then cancels and destroys the pipeline's own iterator, waiting with the GIL
 # released for the calls in flight, which finish. Nothing is left running when the interpreter
@@ -219,8 +234,20 @@ class _ExitGuard:
             How many iterators were stopped.
 
         Example:
-            >>> _EXIT_GUARD.end()  # doctest: +SKIP
-            1
+            >>> import tempfile
+            >>> from tfbrats.data import find_cases
+            >>> from tfbrats.data.synthetic import write_synthetic_dataset
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+            >>> iterator = iter(make_dataset(find_cases(tmp.name).cases, (8, 32, 32), 1))
+            >>> _ = next(iterator)
+            >>> _EXIT_GUARD.end() >= 1  # the iterator above (and any other alive), now over an empty dataset
+            True
+            >>> next(iterator)
+            Traceback (most recent call last):
+            ...
+            StopIteration
+            >>> tmp.cleanup()
         """
         iterators = self.live_iterators()
         for iterator in iterators:

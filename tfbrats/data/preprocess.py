@@ -56,9 +56,15 @@ class CaseMeta:
             and `spacing` are in that orientation, and writing undoes it.
 
     Example:
-        >>> meta = load_case(case).meta  # doctest: +SKIP
-        >>> meta.box, meta.spacing  # doctest: +SKIP
-        (((2, 150), (30, 210), (40, 200)), (1.0, 1.0, 1.0))
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> meta = load_case(find_cases(tmp.name).cases[0]).meta
+        >>> meta.original_shape, meta.box, meta.spacing
+        ((32, 48, 48), ((4, 29), (4, 43), (5, 41)), (1.0, 1.0, 1.0))
+        >>> tmp.cleanup()
     """
 
     case_id: str
@@ -110,11 +116,11 @@ class CaseMeta:
             affine=np.asarray(values["affine"], dtype=np.float64),
             header=header,
             spacing=tuple(float(v) for v in values["spacing"]),
-            # caches written before `labels` existed record only BraTS' ET value
+            # a cache JSON without `labels` records only BraTS' ET value
             labels=LabelMap(**values["labels"]) if "labels" in values else int(values["et_label"]),
             channels=tuple(values["channels"]),
-            missing=tuple(values.get("missing", ())),  # caches written before `missing` existed
-            # Caches written before reorientation existed stored the input's own voxel order.
+            missing=tuple(values.get("missing", ())),  # no `missing`: every modality was present
+            # No `orientation`: the cache holds the input's own voxel order (the identity transform).
             orientation=tuple(tuple(float(v) for v in row) for row in values.get("orientation", cls.orientation)),
         )
 
@@ -129,9 +135,15 @@ class PreprocessedCase:
         meta: The `CaseMeta` to invert the preprocessing.
 
     Example:
-        >>> case = load_case(find_cases("data").cases[0])  # doctest: +SKIP
-        >>> case.image.shape, case.label.dtype  # doctest: +SKIP
-        ((139, 171, 138, 3), dtype('uint8'))
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> case = load_case(find_cases(tmp.name).cases[0])
+        >>> case.image.shape, case.label.dtype
+        ((25, 39, 36, 3), dtype('uint8'))
+        >>> tmp.cleanup()
     """
 
     image: np.ndarray
@@ -194,7 +206,16 @@ def uncrop(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
         meta: The case's metadata (box and original shape).
 
     Example:
-        >>> full = uncrop(prediction_cropped, case.meta)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> case = load_case(find_cases(tmp.name).cases[0])
+        >>> full = uncrop(case.label, case.meta)
+        >>> full.shape, int(full.sum()) == int(case.label.sum())
+        ((32, 48, 48), True)
+        >>> tmp.cleanup()
     """
     expected = tuple(end - start for start, end in meta.box)
     if tuple(array.shape[:3]) != expected:
@@ -255,7 +276,15 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
             labels, or an all-zero image; the message names case, file and expectation.
 
     Example:
-        >>> pre = load_case(find_cases("data/MICCAI_BraTS2020_TrainingData").cases[0])  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> pre = load_case(find_cases(tmp.name).cases[0])
+        >>> pre.meta.case_id, pre.meta.channels, np.unique(pre.label).tolist()
+        ('BraTS20_Training_001', ('flair', 't1ce', 't2'), [0, 1, 2, 3])
+        >>> tmp.cleanup()
     """
     channels = channels_for(input_channels)
     images = check_case(case, input_channels, allow_missing)
@@ -322,7 +351,18 @@ def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> 
         path: The output file (``.nii.gz`` or ``.nii``).
 
     Example:
-        >>> write_labels_nifti(uncrop(pred, meta), meta, "out/BraTS20_Validation_001.nii.gz")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> case = load_case(find_cases(tmp.name).cases[0])
+        >>> path = write_labels_nifti(uncrop(case.label, case.meta), case.meta, f"{tmp.name}/out/case.nii.gz")
+        >>> import nibabel
+        >>> image = nibabel.load(path)
+        >>> image.shape, np.unique(image.get_fdata()).astype(int).tolist()  # (x, y, z), BraTS 2020's values
+        ((48, 48, 32), [0, 1, 2, 4])
+        >>> tmp.cleanup()
     """
     if tuple(labels.shape) != tuple(meta.original_shape):
         raise ValueError(

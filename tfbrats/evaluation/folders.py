@@ -66,8 +66,17 @@ def find_reference_segs(ref_dir: str | Path) -> dict[str, Reference]:
         dict case id -> `Reference`, sorted by case id.
 
     Example:
-        >>> find_reference_segs("/data/MICCAI_BraTS2020_TrainingData")  # doctest: +SKIP
-        {'BraTS20_Training_001': Reference(path=..., labels=LabelMap(necrosis=1, edema=2, enhancing=4)), ...}
+        >>> import shutil, tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> references = find_reference_segs(f"{tmp.name}/data")
+        >>> list(references), references["BraTS20_Training_001"].labels
+        (['BraTS20_Training_001', 'BraTS20_Training_002'], LabelMap(necrosis=1, edema=2, enhancing=4))
+        >>> tmp.cleanup()
     """
     cases = find_cases(ref_dir).cases
     return {case.case_id: Reference(case.seg, case.labels) for case in cases if case.has_seg}
@@ -83,8 +92,16 @@ def find_predictions(pred_dir: str | Path) -> dict[str, Path]:
         dict case id -> path.
 
     Example:
-        >>> find_predictions("predictions")  # doctest: +SKIP
-        {'BraTS20_Validation_001': PosixPath('predictions/BraTS20_Validation_001.nii.gz'), ...}
+        >>> import shutil, tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> {case_id: path.name for case_id, path in find_predictions(pred).items()}
+        {'BraTS20_Training_001': 'BraTS20_Training_001.nii.gz'}
+        >>> tmp.cleanup()
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -112,7 +129,17 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
         ValueError: The labels are not 3-D or not whole numbers.
 
     Example:
-        >>> labels, spacing, affine = read_labels(Path("case.nii.gz"))  # doctest: +SKIP
+        >>> import shutil, tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> labels, spacing, affine = read_labels(pred / "BraTS20_Training_001.nii.gz")
+        >>> labels.shape, labels.dtype.name, spacing, np.unique(labels).tolist()
+        ((48, 48, 32), 'int16', (1.0, 1.0, 1.0), [0, 1, 2, 4])
+        >>> tmp.cleanup()
     """
     image = open_image(path)
     data = np.asanyarray(image.dataobj)
@@ -160,9 +187,19 @@ def evaluate_folders(
         a `FolderEvaluation`; each result's metrics hold the chosen families' columns.
 
     Example:
-        >>> evaluation = evaluate_folders("predictions", "BraTS2020_Training")  # doctest: +SKIP
-        >>> evaluation.missing  # doctest: +SKIP
-        []
+        >>> import shutil, tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folders = write_synthetic_dataset(f"{tmp.name}/data", cases=2, shape=(48, 48, 32))
+        >>> pred = Path(tmp.name) / "pred"
+        >>> pred.mkdir()
+        >>> _ = shutil.copy(folders[0] / "BraTS20_Training_001_seg.nii.gz", pred / "BraTS20_Training_001.nii.gz")
+        >>> evaluation = evaluate_folders(pred, f"{tmp.name}/data", metrics=("legacy",))
+        >>> evaluation.missing  # no prediction: scored as an empty mask
+        ['BraTS20_Training_002']
+        >>> [(result.case_id, result.metrics["Dice_WT"]) for result in evaluation.results]
+        [('BraTS20_Training_001', 1.0), ('BraTS20_Training_002', 0.0)]
+        >>> tmp.cleanup()
     """
     metrics = available_metric_families() if metrics is None else metrics
     unknown = sorted(set(metrics) - set(METRIC_FAMILIES))

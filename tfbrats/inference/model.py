@@ -89,8 +89,13 @@ def find_model_file(path: str | Path) -> Path:
     """The `.keras` file `path` names, or the best (else final) model of a run folder.
 
     Example:
-        >>> find_model_file("runs/demo")  # doctest: +SKIP
-        PosixPath('runs/demo/best.keras')
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for name in ("final.keras", "best.keras"):
+        ...     _ = (Path(tmp.name) / name).write_bytes(b"")
+        >>> find_model_file(tmp.name).name
+        'best.keras'
+        >>> tmp.cleanup()
     """
     path = Path(path)
     if path.is_dir():

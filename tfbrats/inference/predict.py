@@ -80,8 +80,24 @@ def segment(case: PreprocessedCase, predictor: Callable[[np.ndarray], np.ndarray
             the message names the case.
 
     Example:
-        >>> predictor = make_predictor(loaded.model, loaded.target)  # doctest: +SKIP
-        >>> labels = segment(load_case(case), predictor, loaded.contract)  # doctest: +SKIP
+        With a trained model, ``segment(load_case(case), make_predictor(loaded.model, loaded.target),
+        loaded.contract)``. The predictor is any callable from windows to probabilities; here a
+        stand-in that calls every voxel of bright FLAIR necrosis:
+
+        >>> import tempfile
+        >>> from tfbrats.contract import Window
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
+        >>> def predictor(windows):  # (B, D, H, W, C) -> (B, D, H, W, 4)
+        ...     bright = windows[..., 0] > 2.0
+        ...     return np.stack([~bright, bright, 0 * bright, 0 * bright], axis=-1).astype(np.float32)
+        >>> contract = SegmentationContract(window=Window(patch_size=(8, 32, 32), steps=(8, 32, 32)))
+        >>> labels = segment(load_case(find_cases(tmp.name).cases[0]), predictor, contract)
+        >>> labels.shape, labels.dtype.name, np.unique(labels).tolist()  # the original grid, (D, H, W)
+        ((32, 48, 48), 'uint8', [0, 1])
+        >>> tmp.cleanup()
     """
     probabilities = window_probabilities(case.image, predictor, contract)
     return uncrop(finish_segmentation(probabilities, case.image, contract, case.meta.case_id), case.meta)
@@ -110,10 +126,13 @@ def prediction_record(case_id: str, channels: Sequence[str], missing: Sequence[s
     dropout: such a model never saw a zero-filled channel, so its result is unreliable.
 
     Example:
-        >>> record = prediction_record("c1", ("flair", "t1ce", "t2"), ("t2",), loaded,  # doctest: +SKIP
-        ...                            loaded.contract)
-        >>> record["warning"]  # doctest: +SKIP
-        'model runs/demo/best.keras was trained without modality dropout (its config.json records none): ...'
+        >>> from tfbrats.contract import SegmentationContract
+        >>> loaded = LoadedModel(None, Path("runs/demo/best.keras"), SegmentationContract(), {}, "ab" * 32)  # no run
+        >>> record = prediction_record("c1", ("flair", "t1ce", "t2"), ("t2",), loaded, loaded.contract)
+        >>> record["missing"], record["trained_with_modality_dropout"]
+        (['t2'], False)
+        >>> print(record["warning"])  # doctest: +ELLIPSIS
+        model runs/demo/best.keras has no config.json beside it, so nothing says it was trained with modality ...
     """
     warning = None
     if missing and not loaded.modality_dropout:
@@ -146,8 +165,15 @@ def check_brain_extent(preprocessed: PreprocessedCase) -> dict:
     """Logs a warning when a case's nonzero region looks like a whole head; returns the measurements.
 
     Example:
-        >>> check_brain_extent(load_case(case, allow_missing=True))["whole_head"]  # doctest: +SKIP
-        False
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/Task01", cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> extent = check_brain_extent(load_case(find_cases(f"{tmp.name}/Task01").cases[0], allow_missing=True))
+        >>> extent["volume_ml"], extent["whole_head"]
+        (17.5, False)
+        >>> tmp.cleanup()
     """
     meta = preprocessed.meta
     extent = brain_extent(brain_region(preprocessed.image), meta.spacing, int(np.prod(meta.original_shape)))
@@ -174,10 +200,19 @@ def check_output_folder(output_dir: str | Path, cases: Sequence[Case]) -> Path:
             endanger.
 
     Example:
-        >>> cases = find_cases("Task01_BrainTumour").cases  # doctest: +SKIP
-        >>> check_output_folder("Task01_BrainTumour/imagesTr", cases)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/Task01", cases=2, shape=(48, 48, 32), layout="decathlon")
+        >>> cases = find_cases(f"{tmp.name}/Task01").cases
+        >>> check_output_folder(f"{tmp.name}/predictions", cases).name  # outside the dataset: fine
+        'predictions'
+        >>> check_output_folder(f"{tmp.name}/Task01/imagesTr", cases)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        ValueError: output folder Task01_BrainTumour/imagesTr holds input file ...
+        ...
+        ValueError: output folder .../Task01/imagesTr holds input file .../BRATS_001.nii.gz of case BRATS_001; ...
+        >>> tmp.cleanup()
     """
     output = Path(output_dir).expanduser()
     if output.exists() and not output.is_dir():
@@ -231,8 +266,20 @@ def existing_prediction(case_id: str, target: Path, sidecar: Path) -> dict | Non
             tool's output), or `sidecar` exists and is not such a record; neither is touched.
 
     Example:
-        >>> existing_prediction("c1", Path("predictions/c1.nii.gz"), Path("predictions/c1.json"))  # doctest: +SKIP
-        {'written_by': 'tfbrats.predict', 'case_id': 'c1', ...}
+        >>> import json, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = Path(tmp.name)
+        >>> existing_prediction("c1", folder / "c1.nii.gz", folder / "c1.json") is None  # nothing there yet
+        True
+        >>> _ = (folder / "c1.nii.gz").write_bytes(b"")
+        >>> existing_prediction("c1", folder / "c1.nii.gz", folder / "c1.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileExistsError: .../c1.nii.gz exists without a sidecar c1.json saying tfbrats wrote it ...
+        >>> _ = (folder / "c1.json").write_text(json.dumps({"written_by": "tfbrats.predict", "case_id": "c1"}))
+        >>> existing_prediction("c1", folder / "c1.nii.gz", folder / "c1.json")
+        {'written_by': 'tfbrats.predict', 'case_id': 'c1'}
+        >>> tmp.cleanup()
     """
     advice = "it is left untouched: move it away or choose another output folder"
     if sidecar.is_symlink() or sidecar.exists():

@@ -128,8 +128,14 @@ class AlbuNet3D(keras.Model):
                 `.weights.h5` from tools/convert_weights.py.
             **kwargs: the constructor's arguments.
 
+        With a converted file the encoder holds its weights (``input_channels=4`` adds T1, its stem
+        kernel the mean of the RGB ones); a path that is no file says where such weights come from.
+
         Example:
-            >>> model = AlbuNet3D.from_encoder_weights("encoder.weights.h5", input_channels=4)  # doctest: +SKIP
+            >>> model = AlbuNet2D.from_encoder_weights("encoder.weights.h5", num_filters=4)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            FileNotFoundError: encoder weights file not found: encoder.weights.h5. ImageNet ResNet34 weights ...
         """
         model = cls(**kwargs)
         load_encoder_weights(model, path)
@@ -170,8 +176,8 @@ class AlbuNet3D(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict):
-        # .keras files written before weights left the constructor name their pretrained weights
-        # file in the config; its numbers are in the saved weights, so the path is not needed.
+        # A config may name an `encoder_weights` file (a constructor argument in older tfbrats):
+        # the pretrained numbers are in the saved weights, so the path is dropped, never read.
         config = {key: value for key, value in config.items() if key != "encoder_weights"}
         return cls(**config)
 

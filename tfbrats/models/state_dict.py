@@ -148,8 +148,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         Mapping of torch key (e.g. "layer1.0.conv1.weight") to numpy array.
 
     Example:
-        >>> read_state_dict("resnet34-b627a593.pth")["fc.weight"].shape  # doctest: +SKIP
+        >>> import tempfile
+        >>> from safetensors.numpy import save_file
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> save_file({"fc.weight": np.zeros((1000, 512), np.float32)}, f"{tmp.name}/resnet34.safetensors")
+        >>> read_state_dict(f"{tmp.name}/resnet34.safetensors")["fc.weight"].shape
         (1000, 512)
+        >>> tmp.cleanup()
     """
     path = Path(path)
     if not path.is_file():

@@ -173,10 +173,20 @@ def torchvision_encoder_weights(path: str | os.PathLike, model) -> dict[str, lis
         Keras weight lists by layer name, checked against `model`'s shapes.
 
     Example:
+        With timm's ``resnet34.tv_in1k`` file, ``converted["stem_conv"][0].shape`` is ``(1, 7, 7, 3, 64)``;
+        a file without every torchvision key is refused, naming the first missing one:
+
+        >>> import tempfile
+        >>> from safetensors.numpy import save_file
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = f"{tmp.name}/weights.safetensors"
+        >>> save_file({"conv1.weight": np.zeros((64, 3, 7, 7), np.float32)}, path)  # a stem alone: keys missing
         >>> from tfbrats.models import resnet34_encoder
-        >>> converted = torchvision_encoder_weights("resnet34.safetensors", resnet34_encoder())  # doctest: +SKIP
-        >>> converted["stem_conv"][0].shape  # doctest: +SKIP
-        (1, 7, 7, 3, 64)
+        >>> torchvision_encoder_weights(path, resnet34_encoder())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.models.state_dict.WeightsError: .../weights.safetensors: missing key 'bn1.weight'; ...
+        >>> tmp.cleanup()
     """
     source = Path(path)
     state = read_state_dict(source)
@@ -195,9 +205,15 @@ def load_encoder_weights(model, path: str | os.PathLike) -> None:
             `.weights.h5` from tools/convert_weights.py.
 
     Example:
-        >>> from tfbrats.models import AlbuNet3D
-        >>> model = AlbuNet3D()  # doctest: +SKIP
-        >>> load_encoder_weights(model, "resnet34.safetensors")  # doctest: +SKIP
+        With ``encoder.weights.h5`` from tools/convert_weights.py (or torchvision's ``.pth``, timm's
+        ``.safetensors``) the encoder's layers take the ImageNet numbers; a path that is no file
+        says where such weights come from:
+
+        >>> from tfbrats.models import AlbuNet2D
+        >>> load_encoder_weights(AlbuNet2D(num_filters=4), "resnet34.safetensors")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: encoder weights file not found: resnet34.safetensors. ImageNet ResNet34 weights ...
     """
     path = Path(path)
     if not path.is_file():
@@ -219,9 +235,13 @@ def save_encoder_weights(converted: dict[str, list[np.ndarray]], path: str | os.
         path: the output file; its name must end in `.weights.h5`.
 
     Example:
-        >>> from tfbrats.models import resnet34_encoder
-        >>> converted = torchvision_encoder_weights("resnet34.pth", resnet34_encoder())  # doctest: +SKIP
-        >>> save_encoder_weights(converted, "encoder.weights.h5")  # doctest: +SKIP
+        ``save_encoder_weights(torchvision_encoder_weights("resnet34.safetensors", resnet34_encoder()),
+        "encoder.weights.h5")`` is what tools/convert_weights.py runs; the name is checked first:
+
+        >>> save_encoder_weights({}, "encoder.h5")
+        Traceback (most recent call last):
+        ...
+        ValueError: encoder.h5: the output must end in .weights.h5
     """
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
@@ -244,9 +264,20 @@ def load_reference_checkpoint(model, path: str | os.PathLike) -> None:
         path: `torch.save(state_dict)` file (`.pth`, needs torch) or `.safetensors` with the same keys.
 
     Example:
-        >>> from tfbrats.models import AlbuNet3D
-        >>> model = AlbuNet3D(num_classes=4)  # doctest: +SKIP
-        >>> load_reference_checkpoint(model, "albunet3d_brats.pth")  # doctest: +SKIP
+        With the published model's ``state_dict`` (594 keys), every layer is filled; a file that is
+        not such a checkpoint is refused, naming the first missing key:
+
+        >>> import tempfile
+        >>> from safetensors.numpy import save_file
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = f"{tmp.name}/weights.safetensors"
+        >>> save_file({"conv1.weight": np.zeros((64, 3, 7, 7), np.float32)}, path)  # a stem alone: keys missing
+        >>> from tfbrats.models import AlbuNet2D
+        >>> load_reference_checkpoint(AlbuNet2D(num_filters=4), path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.models.state_dict.WeightsError: .../weights.safetensors: missing key 'conv0.0.weight'; ...
+        >>> tmp.cleanup()
     """
     source = Path(path)
     state = {key: value for key, value in read_state_dict(source).items() if not key.startswith("encoder.")}

@@ -7,9 +7,12 @@ Importing this package is cheap; its modules load what they need:
 - `tfbrats.serving.export`: `export_saved_model`, `export_onnx`, `read_metadata`;
 - `tfbrats.serving.client`: `GrpcPredictClient`, `RestPredictClient`, `segment_volume`.
 
+An export is ``export_saved_model(loaded.model, "saved_models/albunet3d", 1, loaded.contract)``
+with ``loaded = tfbrats.inference.model.load_model("runs/3d")`` (``python tools/export.py`` runs
+it). Server and client agree on the names of `signatures`:
+
 Example:
-    >>> from tfbrats.inference.predict import load_model  # doctest: +SKIP
-    >>> from tfbrats.serving.export import export_saved_model  # doctest: +SKIP
-    >>> loaded = load_model("runs/3d")  # doctest: +SKIP
-    >>> export_saved_model(loaded.model, "saved_models/albunet3d", 1, loaded.patch_size)  # doctest: +SKIP
+    >>> from tfbrats.serving import signatures
+    >>> signatures.SEGMENT, signatures.VOLUME_INPUT, signatures.LABELS_OUTPUT
+    ('segment', 'volume', 'labels')
 """

@@ -88,8 +88,15 @@ class GrpcPredictClient:
         timeout: seconds one request may take in all (gRPC's deadline).
 
     Example:
-        >>> with GrpcPredictClient("localhost:8500", "albunet3d") as client:  # doctest: +SKIP
-        ...     labels = client.predict("segment", {"volume": image}, "labels")
+        With a server, ``client.predict("segment", {"volume": image}, "labels")`` returns the labels;
+        without one the request fails at once with the server's answer:
+
+        >>> with GrpcPredictClient("127.0.0.1:1", "albunet3d") as client:  # nothing listens on port 1
+        ...     client.predict("segment", {"volume": np.zeros((8, 32, 32, 3), np.float32)}, "labels")
+        ...     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.serving.client.ServingError: gRPC Predict on 127.0.0.1:1 (model 'albunet3d', signature 'segment') ...
     """
 
     def __init__(self, server: str, model_name: str, version: int | None = None, timeout: float = 600.0):
@@ -165,8 +172,15 @@ class RestPredictClient:
             (a server that answers a byte at a time cannot hold the client past it).
 
     Example:
-        >>> client = RestPredictClient("localhost:8501", "albunet3d")  # doctest: +SKIP
-        >>> probabilities = client.predict("serving_default", {"image": windows}, "probabilities")  # doctest: +SKIP
+        With a server, ``client.predict("serving_default", {"image": windows}, "probabilities")``
+        returns the windows' probabilities; without one the request fails at once:
+
+        >>> client = RestPredictClient("127.0.0.1:1", "albunet3d")  # nothing listens on port 1
+        >>> client.predict("serving_default", {"image": np.zeros((1, 8, 32, 32, 3), np.float32)}, "probabilities")
+        ...     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.serving.client.ServingError: cannot reach http://127.0.0.1:1/v1/models/albunet3d:predict: ...
     """
 
     def __init__(self, server: str, model_name: str, version: int | None = None, timeout: float = 600.0):
@@ -364,7 +378,11 @@ def segment_volume(
         ServingError: A request failed, or its answer is not a segmentation of `image`.
 
     Example:
-        >>> labels = segment_volume(GrpcPredictClient("localhost:8500", "albunet3d"), case.image)  # doctest: +SKIP
+        >>> segment_volume(GrpcPredictClient("127.0.0.1:1", "albunet3d"), np.zeros((8, 32, 32, 3), np.float32))
+        ...     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.serving.client.ServingError: gRPC Predict on 127.0.0.1:1 (model 'albunet3d', ...: UNAVAILABLE: ...
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 4:

@@ -9,10 +9,16 @@
 - `progress`, `strategy`: console output; distribution strategies.
 
 Example:
-    >>> from tfbrats.training import Run, TrainConfig, train
-    >>> result = train(TrainConfig(model_dir="runs/demo", data_dir="demo_data"))  # doctest: +SKIP
-    >>> Run("runs/demo").config.patch_size  # doctest: +SKIP
+    ``train(TrainConfig(model_dir="runs/demo", data_dir="demo_data"))`` trains and writes the run
+    folder, which `Run` reads back:
+
+    >>> import tempfile
+    >>> from tfbrats.training import Run, TrainConfig
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> Run(tmp.name).write_config(TrainConfig(model_dir=tmp.name))
+    >>> Run(tmp.name).config.patch_size
     (24, 128, 128)
+    >>> tmp.cleanup()
 """
 
 from tfbrats.training.config import ConfigError, TrainConfig, check_config, settings

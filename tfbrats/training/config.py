@@ -135,10 +135,10 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """The config a `config.json` recorded; a setting it lacks (recorded before it existed) takes its default.
+        """The config a `config.json` recorded; a setting the record lacks takes its default.
 
-        Keys that are no setting (any more) are ignored. Older records wrote `mixed_precision` as
-        true/false (true meant bfloat16).
+        Keys that name no setting are ignored, so a record with settings this version does not
+        know still reads; `mixed_precision` recorded as true/false reads as bfloat16/none.
 
         Example:
             >>> TrainConfig.from_json({"model_dir": "x", "mixed_precision": True}).mixed_precision
@@ -344,8 +344,13 @@ def read_config(path: str | Path) -> TrainConfig:
         ConfigError: The file is missing, not JSON, or holds a bad setting.
 
     Example:
-        >>> read_config("runs/demo/config.json").patch_size  # doctest: +SKIP
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / CONFIG_NAME
+        >>> _ = path.write_text(json.dumps({"model_dir": tmp.name, "patch_size": [8, 64, 64]}))
+        >>> read_config(path).patch_size
         (8, 64, 64)
+        >>> tmp.cleanup()
     """
     path = Path(path)
     try:

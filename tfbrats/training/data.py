@@ -61,7 +61,14 @@ def load_split(config: TrainConfig) -> tuple[list[PreprocessedCase], list[Prepro
             that leaves the training or validation set empty.
 
     Example:
-        >>> train, val = load_split(TrainConfig(model_dir="runs/x", cache_dir="cache"))  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=5, shape=(48, 48, 32))
+        >>> train, val = load_split(TrainConfig(model_dir=f"{tmp.name}/run", data_dir=tmp.name))
+        >>> len(train), [case.meta.case_id for case in val]
+        (4, ['BraTS20_Training_003'])
+        >>> tmp.cleanup()
     """
     train, val, loaded = _split(config)
     cases = _load(config, train + val, loaded)
@@ -72,7 +79,14 @@ def load_validation_cases(config: TrainConfig) -> list[PreprocessedCase]:
     """The run's validation cases alone, loaded as `load_split` loads them (what tuning scores).
 
     Example:
-        >>> cases = load_validation_cases(Run("runs/demo").config)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=5, shape=(48, 48, 32))
+        >>> cases = load_validation_cases(TrainConfig(model_dir=f"{tmp.name}/run", data_dir=tmp.name))
+        >>> [case.meta.case_id for case in cases]
+        ['BraTS20_Training_003']
+        >>> tmp.cleanup()
     """
     _, val, loaded = _split(config)
     return _load(config, val, loaded)
@@ -84,7 +98,17 @@ def check_patch_fits(config: TrainConfig, cases: list[PreprocessedCase]) -> None
     Beyond that size a patch is padding in every case: slower and no more informative.
 
     Example:
-        >>> check_patch_fits(TrainConfig(model_dir="x", patch_size=(1, 512, 512)), cases)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(tmp.name, cases=5, shape=(48, 48, 32))
+        >>> train, _ = load_split(TrainConfig(model_dir=f"{tmp.name}/run", data_dir=tmp.name))
+        >>> check_patch_fits(TrainConfig(model_dir="x", patch_size=(8, 64, 64)), train)
+        >>> check_patch_fits(TrainConfig(model_dir="x", patch_size=(1, 512, 512)), train)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfbrats.training.config.ConfigError: patch_size (1, 512, 512) ... at most (25, 64, 64); choose a smaller patch
+        >>> tmp.cleanup()
     """
     channels = {case.image.shape[-1] for case in cases}
     if channels != {config.input_channels}:

@@ -61,7 +61,9 @@ class BarProgress:
         steps: Steps per epoch.
 
     Example:
-        >>> progress = BarProgress(100)  # doctest: +SKIP
+        >>> progress = BarProgress(100)  # then start_epoch(1, 50), update(step, values), end_epoch(...)
+        >>> progress.steps
+        100
     """
 
     def __init__(self, steps: int):

@@ -67,11 +67,15 @@ class Run:
         path: The run folder (``--model_dir``).
 
     Example:
-        >>> run = Run("runs/demo")
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> run = Run(tmp.name)
         >>> run.best_path.name
         'best.keras'
-        >>> run.config.patch_size  # doctest: +SKIP
+        >>> run.write_config(TrainConfig(model_dir=tmp.name, patch_size=(8, 64, 64)))
+        >>> run.config.patch_size
         (8, 64, 64)
+        >>> tmp.cleanup()
     """
 
     def __init__(self, path: str | Path):
@@ -181,8 +185,13 @@ class Run:
         both are removed. Complete checkpoints are untouched.
 
         Example:
-            >>> Run("runs/demo").remove_failed_checkpoints()  # doctest: +SKIP
-            [PosixPath('runs/demo/checkpoints/ckpt-3_temp')]
+            >>> import tempfile
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = Run(tmp.name)
+            >>> (run.checkpoint_dir / "ckpt-3_temp").mkdir(parents=True)  # a save killed midway
+            >>> [path.name for path in run.remove_failed_checkpoints()]
+            ['ckpt-3_temp']
+            >>> tmp.cleanup()
         """
         if not self.checkpoint_dir.is_dir():
             return []
@@ -215,8 +224,16 @@ class Run:
         kill during an epoch's commit leaves, and the next start completes it.
 
         Example:
-            >>> Run("runs/demo").problems()  # doctest: +SKIP
+            >>> import tempfile
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = Run(tmp.name)
+            >>> run.write_config(TrainConfig(model_dir=tmp.name))
+            >>> run.problems()
             []
+            >>> run.write_history([{"epoch": 1, "step": 100}])  # an epoch no checkpoint holds
+            >>> [problem.replace(tmp.name, "runs/x") for problem in run.problems()]
+            ['runs/x/history.csv has 1 epochs but the latest checkpoint is of epoch 0']
+            >>> tmp.cleanup()
         """
         problems = []
         try:

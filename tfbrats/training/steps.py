@@ -65,8 +65,17 @@ def make_step_functions(
         several evaluation batches is `loss.loss_from_sums` of their added sums).
 
     Example:
-        >>> train_step, eval_step = make_step_functions(model, optimizer, loss, strategy)  # doctest: +SKIP
-        >>> batch_loss, counts = train_step(next(iterator))  # doctest: +SKIP
+        >>> from tfbrats.losses import MultipleDiceLoss
+        >>> strategy = tf.distribute.get_strategy()
+        >>> with strategy.scope():  # a one-layer stand-in for an AlbuNet: logits of 4 classes
+        ...     model = keras.Sequential([keras.Input((2, 8, 8, 3)), keras.layers.Conv3D(4, 1)])
+        ...     optimizer = keras.optimizers.Adam(1e-3)
+        >>> train_step, eval_step = make_step_functions(model, optimizer, MultipleDiceLoss(), strategy)
+        >>> batch = (tf.ones((2, 2, 8, 8, 3)), tf.zeros((2, 2, 8, 8), tf.int32))
+        >>> batches = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch)))
+        >>> batch_loss, counts = train_step(next(batches))
+        >>> 0.0 <= float(batch_loss) <= 1.0, tuple(counts.shape), int(optimizer.iterations)
+        (True, (3, 3), 1)
     """
     variables = model.trainable_variables
     target = target or get_target("classes")

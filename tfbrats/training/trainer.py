@@ -99,10 +99,16 @@ class Trainer:
         echo: Where the chief's messages go.
 
     Example:
+        A variant that trains on the Dice loss alone whatever the config says; ``.fit()`` then
+        trains it and returns the `TrainResult`:
+
+        >>> from tfbrats.losses import loss_for
         >>> class DiceOnly(Trainer):
         ...     def build_loss(self):
-        ...         return target_of(self.config).make_loss(cross_entropy_weight=0.0)
-        >>> result = DiceOnly(TrainConfig(model_dir="runs/x", data_dir="demo_data")).fit()  # doctest: +SKIP
+        ...         return loss_for(target_of(self.config), cross_entropy_weight=0.0)
+        >>> trainer = DiceOnly(TrainConfig(model_dir="runs/x", cross_entropy_weight=1.0))
+        >>> type(trainer.build_loss()).__name__, trainer.build_loss().cross_entropy_weight
+        ('MultipleDiceLoss', 0.0)
     """
 
     def __init__(self, config: TrainConfig, *, volume_scorer: VolumeScorer | None = None, overwrite: bool = False,
@@ -427,10 +433,16 @@ def train(config: TrainConfig, *, overwrite: bool = False, flags_text: str | Non
         The `TrainResult`.
 
     Example:
-        >>> config = TrainConfig(model_dir="runs/demo", data_dir="demo_data", patch_size=(8, 64, 64),
-        ...                      batch_size=2, epochs=20, steps_per_epoch=25)
-        >>> result = train(config)  # doctest: +SKIP
-        >>> result.history[-1]["val_dice_WT"]  # doctest: +SKIP
-        0.93
+        ``train(TrainConfig(model_dir="runs/demo", data_dir="demo_data", patch_size=(8, 64, 64),
+        batch_size=2, epochs=20, steps_per_epoch=25))`` trains; ``result.history[-1]`` is the last
+        epoch's row of history.csv. A bad configuration fails before anything is read or built,
+        with every problem listed:
+
+        >>> train(TrainConfig(model_dir="runs/x", data_dir="no/such/folder", patch_size=(8, 60, 64)))
+        Traceback (most recent call last):
+        ...
+        tfbrats.training.config.ConfigError: bad training configuration:
+          - patch_size (8, 60, 64): H and W must be multiples of 32 (the encoder halves them 5 times); e.g. (8, 64, 64)
+          - data_dir no/such/folder does not exist; check the path
     """
     return Trainer(config, volume_scorer=volume_scorer, overwrite=overwrite, flags_text=flags_text, echo=echo).fit()
