@@ -232,12 +232,25 @@ def save_with_contract(model, contract: SegmentationContract, path: str | Path) 
     return Path(path)
 
 
-def make_predictor(model, target) -> Callable[[np.ndarray], np.ndarray]:
-    """A batch predictor returning probabilities (the target's activation), compiled once per window shape.
+def probability_function(model, target) -> Callable[[Any], Any]:
+    """The model in inference mode followed by the target's activation: batch -> float32 probabilities.
+
+    A model whose `head` is "softmax" already outputs class probabilities, so a classes target
+    skips its activation there; every other model's logits go through `target.probabilities`.
+    What `make_predictor` compiles and every export (`tfbrats.serving.export`) traces.
 
     Args:
         model: The Keras model (logits, or class probabilities when its `head` is "softmax").
         target: The `tfbrats.labels.Target` its outputs are.
+
+    Example:
+        >>> import keras
+        >>> from tfbrats.labels import get_target
+        >>> from tfbrats.models import AlbuNet3D
+        >>> model = AlbuNet3D(num_classes=4, num_filters=2, head="softmax")
+        >>> p = probability_function(model, get_target("classes"))(np.zeros((1, 1, 32, 32, 3), np.float32))
+        >>> keras.ops.convert_to_numpy(keras.ops.sum(p, axis=-1)).round(4).min()
+        np.float32(1.0)
     """
     import keras
 
@@ -247,6 +260,19 @@ def make_predictor(model, target) -> Callable[[np.ndarray], np.ndarray]:
         out = model(x, training=False)
         return keras.ops.cast(out, "float32") if softmax_head else target.probabilities(out)
 
+    return probabilities
+
+
+def make_predictor(model, target) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch predictor returning probabilities (`probability_function`), compiled once per window shape.
+
+    Args:
+        model: The Keras model (logits, or class probabilities when its `head` is "softmax").
+        target: The `tfbrats.labels.Target` its outputs are.
+    """
+    import keras
+
+    probabilities = probability_function(model, target)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
