@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tfbrats.conventions import DEFAULT_CHANNELS
 from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 from tfbrats.precision import PRECISIONS
 
@@ -32,7 +33,6 @@ CONTRACT_VERSION_DUST = 2
 # version 3, so a tfbrats that knows only four classes refuses it; contracts without one keep 1 or 2.
 CONTRACT_VERSION_LABEL_SET = 3
 CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_LABEL_SET)
-DEFAULT_CHANNELS = ("flair", "t1ce", "t2")
 # The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)

@@ -345,10 +345,3 @@ def test_label_values_in_the_contract_decide_the_written_values(cases, tmp_path)
     as2023 = np.asarray(nib.load(tmp_path / "as2023" / f"{cases[0].case_id}.nii.gz").dataobj)
     assert set(np.unique(own)) == {0, 4} and set(np.unique(as2023)) == {0, 3}
     np.testing.assert_array_equal(own == 4, as2023 == 3)
-
-
-def test_the_contract_s_default_channels_are_the_data_pipeline_s():
-    from tfbrats.contract import DEFAULT_CHANNELS
-    from tfbrats.data import channels_for
-
-    assert DEFAULT_CHANNELS == channels_for(3)

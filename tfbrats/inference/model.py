@@ -128,7 +128,7 @@ def contract_from_run_config(model, run_config: dict, where: str) -> Segmentatio
     A model with 3 outputs and no record of its target cannot be read safely (3 classes or the
     WT, TC, ET regions?): that is a `ContractError`.
     """
-    from tfbrats.data import channels_for
+    from tfbrats.conventions import channels_for
 
     outputs = int(model.output_shape[-1])
     name = run_config.get("target")
