@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tfbrats.conventions import DEFAULT_CHANNELS
+from tfbrats.files import atomic_path
 from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 from tfbrats.precision import PRECISIONS
 
@@ -299,6 +301,29 @@ class SegmentationContract:
             chosen_by=values.get("chosen_by", "defaults"),
             inference_mode=values.get("inference_mode"),
         )
+
+
+def save_model(model: Any, path: str | Path, contract: SegmentationContract | None = None) -> Path:
+    """Writes a Keras model to a `.keras` file atomically, with `contract` as its ``segmentation`` config.
+
+    The one writer of tfbrats' model files: a training run's best and final models
+    (`tfbrats.training.run.Run.save_model`; the model carries the contract it was built with) and
+    a model given another contract (`tfbrats.inference.model.save_with_contract`, e.g. the tuned
+    post-processing). The file appears complete or not at all.
+
+    Args:
+        model: A tfbrats model (its ``segmentation`` attribute is what `get_config` records).
+        path: The `.keras` file.
+        contract: The contract to record; None keeps the one the model carries.
+
+    Returns:
+        The path written.
+    """
+    if contract is not None:
+        model.segmentation = contract.to_json()
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+    return Path(path)
 
 
 def brain_region(image: np.ndarray) -> np.ndarray:

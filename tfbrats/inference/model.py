@@ -25,12 +25,10 @@ from tfbrats.contract import (
     ContractError,
     SegmentationContract,
     Window,
+    save_model,
 )
 from tfbrats.labels import get_target
 from tfbrats.precision import PRECISIONS, compute_precision
-
-MODEL_FILES = ("best.keras", "final.keras")
-RUN_CONFIG = "config.json"
 
 
 @dataclasses.dataclass
@@ -86,7 +84,7 @@ def weights_fingerprint(model) -> str:
 
 
 def find_model_file(path: str | Path) -> Path:
-    """The `.keras` file `path` names, or the best (else final) model of a run folder.
+    """The `.keras` file `path` names, or the best (else final) model of a run folder (`Run.model_path`).
 
     Example:
         >>> find_model_file("runs/demo")  # doctest: +SKIP
@@ -94,10 +92,9 @@ def find_model_file(path: str | Path) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        for name in MODEL_FILES:
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"{path}: no {' or '.join(MODEL_FILES)} in this folder; is it a training run?")
+        from tfbrats.training.run import Run  # the run folder's layout; training is imported only here
+
+        return Run(path).model_path()
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}; give a .keras file or a training run folder")
     return path
@@ -194,8 +191,10 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
 
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    from tfbrats.training.run import Run
+
     model_path = find_model_file(path)
-    config_path = model_path.parent / RUN_CONFIG
+    config_path = Run(model_path.parent).config_path
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     model = _read_keras_model(model_path)
     recorded = getattr(model, "segmentation", None)
@@ -219,17 +218,12 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
 
 
 def save_with_contract(model, contract: SegmentationContract, path: str | Path) -> Path:
-    """Saves `model` as a `.keras` file carrying `contract`, atomically.
+    """Saves `model` as a `.keras` file carrying `contract`, atomically (`tfbrats.contract.save_model`).
 
     Example:
         >>> save_with_contract(loaded.model, tuned_contract, "runs/demo/best.keras")  # doctest: +SKIP
     """
-    from tfbrats.files import atomic_path
-
-    model.segmentation = contract.to_json()
-    with atomic_path(path) as temporary:
-        model.save(temporary)
-    return Path(path)
+    return save_model(model, path, contract)
 
 
 def probability_function(model, target) -> Callable[[Any], Any]:
