@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tfbrats.conventions import DEFAULT_CHANNELS
+from tfbrats.files import atomic_path
 from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 from tfbrats.precision import PRECISIONS
 
@@ -32,7 +35,6 @@ CONTRACT_VERSION_DUST = 2
 # version 3, so a tfbrats that knows only four classes refuses it; contracts without one keep 1 or 2.
 CONTRACT_VERSION_LABEL_SET = 3
 CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_LABEL_SET)
-DEFAULT_CHANNELS = ("flair", "t1ce", "t2")
 # The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)
@@ -202,6 +204,24 @@ class PostProcessing:
         integers = [int(v) for v in whole]
         return cls(bool(integers[0]), *integers[1:])
 
+    def split(self) -> tuple[PostProcessing, PostProcessing]:
+        """The steps Keras ops can run (`postprocess_without_components`) and the steps left after them.
+
+        The first runs the brain mask and, unless a step needs connected components (removing
+        small tumor components, relabelling ET dust: no Keras or TensorFlow op finds components),
+        the ET threshold; whatever follows the first step it cannot do is left to
+        `tfbrats.contract.postprocess` (an exported `segment` signature returns it as
+        `to_integers`; its client reads it with `from_integers`).
+
+        Example:
+            >>> graph, client = PostProcessing(min_component_voxels=10, min_et_voxels=200).split()
+            >>> graph.describe(), client.describe()
+            ('brain mask', 'tumor components below 10 voxels removed; ET below 200 voxels -> necrosis')
+        """
+        if self.min_component_voxels or self.min_et_component_voxels:
+            return PostProcessing(brain_mask=self.brain_mask), dataclasses.replace(self, brain_mask=False)
+        return self, PostProcessing(brain_mask=False)
+
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationContract:
@@ -283,6 +303,29 @@ class SegmentationContract:
         )
 
 
+def save_model(model: Any, path: str | Path, contract: SegmentationContract | None = None) -> Path:
+    """Writes a Keras model to a `.keras` file atomically, with `contract` as its ``segmentation`` config.
+
+    The one writer of tfbrats' model files: a training run's best and final models
+    (`tfbrats.training.run.Run.save_model`; the model carries the contract it was built with) and
+    a model given another contract (`tfbrats.inference.model.save_with_contract`, e.g. the tuned
+    post-processing). The file appears complete or not at all.
+
+    Args:
+        model: A tfbrats model (its ``segmentation`` attribute is what `get_config` records).
+        path: The `.keras` file.
+        contract: The contract to record; None keeps the one the model carries.
+
+    Returns:
+        The path written.
+    """
+    if contract is not None:
+        model.segmentation = contract.to_json()
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+    return Path(path)
+
+
 def brain_region(image: np.ndarray) -> np.ndarray:
     """Voxels that are non-zero in at least one channel of a (..., C) image (the brain after preprocessing).
 
@@ -291,6 +334,28 @@ def brain_region(image: np.ndarray) -> np.ndarray:
         [[False, True]]
     """
     return np.any(np.asarray(image) != 0, axis=-1)
+
+
+def _ops():
+    from keras import ops  # imported on first use: the contract's numpy readers need no Keras
+
+    return ops
+
+
+def mask_outside_brain(labels, image):
+    """Labels set to background where every channel of `image` (..., C) is zero (Keras ops, also in graphs).
+
+    The brain-mask step of `postprocess` and of an exported `segment` signature; `labels` keep their dtype.
+
+    Example:
+        >>> import keras
+        >>> image = np.array([[[0.0, 0.0], [0.0, 1.0]]])
+        >>> keras.ops.convert_to_numpy(mask_outside_brain(np.array([[2, 3]], np.uint8), image)).tolist()
+        [[0, 3]]
+    """
+    ops = _ops()
+    inside = ops.any(ops.not_equal(image, 0), axis=-1)
+    return ops.where(inside, labels, ops.zeros_like(labels))
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -314,20 +379,50 @@ def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     return np.where(small[components], np.uint8(0), labels).astype(labels.dtype)
 
 
-def relabel_small_enhancing(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Relabels all enhancing tumor (3) as necrosis (1) when a case has fewer than `min_voxels` of it.
+def relabel_small_enhancing(labels, min_voxels: int):
+    """Relabels all enhancing tumor (3) as necrosis (1) when a case has fewer than `min_voxels` of it (Keras ops).
 
     BraTS scores an ET prediction on a case without ET as Dice 0 and HD95 373.13, so a few stray
-    ET voxels cost far more than missing a tiny enhancing region.
+    ET voxels cost far more than missing a tiny enhancing region. The whole-case ET threshold of
+    `postprocess` and of an exported `segment` signature; `labels` keep their dtype.
 
     Example:
-        >>> relabel_small_enhancing(np.array([0, 3, 3, 2], np.uint8), 3).tolist()
+        >>> import keras
+        >>> keras.ops.convert_to_numpy(relabel_small_enhancing(np.array([0, 3, 3, 2], np.uint8), 3)).tolist()
         [0, 1, 1, 2]
     """
-    count = int(np.count_nonzero(labels == ET_CLASS))
-    if 0 < count < min_voxels:
-        labels = np.where(labels == ET_CLASS, np.uint8(NECROSIS_CLASS), labels).astype(labels.dtype)
-    return labels
+    if not min_voxels:
+        return labels
+    ops = _ops()
+    enhancing = ops.equal(labels, ET_CLASS)
+    count = ops.sum(ops.cast(enhancing, "int32"))
+    relabel = ops.logical_and(ops.logical_and(count > 0, count < min_voxels), enhancing)
+    return ops.where(relabel, ops.full_like(labels, NECROSIS_CLASS), labels)
+
+
+def postprocess_without_components(labels, image, steps: PostProcessing):
+    """The steps of `postprocess` that need no connected components, in Keras ops (also in graphs).
+
+    The brain mask and the whole-case ET threshold, on labels of any integer dtype (kept);
+    `PostProcessing.split` gives the steps this can run.
+
+    Raises:
+        ContractError: `steps` remove small components or relabel ET dust (no Keras op finds
+            connected components; `tfbrats.contract.postprocess` runs them in numpy).
+
+    Example:
+        >>> import keras
+        >>> labels = np.array([[[3, 3, 1]]], np.int32); image = np.array([[[[1.0], [1.0], [0.0]]]])
+        >>> out = postprocess_without_components(labels, image, PostProcessing(min_et_voxels=5))
+        >>> keras.ops.convert_to_numpy(out).tolist()
+        [[[1, 1, 0]]]
+    """
+    if steps.min_component_voxels or steps.min_et_component_voxels:
+        raise ContractError(f"steps on connected components have no Keras op ({steps.describe()}); "
+                            "PostProcessing.split leaves them to tfbrats.contract.postprocess")
+    if steps.brain_mask:
+        labels = mask_outside_brain(labels, image)
+    return relabel_small_enhancing(labels, steps.min_et_voxels)
 
 
 def _case(case_id: str | None) -> str:
@@ -485,10 +580,17 @@ def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcess
         if labels.shape != np.shape(image)[:-1]:
             raise OutputError(f"{_case(case_id)}labels of shape {labels.shape} for an image of shape "
                               f"{np.shape(image)}; expected the image's grid {np.shape(image)[:-1]}")
-        labels = np.where(brain_region(image), labels, np.uint8(0)).astype(np.uint8)
+        labels = _numpy(mask_outside_brain(labels, image))
     labels = remove_small_components(labels, steps.min_component_voxels)
     labels = relabel_enhancing_dust(labels, steps.min_et_component_voxels)
-    return relabel_small_enhancing(labels, steps.min_et_voxels)
+    return _numpy(relabel_small_enhancing(labels, steps.min_et_voxels))
+
+
+def _numpy(labels) -> np.ndarray:
+    """Labels from a Keras op as a uint8 numpy array (numpy input passes through)."""
+    if isinstance(labels, np.ndarray):
+        return labels.astype(np.uint8, copy=False)
+    return np.asarray(_ops().convert_to_numpy(labels), dtype=np.uint8)
 
 
 def finish_segmentation(probabilities: np.ndarray, image: np.ndarray | None,

@@ -35,6 +35,7 @@ from pathlib import Path
 from absl import app, flags
 
 from tfbrats.files import write_text
+from tfbrats.labels import REGIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,6 @@ _FLAGFILE = flags.DEFINE_string("flagfile_train", str(REPO / "configs" / "demo.f
 _TRAIN_ARGS = flags.DEFINE_multi_string("train_arg", [], "An extra training flag, e.g. epochs=1 (repeatable).")
 _SEEDS = flags.DEFINE_list("seeds", [], "Training seeds: one run each, and the held-out Dice as min / median / max "
                            "(empty: one run with the flagfile's seed).")
-REGIONS = ("WT", "TC", "ET")
 # Columns of the seed table beyond the regions: ET Dice on the held-out cases without enhancing
 # tumor, and the stray ET voxels predicted on them (summed over those cases).
 ET_FREE = ("ET without ET", "stray ET voxels")
@@ -165,7 +165,7 @@ def seed_range_table(means: dict[str, dict[str, float]]) -> str:
     """
     import numpy as np
 
-    columns = REGIONS + ET_FREE + (CAVITY if CAVITY[0] in next(iter(means.values())) else ())
+    columns = tuple(REGIONS) + ET_FREE + (CAVITY if CAVITY[0] in next(iter(means.values())) else ())
 
     def cell(column: str, value: float) -> str:
         return f"{value:.0f}" if column in (ET_FREE[1], CAVITY[1]) else f"{value:.4f}"

@@ -5,7 +5,7 @@ import pytest
 from medpy.metric import binary
 from scipy import ndimage
 
-from tfbrats.evaluation import HD95_EMPTY, case_metrics, dice, hd95, region_masks
+from tfbrats.evaluation import HD95_EMPTY, case_metrics, dice, hd95
 
 SPACING = (2.5, 0.75, 1.2)
 
@@ -69,14 +69,20 @@ def test_empty_region_conventions(pred_has_et, ref_has_et, expected_dice, expect
     assert metrics["Dice_WT"] == 1.0 and metrics["HD95_WT"] == 0.0
 
 
-def test_regions_follow_the_et_label():
-    labels = np.array([0, 1, 2, 4])
-    masks = region_masks(labels, et_label=4)
-    assert masks["WT"].tolist() == [False, True, True, True]
-    assert masks["TC"].tolist() == [False, True, False, True]
-    assert masks["ET"].tolist() == [False, False, False, True]
-    with pytest.raises(ValueError, match=r"labels \[4\]"):
-        region_masks(labels, et_label=3)
+def test_case_metrics_score_the_regions_of_internal_labels_and_refuse_a_dataset_s_et_value():
+    ref = np.zeros((4, 6, 6), np.uint8)
+    ref[1:3, 1:5, 1:5] = 2
+    ref[1:3, 2:4, 2:4] = 1
+    ref[2, 2, 2] = 3
+    pred = ref.copy()
+    pred[1, 1, 1:5] = 0  # 4 edema voxels missed: WT only
+    metrics = case_metrics(pred, ref)
+    assert list(metrics)[:3] == ["Dice_ET", "Dice_WT", "Dice_TC"]  # BraTS' report order
+    assert metrics["Dice_ET"] == metrics["Dice_TC"] == 1.0
+    assert metrics["Dice_WT"] == 2 * 28 / (28 + 32)  # |WT| 32 in the reference, 28 predicted
+    stored_as_2020 = np.where(ref == 3, 4, ref)
+    with pytest.raises(ValueError, match=r"labels \[4\] are not internal labels \[0, 1, 2, 3\]"):
+        case_metrics(stored_as_2020, stored_as_2020)
 
 
 def test_case_metrics_rejects_mismatched_shapes():

@@ -206,6 +206,42 @@ def test_postprocess_relabels_dust_before_the_whole_case_threshold_counts_what_i
     assert (kept == 3).sum() == 16 and kept[1, 9, 9] == 1
 
 
+@pytest.mark.parametrize("steps", [PostProcessing(), PostProcessing(min_et_voxels=40),
+                                   PostProcessing(brain_mask=False, min_et_voxels=400)])
+def test_the_graph_steps_in_a_tf_function_give_the_numpy_path_s_labels(steps):
+    import tensorflow as tf
+
+    from tfbrats.contract import postprocess_without_components
+
+    rng = np.random.default_rng(3)
+    labels = rng.choice(np.arange(4, dtype=np.uint8), size=(4, 16, 16), p=[0.5, 0.2, 0.15, 0.15])
+    image = rng.normal(size=(4, 16, 16, 2)).astype(np.float32)
+    image[:, :3] = 0  # outside the brain
+    expected = labels.copy()
+    if steps.brain_mask:
+        expected[~(image != 0).any(axis=-1)] = 0
+    if 0 < (expected == 3).sum() < steps.min_et_voxels:
+        expected[expected == 3] = 1
+    graph = tf.function(lambda lab, img: postprocess_without_components(lab, img, steps))
+    in_graph = graph(tf.constant(labels.astype(np.int32)), tf.constant(image)).numpy()
+    assert in_graph.dtype == np.int32
+    np.testing.assert_array_equal(in_graph, expected)
+    np.testing.assert_array_equal(postprocess(labels, image, steps), expected)
+    assert (expected == 3).any() == (steps.min_et_voxels < 400)  # the threshold is met in one case only
+
+
+def test_steps_on_components_are_refused_by_the_keras_ops_path_and_split_off():
+    from tfbrats.contract import postprocess_without_components
+
+    steps = PostProcessing(min_component_voxels=10, min_et_voxels=200)
+    with pytest.raises(ContractError, match="connected components"):
+        postprocess_without_components(np.zeros((1, 1, 1), np.int32), np.ones((1, 1, 1, 1)), steps)
+    graph, client = steps.split()
+    assert graph == PostProcessing() and client == PostProcessing(False, 10, 200)
+    assert PostProcessing(min_et_voxels=5).split() == (PostProcessing(min_et_voxels=5), PostProcessing(False))
+    assert PostProcessing.from_integers(client.to_integers()) == client
+
+
 def test_a_contract_with_the_dust_step_is_version_2_and_reads_back():
     plain = SegmentationContract(postprocessing=PostProcessing(min_et_voxels=200))
     dusted = SegmentationContract(postprocessing=PostProcessing(min_et_component_voxels=50))
@@ -309,10 +345,3 @@ def test_label_values_in_the_contract_decide_the_written_values(cases, tmp_path)
     as2023 = np.asarray(nib.load(tmp_path / "as2023" / f"{cases[0].case_id}.nii.gz").dataobj)
     assert set(np.unique(own)) == {0, 4} and set(np.unique(as2023)) == {0, 3}
     np.testing.assert_array_equal(own == 4, as2023 == 3)
-
-
-def test_the_contract_s_default_channels_are_the_data_pipeline_s():
-    from tfbrats.contract import DEFAULT_CHANNELS
-    from tfbrats.data import channels_for
-
-    assert DEFAULT_CHANNELS == channels_for(3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-BRATS_ORIENTATION = "LPS"
+from tfbrats.conventions import STORAGE_ORIENTATION
 
 
 def orientation_code(image: sitk.Image) -> str:
@@ -60,4 +60,4 @@ def to_brats_orientation(image: sitk.Image) -> sitk.Image:
         >>> to_brats_orientation(flipped).GetDirection()
         (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     """
-    return sitk.DICOMOrient(image, BRATS_ORIENTATION)
+    return sitk.DICOMOrient(image, STORAGE_ORIENTATION)

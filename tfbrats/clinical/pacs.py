@@ -19,6 +19,8 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from tfbrats.conventions import REQUIRED_MODALITIES
+
 try:
     from pynetdicom import AE, build_role, evt
     from pynetdicom.sop_class import (
@@ -41,7 +43,6 @@ SERIES_RULES: dict[str, str] = {
     "t2": r"\bt2(?![\s_-]?\*|[\s_-]?star)(w|\b|_)",
     "t1": r"\bt1(w|\b|_)|mprage|spgr",
 }
-REQUIRED = ("t1ce", "t2", "flair")
 # Image storage classes a retrieved series may use (single-frame MR is what the reader assembles).
 RETRIEVED_CLASSES = (MRImageStorage, EnhancedMRImageStorage)
 
@@ -212,7 +213,7 @@ def pick_series(series: Sequence[SeriesInfo], overrides: Mapping[str, str | None
         elif len(matches) > 1:
             problems.append(f"{modality}: {len(matches)} series match {rule} "
                             f"({', '.join(repr(s.description) for s in matches)})")
-        elif modality in REQUIRED or modality in overrides:
+        elif modality in REQUIRED_MODALITIES or modality in overrides:
             problems.append(f"{modality}: no series matches {rule}")
     if problems:
         raise ValueError("cannot choose the study's series: " + "; ".join(problems) + ". Choose with "

@@ -22,10 +22,9 @@ from tfbrats.clinical.register import (
     register_rigid,
     resample_to_grid,
 )
+from tfbrats.conventions import MODALITIES, REQUIRED_MODALITIES
 from tfbrats.files import atomic_folder, output_file, write_json
 
-MODALITIES = ("t1", "t1ce", "t2", "flair")
-REQUIRED = ("t1ce", "t2", "flair")
 # Reference preference when several scans share the finest voxel size.
 _REFERENCE_ORDER = ("t1ce", "t1", "t2", "flair")
 
@@ -162,10 +161,10 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         >>> tmp.cleanup()
     """
     unknown = sorted(set(scans) - set(MODALITIES))
-    missing = [m for m in REQUIRED if scans.get(m) is None]
+    missing = [m for m in REQUIRED_MODALITIES if scans.get(m) is None]
     if unknown or missing:
         raise ValueError(f"scans has unknown modalities {unknown} and lacks {missing}; "
-                         f"give {list(REQUIRED)} and optionally t1.")
+                         f"give {list(REQUIRED_MODALITIES)} and optionally t1.")
     case_dir = output_file(out_dir, case_id, what="case_id")
     present = {m: Path(p) for m, p in scans.items() if p is not None}
     if reference is not None and reference not in present:

@@ -25,7 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from tfbrats.clinical.native import grid_from_record, labels_to_grid, region_volumes_ml
-from tfbrats.clinical.pipeline import MODALITIES, prepare_case
+from tfbrats.clinical.pipeline import prepare_case
+from tfbrats.conventions import MODALITIES
 from tfbrats.data import BRATS2020_LABELS, BRATS2024_LABELS, Case, LabelMap, load_case, write_labels_nifti
 from tfbrats.files import atomic_folder, atomic_path, output_file, write_json
 from tfbrats.inference.model import LoadedModel, make_predictor

@@ -26,11 +26,12 @@ Example:
 
 from typing import Any
 
+from tfbrats.conventions import channels_for
 from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
 from tfbrats.data.cases import DatasetIndex, find_cases, split_cases
 from tfbrats.data.checks import check_case_values, check_cases
-from tfbrats.data.io import CaseError, channels_for, check_case, dhw_to_xyz, xyz_to_dhw
+from tfbrats.data.io import CaseError, check_case, dhw_to_xyz, xyz_to_dhw
 from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
 from tfbrats.data.preprocess import (
     CaseMeta,

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tfbrats.data.io import CaseError, channels_for, check_case
+from tfbrats.conventions import channels_for
+from tfbrats.data.io import CaseError, check_case
 from tfbrats.data.preprocess import CaseMeta, PreprocessedCase, load_case
 from tfbrats.data.records import Case
 from tfbrats.files import atomic_path, output_file, write_json

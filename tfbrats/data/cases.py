@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tfbrats.conventions import MODALITIES
 from tfbrats.data.layouts import DATASET_JSON, find_dataset_json_cases, visible_files
 from tfbrats.data.records import BRATS2023_LABELS, BRATS2024_LABELS, Case, LabelMap
 
-MODALITIES = ("t1", "t1ce", "t2", "flair")
 MANIFEST_NAME = "manifest.csv"
 _SUFFIXES = (".nii.gz", ".nii")
 # BraTS 2023+ file suffixes -> tfbrats modality keys.

@@ -20,6 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from tfbrats.conventions import channels_for
 from tfbrats.data.records import Case, LabelMap, label_map
 from tfbrats.limits import MAX_VOXELS_VARIABLE, max_voxels
 
@@ -109,23 +110,6 @@ def open_image(path: Path, described: str | None = None) -> nib.spatialimages.Sp
     image = nib.load(path)
     check_declared_size(image, described or str(path))
     return image
-
-
-def channels_for(input_channels: int) -> tuple[str, ...]:
-    """The modality keys, in channel order, for 3 or 4 input channels.
-
-    Args:
-        input_channels: 3 (the paper's FLAIR, T1c, T2) or 4 (T1 appended).
-
-    Example:
-        >>> channels_for(4)
-        ('flair', 't1ce', 't2', 't1')
-    """
-    if input_channels == 3:
-        return ("flair", "t1ce", "t2")
-    if input_channels == 4:
-        return ("flair", "t1ce", "t2", "t1")
-    raise ValueError(f"input_channels must be 3 (FLAIR, T1c, T2) or 4 (plus T1); got {input_channels}")
 
 
 def xyz_to_dhw(array: np.ndarray) -> np.ndarray:

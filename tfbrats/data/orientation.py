@@ -4,7 +4,7 @@ AlbuNet's (1, 3, 3) kernels assume that the third voxel axis runs through axial 
 stores its volumes (axis codes L, P, S: x towards the patient's left, y towards posterior, z
 towards superior). A volume stored otherwise (a sagittal or coronal acquisition, permuted or
 flipped axes) would be convolved over the wrong planes. `load_case` therefore brings each case
-to `TRAINING_AXCODES` by an exact permutation and flip of its voxel axes (no interpolation:
+to `STORAGE_AXCODES` by an exact permutation and flip of its voxel axes (no interpolation:
 nibabel's closest-axis orientation, so an oblique scan is taken to its nearest axes), and
 `write_labels_nifti` undoes the same permutation, so a prediction lands in the input's own voxel
 order with its own affine and header.
@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations
 
-TRAINING_AXCODES = ("L", "P", "S")
+from tfbrats.conventions import STORAGE_AXCODES
 
 
 def axcodes(affine: np.ndarray) -> str:
@@ -30,14 +30,14 @@ def axcodes(affine: np.ndarray) -> str:
 
 
 def to_training_transform(affine: np.ndarray) -> np.ndarray:
-    """The (3, 2) nibabel orientation transform from an affine's voxel axes to `TRAINING_AXCODES`.
+    """The (3, 2) nibabel orientation transform from an affine's voxel axes to `STORAGE_AXCODES`.
 
     Example:
         >>> to_training_transform(np.diag([-1.0, -1.0, 1.0, 1.0])).tolist()  # BraTS: nothing to do
         [[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
     """
     return orientations.ornt_transform(orientations.io_orientation(affine),
-                                       orientations.axcodes2ornt(TRAINING_AXCODES))
+                                       orientations.axcodes2ornt(STORAGE_AXCODES))
 
 
 def is_identity(transform: np.ndarray) -> bool:

@@ -19,9 +19,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from tfbrats.conventions import channels_for
 from tfbrats.data.io import (
     CaseError,
-    channels_for,
     check_case,
     check_labels,
     dhw_to_xyz,

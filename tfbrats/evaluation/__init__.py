@@ -14,12 +14,10 @@ from tfbrats.evaluation.lesionwise import LESION_COLUMNS, lesionwise_available, 
 from tfbrats.evaluation.metrics import (
     COLUMNS,
     HD95_EMPTY,
-    REGIONS,
     CaseResult,
     case_metrics,
     dice,
     hd95,
-    region_masks,
 )
 from tfbrats.evaluation.report import (
     PAPER_TABLE1,
@@ -34,7 +32,6 @@ __all__ = [
     "LESION_COLUMNS",
     "METRIC_FAMILIES",
     "PAPER_TABLE1",
-    "REGIONS",
     "CaseResult",
     "FolderEvaluation",
     "case_metrics",
@@ -45,7 +42,6 @@ __all__ = [
     "hd95",
     "lesionwise_available",
     "lesionwise_metrics",
-    "region_masks",
     "summarize",
     "summary_markdown",
     "write_report",

@@ -18,7 +18,7 @@ import numpy as np
 from tfbrats.data.cases import find_cases
 from tfbrats.data.io import open_image
 from tfbrats.data.records import LabelMap, dataset_label_set, label_map
-from tfbrats.evaluation.metrics import INTERNAL_ET_LABEL, CaseResult, case_metrics, group_counts
+from tfbrats.evaluation.metrics import CaseResult, case_metrics, group_counts
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")
 # The metric families: BraTS 2020's global Dice/HD95, BraTS 2023+'s lesion-wise figures.
@@ -247,8 +247,7 @@ def evaluate_folders(
                 ) from None
         values = {}
         if "legacy" in metrics:
-            values |= case_metrics(internal["prediction"], internal["reference"], spacing, INTERNAL_ET_LABEL,
-                                   label_set)
+            values |= case_metrics(internal["prediction"], internal["reference"], spacing, label_set)
             values |= group_counts(internal["prediction"], internal["reference"], label_set)
         if "lesionwise" in metrics:
             values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id,

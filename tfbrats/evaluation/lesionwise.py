@@ -30,8 +30,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tfbrats.evaluation.metrics import ALL_GROUPS, REGIONS
-from tfbrats.labels import BRATS, LabelSet
+from tfbrats.evaluation.metrics import ALL_GROUPS
+from tfbrats.labels import BRATS, REPORT_ORDER, LabelSet
 
 # tfbrats' column name -> the package's per-region result key (its CSV parser's column in the comment).
 PACKAGE_KEYS = {
@@ -55,7 +55,7 @@ def lesion_columns(groups) -> tuple[str, ...]:
     return tuple(f"{metric}_{group}" for metric in LESION_METRIC_NAMES for group in groups)
 
 
-LESION_COLUMNS = lesion_columns(REGIONS)
+LESION_COLUMNS = lesion_columns(REPORT_ORDER)
 ALL_LESION_COLUMNS = lesion_columns(ALL_GROUPS)
 # The package's names of tfbrats' groups in its `gli` configuration.
 PACKAGE_GROUPS = {"ET": "et", "WT": "wt", "TC": "tc", "RC": "rc", "NETC": "netc", "SNFH": "snfh"}

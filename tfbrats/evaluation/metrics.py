@@ -17,9 +17,7 @@ import numpy as np
 from medpy.metric import binary
 
 from tfbrats.labels import BRATS, ET_CLASS, LABEL_SETS, REPORT_ORDER, LabelSet
-from tfbrats.labels import REGIONS as REGION_CLASSES
 
-REGIONS = REPORT_ORDER  # the report's column order (the paper's Table 1)
 METRIC_NAMES = ("Dice", "HD95")
 # Every group any label set scores, in report order (ET, WT, TC, then RC, NETC, SNFH).
 ALL_GROUPS = tuple(dict.fromkeys(group for label_set in LABEL_SETS.values() for group in label_set.groups))
@@ -45,7 +43,7 @@ def count_columns(group: str) -> tuple[str, str, str]:
     return (f"{group}_voxels_reference", f"{group}_voxels_predicted", f"{group}_components_predicted")
 
 
-COLUMNS = legacy_columns(REGIONS)
+COLUMNS = legacy_columns(REPORT_ORDER)
 ALL_COLUMNS = legacy_columns(ALL_GROUPS)
 # Counts beside the legacy scores: a case without enhancing tumor (or, post-treatment data, without
 # a resection cavity) in the reference scores any predicted ET (RC) as Dice 0, and these say how
@@ -54,7 +52,6 @@ COUNTED_GROUPS = ("ET", "RC")
 ET_COUNT_COLUMNS = count_columns("ET")
 ALL_COUNT_COLUMNS = tuple(column for group in COUNTED_GROUPS for column in count_columns(group))
 HD95_EMPTY = 373.13
-INTERNAL_ET_LABEL = ET_CLASS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,47 +71,6 @@ class CaseResult:
     case_id: str
     metrics: dict[str, float]
     missing: bool = False
-
-
-def region_labels(et_label: int = INTERNAL_ET_LABEL) -> dict[str, tuple[int, ...]]:
-    """The labels each region is made of, with enhancing tumour stored as `et_label`.
-
-    Args:
-        et_label: value of enhancing tumour: 3 internally and in BraTS 2023+, 4 in BraTS 2018-2021.
-
-    Returns:
-        `tfbrats.labels.REGIONS` with the internal ET class replaced by `et_label`, in report order.
-
-    Example:
-        >>> region_labels(4)["TC"]
-        (1, 4)
-    """
-    return {region: tuple(et_label if c == ET_CLASS else c for c in REGION_CLASSES[region]) for region in REGIONS}
-
-
-def region_masks(labels: np.ndarray, et_label: int = INTERNAL_ET_LABEL) -> dict[str, np.ndarray]:
-    """Boolean masks of WT, TC and ET from a label map; rejects labels outside {0, 1, 2, et_label}.
-
-    Args:
-        labels: integer label map of any shape.
-        et_label: value of enhancing tumour in `labels`.
-
-    Returns:
-        dict region -> boolean mask of `labels.shape`.
-
-    Example:
-        >>> import numpy as np
-        >>> region_masks(np.array([0, 1, 2, 3]))["WT"].tolist()
-        [False, True, True, True]
-    """
-    labels = np.asarray(labels)
-    unexpected = np.setdiff1d(np.unique(labels), (0, 1, 2, et_label))
-    if unexpected.size:
-        raise ValueError(
-            f"labels {unexpected.tolist()} are not in {{0, 1, 2, {et_label}}}: enhancing tumour "
-            f"is expected as {et_label}; pass the et_label the labels use (3 or 4)"
-        )
-    return {name: np.isin(labels, values) for name, values in region_labels(et_label).items()}
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -189,18 +145,19 @@ def case_metrics(
     pred: np.ndarray,
     ref: np.ndarray,
     spacing: Sequence[float] | None = None,
-    et_label: int = INTERNAL_ET_LABEL,
     label_set: LabelSet = BRATS,
 ) -> dict[str, float]:
     """Dice and HD95 of every group for one case, keyed like `legacy_columns` (`Dice_ET`, `HD95_WT`, ...).
 
     Args:
-        pred: predicted label map.
-        ref: reference label map of the same shape and labels.
+        pred: predicted label map, internal labels (`tfbrats.data.LabelMap.to_internal` maps a
+            dataset's values to them).
+        ref: reference label map of the same shape, internal labels.
         spacing: voxel size per axis in mm.
-        et_label: value of enhancing tumour in both maps (3 internal / BraTS 2023+, 4 BraTS 2020);
-            only with the label set `BRATS`: other label sets take internal labels.
         label_set: whose groups are scored (`COLUMNS` for `BRATS`).
+
+    Raises:
+        ValueError: Maps of different shapes, or labels outside the label set's.
 
     Returns:
         dict column -> value.
@@ -212,10 +169,7 @@ def case_metrics(
     """
     if np.shape(pred) != np.shape(ref):
         raise ValueError(f"prediction shape {np.shape(pred)} differs from reference {np.shape(ref)}")
-    if label_set is BRATS:
-        pred_masks, ref_masks = region_masks(pred, et_label), region_masks(ref, et_label)
-    else:
-        pred_masks, ref_masks = group_masks(pred, label_set), group_masks(ref, label_set)
+    pred_masks, ref_masks = group_masks(pred, label_set), group_masks(ref, label_set)
     values = {}
     for group in label_set.groups:
         values[f"Dice_{group}"] = dice(pred_masks[group], ref_masks[group])
@@ -239,7 +193,7 @@ def group_counts(pred: np.ndarray, ref: np.ndarray, label_set: LabelSet = BRATS)
     return counts
 
 
-def et_counts(pred: np.ndarray, ref: np.ndarray, et_label: int = INTERNAL_ET_LABEL) -> dict[str, int]:
+def et_counts(pred: np.ndarray, ref: np.ndarray, et_label: int = ET_CLASS) -> dict[str, int]:
     """Enhancing-tumor voxels of reference and prediction, and the prediction's ET components (26-connected).
 
     Args:

@@ -25,12 +25,10 @@ from tfbrats.contract import (
     ContractError,
     SegmentationContract,
     Window,
+    save_model,
 )
 from tfbrats.labels import get_target
 from tfbrats.precision import PRECISIONS, compute_precision
-
-MODEL_FILES = ("best.keras", "final.keras")
-RUN_CONFIG = "config.json"
 
 
 @dataclasses.dataclass
@@ -86,7 +84,7 @@ def weights_fingerprint(model) -> str:
 
 
 def find_model_file(path: str | Path) -> Path:
-    """The `.keras` file `path` names, or the best (else final) model of a run folder.
+    """The `.keras` file `path` names, or the best (else final) model of a run folder (`Run.model_path`).
 
     Example:
         >>> import tempfile
@@ -99,10 +97,9 @@ def find_model_file(path: str | Path) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        for name in MODEL_FILES:
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"{path}: no {' or '.join(MODEL_FILES)} in this folder; is it a training run?")
+        from tfbrats.training.run import Run  # the run folder's layout; training is imported only here
+
+        return Run(path).model_path()
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}; give a .keras file or a training run folder")
     return path
@@ -133,7 +130,7 @@ def contract_from_run_config(model, run_config: dict, where: str) -> Segmentatio
     A model with 3 outputs and no record of its target cannot be read safely (3 classes or the
     WT, TC, ET regions?): that is a `ContractError`.
     """
-    from tfbrats.data import channels_for
+    from tfbrats.conventions import channels_for
 
     outputs = int(model.output_shape[-1])
     name = run_config.get("target")
@@ -199,8 +196,10 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
 
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    from tfbrats.training.run import Run
+
     model_path = find_model_file(path)
-    config_path = model_path.parent / RUN_CONFIG
+    config_path = Run(model_path.parent).config_path
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     model = _read_keras_model(model_path)
     recorded = getattr(model, "segmentation", None)
@@ -224,25 +223,33 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
 
 
 def save_with_contract(model, contract: SegmentationContract, path: str | Path) -> Path:
-    """Saves `model` as a `.keras` file carrying `contract`, atomically.
+    """Saves `model` as a `.keras` file carrying `contract`, atomically (`tfbrats.contract.save_model`).
 
     Example:
         >>> save_with_contract(loaded.model, tuned_contract, "runs/demo/best.keras")  # doctest: +SKIP
     """
-    from tfbrats.files import atomic_path
-
-    model.segmentation = contract.to_json()
-    with atomic_path(path) as temporary:
-        model.save(temporary)
-    return Path(path)
+    return save_model(model, path, contract)
 
 
-def make_predictor(model, target) -> Callable[[np.ndarray], np.ndarray]:
-    """A batch predictor returning probabilities (the target's activation), compiled once per window shape.
+def probability_function(model, target) -> Callable[[Any], Any]:
+    """The model in inference mode followed by the target's activation: batch -> float32 probabilities.
+
+    A model whose `head` is "softmax" already outputs class probabilities, so a classes target
+    skips its activation there; every other model's logits go through `target.probabilities`.
+    What `make_predictor` compiles and every export (`tfbrats.serving.export`) traces.
 
     Args:
         model: The Keras model (logits, or class probabilities when its `head` is "softmax").
         target: The `tfbrats.labels.Target` its outputs are.
+
+    Example:
+        >>> import keras
+        >>> from tfbrats.labels import get_target
+        >>> from tfbrats.models import AlbuNet3D
+        >>> model = AlbuNet3D(num_classes=4, num_filters=2, head="softmax")
+        >>> p = probability_function(model, get_target("classes"))(np.zeros((1, 1, 32, 32, 3), np.float32))
+        >>> keras.ops.convert_to_numpy(keras.ops.sum(p, axis=-1)).round(4).min()
+        np.float32(1.0)
     """
     import keras
 
@@ -252,6 +259,19 @@ def make_predictor(model, target) -> Callable[[np.ndarray], np.ndarray]:
         out = model(x, training=False)
         return keras.ops.cast(out, "float32") if softmax_head else target.probabilities(out)
 
+    return probabilities
+
+
+def make_predictor(model, target) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch predictor returning probabilities (`probability_function`), compiled once per window shape.
+
+    Args:
+        model: The Keras model (logits, or class probabilities when its `head` is "softmax").
+        target: The `tfbrats.labels.Target` its outputs are.
+    """
+    import keras
+
+    probabilities = probability_function(model, target)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

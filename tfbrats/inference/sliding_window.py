@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tfbrats.conventions import SIZE_MULTIPLE
 from tfbrats.inference.window_geometry import check_triple, check_window, padding, window_starts
 
 BLEND_MODES = ("mean", "gaussian")
@@ -30,7 +31,7 @@ def sliding_window(
     blend: str = "mean",
     mirror_tta: bool = False,
     num_classes: int | None = None,
-    pad_multiple: Sequence[int] = (1, 32, 32),
+    pad_multiple: Sequence[int] = (1, SIZE_MULTIPLE, SIZE_MULTIPLE),
 ) -> np.ndarray:
     """Predict class probabilities for a whole volume from overlapping windows.
 

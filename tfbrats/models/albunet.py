@@ -14,11 +14,11 @@ import os
 import keras
 from keras import layers
 
+from tfbrats.conventions import SIZE_MULTIPLE
 from tfbrats.models.decoder import apply_albunet_decoder
 from tfbrats.models.resnet import FEATURE_LAYERS, apply_resnet34, conv_layers
 from tfbrats.models.weights import load_encoder_weights, load_reference_checkpoint
 
-SPATIAL_MULTIPLE = 32
 HEADS = ("logits", "softmax")
 
 
@@ -225,9 +225,9 @@ def check_spatial_shape(shape) -> None:
     if len(shape) != 5:
         raise ValueError(f"AlbuNet expects a 5-D input (batch, D, H, W, channels), got shape {tuple(shape)}")
     for axis, size in (("H", shape[2]), ("W", shape[3])):
-        if size is not None and size % SPATIAL_MULTIPLE:
+        if size is not None and size % SIZE_MULTIPLE:
             raise ValueError(
-                f"AlbuNet needs {axis} to be a multiple of {SPATIAL_MULTIPLE} (the encoder halves it 5 times); "
+                f"AlbuNet needs {axis} to be a multiple of {SIZE_MULTIPLE} (the encoder halves it 5 times); "
                 f"got {axis} = {size} in input shape {tuple(shape)}. Pad or crop the input."
             )
 

@@ -9,9 +9,11 @@ watches, with two signatures:
 - `segment`: `volume` float32 `(D, H, W, C)`, one preprocessed (z-scored, cropped) volume of any
   size -> `labels` int32 `(D, H, W)` (internal classes 0..3) and `client_postprocessing` int32
   `(4,)`: the model's segmentation contract applied in the graph as far as TensorFlow can (the
-  sliding window, the target's labels, the brain mask, the ET volume threshold), and the steps
-  left to the client as (brain_mask, min_component_voxels, min_et_voxels, min_et_component_voxels)
-  for `tfbrats.contract.postprocess` (`PostProcessing.from_integers`). TensorFlow has no
+  sliding window, the target's labels, then the brain mask and the ET volume threshold through
+  `tfbrats.contract.postprocess_without_components`, the same Keras ops the library runs), and
+  the steps left to the client (`PostProcessing.split`) as (brain_mask, min_component_voxels,
+  min_et_voxels, min_et_component_voxels) for `tfbrats.contract.postprocess`
+  (`PostProcessing.to_integers`, read back by `PostProcessing.from_integers`). TensorFlow has no
   connected-component op, so when the contract removes small components or relabels
   enhancing-tumor dust, those steps and the ET threshold after them run in the client. The
   window's probabilities are checked before they become labels (`checked_probabilities`): a NaN,
@@ -29,7 +31,6 @@ overwritten (servers cache versions by number).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,8 +40,9 @@ import keras
 import tensorflow as tf
 
 import tfbrats
-from tfbrats.contract import ET_CLASS, NECROSIS_CLASS, PROBABILITY_TOLERANCE, PostProcessing, SegmentationContract
+from tfbrats.contract import PROBABILITY_TOLERANCE, SegmentationContract, postprocess_without_components
 from tfbrats.files import atomic_folder
+from tfbrats.inference.model import probability_function
 from tfbrats.serving.signatures import (
     CLIENT_POSTPROCESSING_OUTPUT,
     IMAGE_INPUT,
@@ -57,23 +59,6 @@ from tfbrats.serving.signatures import (
 from tfbrats.serving.window import sliding_window_graph
 
 ONNX_OPSET = 17
-
-
-def split_postprocessing(post: PostProcessing) -> tuple[PostProcessing, PostProcessing]:
-    """The steps the graph runs and the steps left to the client, in `postprocess`'s order.
-
-    The graph runs the brain mask and, unless a step needs connected components (removing small
-    tumor components, relabelling ET dust: no TensorFlow op finds components), the ET threshold;
-    whatever follows the first step it cannot do runs in the client.
-
-    Example:
-        >>> graph, client = split_postprocessing(PostProcessing(min_component_voxels=10, min_et_voxels=200))
-        >>> graph.describe(), client.describe()
-        ('brain mask', 'tumor components below 10 voxels removed; ET below 200 voxels -> necrosis')
-    """
-    if post.min_component_voxels or post.min_et_component_voxels:
-        return PostProcessing(brain_mask=post.brain_mask), dataclasses.replace(post, brain_mask=False)
-    return post, PostProcessing(brain_mask=False)
 
 
 def checked_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
@@ -94,21 +79,6 @@ def checked_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
         "probabilities: check the model weights and the input for NaN"], summarize=1)
     with tf.control_dependencies([check]):
         return tf.identity(probabilities)
-
-
-def _graph_postprocess(labels: tf.Tensor, volume: tf.Tensor, post: PostProcessing) -> tf.Tensor:
-    """`tfbrats.contract.postprocess` in TensorFlow ops, for the steps `split_postprocessing` gives the graph."""
-    if post.min_component_voxels or post.min_et_component_voxels:
-        raise ValueError("steps on connected components have no TensorFlow op; split_postprocessing leaves them "
-                         "to the client")
-    if post.brain_mask:
-        labels = tf.where(tf.reduce_any(tf.not_equal(volume, 0.0), axis=-1), labels, tf.zeros_like(labels))
-    if post.min_et_voxels:
-        enhancing = tf.equal(labels, ET_CLASS)
-        count = tf.reduce_sum(tf.cast(enhancing, tf.int64))
-        relabel = tf.logical_and(count > 0, count < post.min_et_voxels)
-        labels = tf.where(tf.logical_and(relabel, enhancing), tf.fill(tf.shape(labels), NECROSIS_CLASS), labels)
-    return labels
 
 
 def _check_graph_window(contract: SegmentationContract) -> None:
@@ -152,9 +122,9 @@ def export_saved_model(
     """
     _check_graph_window(contract)
     window = contract.window
-    probabilities = _probability_function(model, contract)
+    probabilities = probability_function(model, contract.target)
     channels, outputs = _io_sizes(model, contract)
-    graph_steps, client_steps = split_postprocessing(contract.postprocessing)
+    graph_steps, client_steps = contract.postprocessing.split()
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {PROBABILITIES_OUTPUT: probabilities(image)}
@@ -163,7 +133,7 @@ def export_saved_model(
         volume_probabilities = sliding_window_graph(volume, probabilities, window.patch_size, window.steps, outputs,
                                                     window.batch_size)
         labels = tf.cast(contract.target.to_labels(checked_probabilities(volume_probabilities)), tf.int32)
-        return {LABELS_OUTPUT: _graph_postprocess(labels, volume, graph_steps),
+        return {LABELS_OUTPUT: postprocess_without_components(labels, volume, graph_steps),
                 CLIENT_POSTPROCESSING_OUTPUT: tf.constant(client_steps.to_integers(), tf.int32)}
 
     metadata = _metadata(model, contract, channels, extra_metadata)
@@ -305,7 +275,7 @@ def _onnx_proto(model: keras.Model, contract: SegmentationContract, window: tupl
     """The ONNX graph of `image` (B, *window, C) -> `probabilities` (tf2onnx)."""
     import tf2onnx
 
-    probabilities = _probability_function(model, contract)
+    probabilities = probability_function(model, contract.target)
     spec = tf.TensorSpec((None,) + tuple(window) + (channels,), tf.float32, name=IMAGE_INPUT)
 
     @tf.function(input_signature=[spec])
@@ -359,17 +329,6 @@ def _io_sizes(model: keras.Model, contract: SegmentationContract) -> tuple[int, 
         raise ValueError(f"model {model.name} ({channels} channels in, {outputs} out) does not match its contract "
                          f"({len(contract.channels)} channels, {contract.target.num_outputs} {contract.target.name})")
     return int(channels), int(outputs)
-
-
-def _probability_function(model: keras.Model, contract: SegmentationContract) -> Callable[[tf.Tensor], tf.Tensor]:
-    """The model in inference mode followed by the target's activation (none for a softmax head)."""
-    softmax_head = getattr(model, "head", "logits") == "softmax" and contract.target.activation == "softmax"
-
-    def probabilities(image: tf.Tensor) -> tf.Tensor:
-        out = tf.cast(model(image, training=False), tf.float32)
-        return out if softmax_head else tf.convert_to_tensor(contract.target.probabilities(out))
-
-    return probabilities
 
 
 def _metadata(model: keras.Model, contract: SegmentationContract, channels: int,

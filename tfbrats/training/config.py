@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tfbrats.conventions import SIZE_MULTIPLE
 from tfbrats.data import AugmentConfig
 from tfbrats.labels import LABEL_SETS, TARGETS
 from tfbrats.training.strategy import STRATEGIES
@@ -27,7 +28,6 @@ from tfbrats.training.strategy import STRATEGIES
 MODELS = ("albunet3d", "albunet2d")
 PRECISIONS = ("none", "bfloat16", "float16")
 SCHEDULES = ("constant", "poly", "cosine")
-SPATIAL_MULTIPLE = 32
 CONFIG_NAME = "config.json"
 AUGMENT_PREFIX = "aug_"
 # The augmentation probabilities (the other AugmentConfig fields are ranges, not flags).
@@ -281,9 +281,9 @@ def _static_problems(config: TrainConfig) -> list[str]:
         problems.append(f"patch_size must be three positive sizes D,H,W; got {patch}")
     else:
         depth, height, width = patch
-        if height % SPATIAL_MULTIPLE or width % SPATIAL_MULTIPLE:
+        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
             problems.append(
-                f"patch_size {patch}: H and W must be multiples of {SPATIAL_MULTIPLE} (the encoder halves them "
+                f"patch_size {patch}: H and W must be multiples of {SIZE_MULTIPLE} (the encoder halves them "
                 f"5 times); e.g. {(depth, round_up(height), round_up(width))}"
             )
         if config.model == "albunet2d" and depth != 1:
@@ -322,7 +322,7 @@ def round_up(size: int) -> int:
         >>> round_up(100)
         128
     """
-    return SPATIAL_MULTIPLE * math.ceil(size / SPATIAL_MULTIPLE)
+    return SIZE_MULTIPLE * math.ceil(size / SIZE_MULTIPLE)
 
 
 def changed_settings(previous: TrainConfig, current: TrainConfig) -> list[str]:

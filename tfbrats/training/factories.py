@@ -64,7 +64,7 @@ def contract_of(config: TrainConfig, data_label_set: LabelSet | None = None):
         (8, 32, 32)
     """
     from tfbrats.contract import SegmentationContract, Window
-    from tfbrats.data import channels_for
+    from tfbrats.conventions import channels_for
 
     return SegmentationContract(target=target_of(config, data_label_set), channels=channels_for(config.input_channels),
                                 window=Window.for_patch(tuple(config.patch_size)))

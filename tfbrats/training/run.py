@@ -31,7 +31,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tfbrats.files import atomic_path, write_json, write_text
+from tfbrats.contract import save_model
+from tfbrats.files import write_json, write_text
 from tfbrats.labels import REGIONS
 from tfbrats.training.config import CONFIG_NAME, ConfigError, TrainConfig, read_config
 
@@ -156,9 +157,8 @@ class Run:
             raise RunError(f"{self.best_record_path} is not valid JSON ({error})") from error
 
     def save_model(self, model: Any, path: Path) -> None:
-        """Saves a Keras model to `path` (a `.keras` file of this run) atomically."""
-        with atomic_path(path) as temporary:
-            model.save(temporary)
+        """Saves a Keras model to `path` (a `.keras` file of this run) atomically (`tfbrats.contract.save_model`)."""
+        save_model(model, path)
 
     def save_best(self, model: Any, record: dict[str, Any]) -> None:
         """Saves best.keras, then best.json (the record of which epoch and validation chose it)."""
