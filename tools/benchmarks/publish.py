@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> parser.parse_args(["--out", "figures"]).doc
         PosixPath('docs/performance.md')
     """
-    parser.add_argument("--out", type=Path, required=True, help="folder for modes.json and reference.json")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/idle"), help="folder for modes.json and "
+                        "reference.json")
     parser.add_argument("--doc", type=Path, default=Path("docs/performance.md"), help="Markdown file holding the "
                         "table's markers")
     parser.add_argument("--render_only", action="store_true", help="only rewrite the table from --out's JSON")
