@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 # tools/benchmarks/: loads no TensorFlow
-from benchmarks import data, forward, modes, onnx_cpu, predict, train_step, windows
+from benchmarks import data, forward, modes, onnx_cpu, predict, publish, reference, train_step, windows
 from benchmarks.common import machine_facts
 
 import tfbrats  # noqa: F401  (sets TensorFlow's CPU defaults before TensorFlow loads)
@@ -35,6 +35,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run
     "windows": (windows.HELP, windows.add_arguments, windows.run),
     "onnx": (onnx_cpu.HELP, onnx_cpu.add_arguments, onnx_cpu.run),
     "modes": (modes.HELP, modes.add_arguments, modes.run),
+    "reference": (reference.HELP, reference.add_arguments, reference.run),
+    "publish": (publish.HELP, publish.add_arguments, publish.run),
 }
 
 

@@ -6,7 +6,9 @@ images ``(D, H, W, C)`` with channels FLAIR, T1c, T2 (and T1). Labels inside tfb
 classes 0..3 (ET = 3); `Case.labels` (a `LabelMap`) holds the dataset's own values of each class.
 
 `make_dataset` is imported lazily (on first use) so that `tfbrats.data` and the tools built on
-it (``tfbrats.prepare``, ``tfbrats.data.synthetic``) do not load TensorFlow.
+it (``tfbrats.prepare``, ``tfbrats.data.synthetic``) do not load TensorFlow; `AugmentConfig` and
+`augment_patch` too, so that prediction, which never augments, does not load SciPy's image
+filters at start-up.
 
 Example:
     >>> import tempfile
@@ -27,7 +29,6 @@ Example:
 from typing import Any
 
 from tfbrats.conventions import channels_for
-from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
 from tfbrats.data.cases import DatasetIndex, find_cases, split_cases
 from tfbrats.data.checks import check_case_values, check_cases
@@ -101,7 +102,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Loads `make_dataset` (and TensorFlow) and `write_synthetic_dataset` on first access.
+    """Loads `make_dataset` (and TensorFlow), augmentation and `write_synthetic_dataset` on first access.
 
     The synthetic generator is also the `python -m tfbrats.data.synthetic` entry, which must not be
     imported by its own package before it runs.
@@ -110,6 +111,10 @@ def __getattr__(name: str) -> Any:
         from tfbrats.data.pipeline import make_dataset
 
         return make_dataset
+    if name in ("AugmentConfig", "augment_patch"):
+        from tfbrats.data import augment
+
+        return getattr(augment, name)
     if name == "write_synthetic_dataset":
         from tfbrats.data.synthetic import write_synthetic_dataset
 

@@ -201,7 +201,11 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
     model_path = find_model_file(path)
     config_path = Run(model_path.parent).config_path
     run_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    model = _read_keras_model(model_path)
+    # One build: the saved config holds no dtype policy, so the model is built in the one asked for
+    # (or the one its contract records), never first in float32 and then again.
+    precision = precision or recorded_precision(model_path)
+    with compute_precision(precision):
+        model = _read_keras_model(model_path)
     recorded = getattr(model, "segmentation", None)
     if recorded:
         contract = SegmentationContract.from_json(recorded)
@@ -212,14 +216,24 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
             check_contract_against_run(contract, run_config, model_path, config_path)
     else:
         contract = contract_from_run_config(model, run_config, str(model_path))
-    precision = precision or contract.window.precision
-    if precision != "float32":
-        # A saved model keeps the dtype policy it was built with: rebuild it under the new one.
-        with compute_precision(precision):
-            rebuilt = type(model).from_config(model.get_config())
-        rebuilt.set_weights(model.get_weights())
-        model = rebuilt
     return LoadedModel(model, model_path, contract, run_config, weights_fingerprint(model))
+
+
+def recorded_precision(path: str | Path) -> str:
+    """The compute precision of the contract inside a `.keras` file, read without building the model.
+
+    "float32" when the file records no contract or cannot be read as one (loading then says why).
+
+    Example:
+        >>> recorded_precision("runs/demo/best.keras")  # doctest: +SKIP
+        'mixed_bfloat16'
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            recorded = json.loads(archive.read("config.json")).get("config", {}).get("segmentation")
+        return SegmentationContract.from_json(recorded).window.precision if recorded else "float32"
+    except (KeyError, OSError, ValueError, AttributeError, zipfile.BadZipFile):
+        return "float32"
 
 
 def save_with_contract(model, contract: SegmentationContract, path: str | Path) -> Path:
