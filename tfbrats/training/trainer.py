@@ -253,7 +253,8 @@ class Trainer:
         config = self.config
         def make(context):
             return make_dataset(patch_size=tuple(config.patch_size), batch_size=config.batch_size, seed=config.seed,
-                                foreground_fraction=config.foreground_fraction, input_context=context, **kwargs)
+                                foreground_fraction=config.foreground_fraction,
+                                foreground_sampling=config.foreground_sampling, input_context=context, **kwargs)
 
         return self.strategy.distribute_datasets_from_function(make)
 
@@ -301,7 +302,8 @@ class Trainer:
             from tfbrats.data import make_dataset
 
             self.refresh_data = make_dataset(self.train_cases, config.patch_size, config.batch_size, seed=config.seed,
-                                             foreground_fraction=config.foreground_fraction).take(
+                                             foreground_fraction=config.foreground_fraction,
+                                             foreground_sampling=config.foreground_sampling).take(
                                                  config.bn_refresh_batches)
         progress = make_progress(config.steps_per_epoch, config.log_every, self.role.is_chief)
         for index in range(start, config.epochs):
