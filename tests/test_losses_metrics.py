@@ -113,6 +113,21 @@ def test_region_counts_and_dice_equal_numpy(random_batch):
     np.testing.assert_allclose(dice, expected, rtol=1e-6)
 
 
+def test_region_counts_follow_the_label_set_with_the_resection_cavity():
+    from tfbrats.labels import BRATS_POST_TREATMENT
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, size=(2, 3, 8, 8))
+    logits = rng.normal(size=(2, 3, 8, 8, 5)).astype("float32")
+    predicted = logits.argmax(-1)
+    counts = keras.ops.convert_to_numpy(region_counts(labels, logits, BRATS_POST_TREATMENT.regions))
+    assert counts.shape == (4, 3)
+    for row, classes in enumerate([(1, 2, 3), (1, 3), (3,), (4,)]):
+        reference, prediction = np.isin(labels, classes), np.isin(predicted, classes)
+        assert counts[row].tolist() == [np.sum(reference & prediction), reference.sum(), prediction.sum()]
+    assert counts[3, 1] > 0 and counts[0, 1] < labels.size  # RC voxels counted, and never as whole tumor
+
+
 def test_region_dice_metric_accumulates_over_batches(random_batch):
     labels, logits = random_batch
     metric = RegionDice("TC")

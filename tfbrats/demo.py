@@ -211,7 +211,7 @@ def main(argv: list[str]) -> None:
     figures.mkdir(exist_ok=True)
     _run([python, str(REPO / "tools" / "plot_training.py"), f"--runs={model_dir}",
           f"--out={figures / 'validation_dice.png'}"])
-    if _LAYOUT.value in ("brats2020", "brats2023"):  # tools/visualize.py draws BraTS 2018-2023 case folders
+    if _LAYOUT.value in ("brats2020", "brats2023", "brats2025"):  # tools/visualize.py draws BraTS case folders
         first_case = sorted(p for p in test_dir.iterdir() if p.is_dir())[0]
         _run([python, str(REPO / "tools" / "visualize.py"), f"--case_dir={first_case}",
               f"--pred={predictions / (first_case.name + '.nii.gz')}", f"--out={figures / (first_case.name + '.png')}"])

@@ -10,32 +10,40 @@ Regions and the targets that read network outputs are defined in `tfbrats.labels
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import keras
 from keras import ops
 
 from tfbrats.labels import REGIONS, in_classes
 
 
-def region_counts(y_true, y_pred):
-    """Voxel counts per region: a (3, 3) float32 tensor, rows WT, TC, ET.
+def region_counts(y_true, y_pred, regions: Mapping[str, tuple[int, ...]] | None = None):
+    """Voxel counts per region: a (R, 3) float32 tensor, one row per region (WT, TC, ET by default).
 
     The columns are the overlap |P & R|, the reference size |R| and the predicted size |P|;
     counts from several batches or replicas add up.
 
     Args:
-        y_true: integer labels 0..3 of any shape S.
+        y_true: integer internal labels of any shape S.
         y_pred: logits or probabilities of shape S + (num_classes,).
+        regions: Region -> its internal classes, in row order (a label set's ``regions``, e.g.
+            WT, TC, ET and RC for post-treatment data); None: WT, TC, ET.
 
     Example:
         >>> import numpy as np
         >>> counts = region_counts(np.array([[0, 1, 3]]), np.eye(4)[[[0, 3, 3]]])
         >>> keras.ops.convert_to_numpy(counts)[:, 0]  # overlap per region
         array([2., 2., 1.], dtype=float32)
+        >>> from tfbrats.labels import BRATS_POST_TREATMENT
+        >>> counts = region_counts(np.array([[4, 4, 3]]), np.eye(5)[[[4, 0, 3]]], BRATS_POST_TREATMENT.regions)
+        >>> keras.ops.convert_to_numpy(counts)[3]  # RC: overlap, reference, predicted
+        array([1., 2., 1.], dtype=float32)
     """
     labels = ops.cast(y_true, "int32")
     predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
     rows = []
-    for classes in REGIONS.values():
+    for classes in (REGIONS if regions is None else regions).values():
         reference = in_classes(labels, classes)
         prediction = in_classes(predicted, classes)
         rows.append(ops.stack([ops.sum(reference * prediction), ops.sum(reference), ops.sum(prediction)]))

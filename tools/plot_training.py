@@ -3,7 +3,8 @@
     python tools/plot_training.py --runs=runs/demo --out=dice.png
     python tools/plot_training.py --runs=runs/pretrained,runs/scratch --labels=pretrained,scratch --out=fig3.png
 
-One panel per region (whole tumor, tumor core, enhancing tumor), validation Dice against epoch, one
+One panel per region (whole tumor, tumor core, enhancing tumor; resection cavity for a run
+that trained it), validation Dice against epoch, one
 line per run (a run folder of python -m tfbrats.train, or its history.csv). Needs matplotlib.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tfbrats.labels import REGION_TITLES
+from tfbrats.labels import BRATS_POST_TREATMENT
 
 _RUNS = flags.DEFINE_list("runs", None, "Run folders (or history.csv files), comma-separated.")
 _LABELS = flags.DEFINE_list("labels", None, "Legend labels, one per run (default: the folder names).")
@@ -61,10 +62,14 @@ def plot_dice_curves(histories: dict[str, dict[str, list[float]]], out: str | Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(REGION_TITLES), figsize=(4.2 * len(REGION_TITLES), 3.6), sharey=True)
-    for axis, (region, title) in zip(axes, REGION_TITLES.items()):
+    # The regions of the runs' label sets: WT, TC, ET, and RC when a run trained the resection cavity.
+    titles = {region: BRATS_POST_TREATMENT.titles[region] for region in BRATS_POST_TREATMENT.regions
+              if any(f"val_dice_{region}" in history for history in histories.values())}
+    figure, axes = plt.subplots(1, len(titles), figsize=(4.2 * len(titles), 3.6), sharey=True)
+    for axis, (region, title) in zip(axes, titles.items()):
         for label, history in histories.items():
-            axis.plot(history["epoch"], history[f"val_dice_{region}"], marker="o", markersize=3, label=label)
+            if f"val_dice_{region}" in history:
+                axis.plot(history["epoch"], history[f"val_dice_{region}"], marker="o", markersize=3, label=label)
         axis.set_title(f"{title} ({region})")
         axis.set_xlabel("epoch")
         axis.set_ylim(0.0, 1.0)

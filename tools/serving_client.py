@@ -16,9 +16,12 @@ post-processing steps the server names in its answer, so the labels are those of
 `python -m tfbrats.predict`. --signature=serving_default runs the window and the whole contract
 here and sends batches of patches (for a TF-TRT conversion, which keeps only that signature); it
 needs --metadata, the export's version folder (or its assets.extra/tfbrats.json), for the
-contract. gRPC (tensorflow-serving-api; port 8500 by default)
-sends binary tensors; REST (port 8501) sends JSON text, about 5 times larger, and needs no
-TensorFlow on the client.
+contract. A post-treatment model (BraTS 2024/2025, the resection cavity as label 4) needs
+--metadata with either signature: the server's answer does not say which label set the model has,
+so without it labels are 0..3 and an answer holding the cavity is refused with a message saying
+so; with it the cavity is written with the case's own value (4 in BraTS 2024/2025).
+gRPC (tensorflow-serving-api; port 8500 by default) sends binary tensors; REST (port 8501) sends
+JSON text, about 5 times larger, and needs no TensorFlow on the client.
 
 --timeout is the deadline of each request as a whole (connecting, sending, waiting and reading
 the answer), not of each read. A request that fails or runs out of time, or an answer that is not

@@ -5,7 +5,10 @@
 
 The slice is the one with most tumour (in the reference, or in the prediction when the case has no
 segmentation). Labels are drawn over FLAIR: edema orange, necrotic/non-enhancing core white,
-enhancing tumour red; with `--pred`, reference and prediction side by side. Needs matplotlib.
+enhancing tumour red, resection cavity blue; with `--pred`, reference and prediction side by side.
+The file names say what a value means: in a BraTS 2023+ case (`-t1n`, ...) 3 is enhancing tumour
+and 4 the resection cavity (BraTS 2024/2025), in a BraTS 2018-2021 case (`_t1`, ...) 4 is
+enhancing tumour. Needs matplotlib.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import nibabel as nib
 import numpy as np
 from absl import app, flags
 
+from tfbrats.data.records import BRATS2020_LABELS, BRATS2024_LABELS, LabelMap
+
 # Modality -> file name endings in BraTS 2018-2021 and BraTS 2023+ case folders.
 MODALITY_SUFFIXES = {
     "T1": ("_t1", "-t1n"),
@@ -24,9 +29,9 @@ MODALITY_SUFFIXES = {
     "FLAIR": ("_flair", "-t2f"),
     "seg": ("_seg", "-seg"),
 }
-# Label value -> RGB: core 1 white, edema 2 orange, enhancing red (3 in BraTS 2023+, 4 before).
-LABEL_COLOURS = {1: (1.0, 1.0, 1.0), 2: (1.0, 0.55, 0.0), 3: (0.9, 0.0, 0.0), 4: (0.9, 0.0, 0.0)}
-LEGEND = {"edema": 2, "necrotic / non-enhancing core": 1, "enhancing tumour": 4}
+# Internal class -> RGB: core 1 white, edema 2 orange, enhancing tumour 3 red, resection cavity 4 blue.
+LABEL_COLOURS = {1: (1.0, 1.0, 1.0), 2: (1.0, 0.55, 0.0), 3: (0.9, 0.0, 0.0), 4: (0.1, 0.45, 1.0)}
+LEGEND = {"edema": 2, "necrotic / non-enhancing core": 1, "enhancing tumour": 3, "resection cavity": 4}
 
 _CASE_DIR = flags.DEFINE_string("case_dir", None, "Case folder with the four modalities (and seg).")
 _PRED = flags.DEFINE_string("pred", None, "Optional predicted segmentation of the case (NIfTI).")
@@ -61,6 +66,28 @@ def find_case_files(case_dir: Path) -> dict[str, Path]:
     return found
 
 
+def case_label_map(files: dict[str, Path]) -> LabelMap:
+    """The label values of a case from its file names: BraTS 2023+ (4 = resection cavity) or 2018-2021 (4 = ET).
+
+    Example:
+        >>> case_label_map({"T1": Path("BraTS-GLI-00001-100-t1n.nii.gz")}).cavity
+        4
+        >>> case_label_map({"T1": Path("BraTS20_Training_001_t1.nii.gz")}).enhancing
+        4
+    """
+    modern = any(path.name.removesuffix(".gz").removesuffix(".nii").endswith(MODALITY_SUFFIXES[name][1])
+                 for name, path in files.items())
+    return BRATS2024_LABELS if modern else BRATS2020_LABELS
+
+
+def read_classes(path: Path, label_map: LabelMap) -> np.ndarray:
+    """A segmentation in RAS as internal classes; a value the case's labels do not have is an error naming the file."""
+    try:
+        return label_map.to_internal(load_canonical(path))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
 def load_canonical(path: Path) -> np.ndarray:
     """Reads a NIfTI volume reoriented to RAS, so axis 2 is the axial (inferior->superior) axis."""
     return np.asarray(nib.as_closest_canonical(nib.load(path)).dataobj)
@@ -87,7 +114,7 @@ def tumour_slice(labels: np.ndarray) -> int:
 
 
 def label_overlay(labels: np.ndarray, alpha: float = 0.8) -> np.ndarray:
-    """RGBA image of a 2-D label map in `LABEL_COLOURS`, transparent where the label is 0."""
+    """RGBA image of a 2-D map of internal classes in `LABEL_COLOURS`, transparent where it is 0."""
     rgba = np.zeros(labels.shape + (4,), np.float32)
     for value, colour in LABEL_COLOURS.items():
         rgba[labels == value] = colour + (alpha,)
@@ -105,7 +132,8 @@ def draw_case(
 
     Args:
         images: display name -> volume `(x, y, z)` in RAS.
-        segmentations: panel title (e.g. "reference", "prediction") -> label volume `(x, y, z)`.
+        segmentations: panel title (e.g. "reference", "prediction") -> volume of internal classes
+            `(x, y, z)` (0 background, 1 core, 2 edema, 3 enhancing tumour, 4 resection cavity).
         z: the axial slice to draw.
         path: the PNG file to write.
         title: figure title.
@@ -132,8 +160,10 @@ def draw_case(
         ax.set_title(name)
     for ax in axes:
         ax.set_axis_off()
-    handles = [Patch(color=LABEL_COLOURS[value], label=name) for name, value in LEGEND.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, facecolor="0.85")
+    drawn = {value for labels in segmentations.values() for value in np.unique(labels[:, :, z]).tolist()}
+    handles = [Patch(color=LABEL_COLOURS[value], label=name) for name, value in LEGEND.items()
+               if value < 4 or value in drawn]  # the cavity's entry only where a cavity is drawn
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), facecolor="0.85")
     fig.suptitle(f"{title} (axial slice {z})" if title else f"axial slice {z}")
     fig.savefig(path)
     return path
@@ -156,11 +186,11 @@ def main(argv: list[str]) -> None:
     case_dir = Path(_CASE_DIR.value)
     files = find_case_files(case_dir)
     images = {name: load_canonical(files[name]) for name in ("T1", "T1c", "T2", "FLAIR") if name in files}
-    segmentations = {}
+    label_map, segmentations = case_label_map(files), {}
     if "seg" in files:
-        segmentations["reference"] = load_canonical(files["seg"])
+        segmentations["reference"] = read_classes(files["seg"], label_map)
     if _PRED.value:
-        segmentations["prediction"] = load_canonical(Path(_PRED.value))
+        segmentations["prediction"] = read_classes(Path(_PRED.value), label_map)
     if not segmentations:
         raise app.UsageError(f"case {case_dir} has no segmentation: pass --pred")
     shape = next(iter(images.values())).shape

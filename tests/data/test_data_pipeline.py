@@ -103,3 +103,28 @@ def test_mirrored_strategy_on_two_logical_cpus(brats2020: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK 2" in result.stdout
+
+
+def test_class_balanced_patches_centre_every_class_alike(brats2020: Path) -> None:
+    """"classes" centres patches on each tumor class a third of the time here; "voxels" on edema nearly always."""
+    pre = [load_case(c) for c in find_cases(brats2020).cases]
+    for number, case in enumerate(pre):
+        label = np.zeros_like(case.label)
+        d, h, w = (s // 2 for s in label.shape)
+        label[d - 2:d + 2, h - 10:h + 10, w - 10:w + 10] = 2  # 1,600 voxels of edema in every case
+        label[d, h - 1:h + 1, w - 1:w + 1] = 1  # 4 voxels of core
+        if number == 3:
+            label[d + 1, h + 3, w + 3] = 4  # one cavity voxel, in one case of four
+        case.label = label
+    centres = {}
+    for sampling in ("voxels", "classes"):
+        dataset = make_dataset(pre, (1, 8, 8), 1, seed=0, foreground_fraction=1.0, foreground_sampling=sampling)
+        # A patch centred on voxel c has its corner at c - (0, 4, 4): the centre is the patch's (0, 4, 4).
+        centres[sampling] = np.bincount([int(labels.numpy()[0, 0, 4, 4]) for _, labels in dataset.take(300)],
+                                        minlength=5)
+    assert centres["classes"][0] == 0 and centres["classes"][3] == 0
+    for value in (1, 2, 4):
+        assert 65 <= centres["classes"][value] <= 135, centres["classes"]  # 100 expected: binomial sd 8
+    assert centres["voxels"][2] >= 290 and centres["voxels"][4] <= 1, centres["voxels"]
+    with pytest.raises(ValueError, match="foreground_sampling must be 'voxels' or 'classes'; got 'cases'"):
+        make_dataset(pre, (1, 8, 8), 1, foreground_sampling="cases")

@@ -65,6 +65,24 @@ def test_labels_outside_the_contract_s_target_are_refused():
             segment_volume(client, IMAGE, contract=two_classes)
 
 
+def test_a_cavity_without_the_contract_asks_for_it_and_with_it_is_kept():
+    from tfbrats.labels import BRATS_POST_TREATMENT, get_target
+
+    post = SegmentationContract(window=Window((1, 32, 32), (1, 32, 32)),
+                                target=get_target("classes", label_set=BRATS_POST_TREATMENT))
+    answer = np.zeros(SHAPE, int)
+    answer[0, :2, :3] = 4
+    answer[1, 1, 1] = 3
+    with ScriptedRestServer(_segment_answer(answer.tolist())) as server:
+        client = RestPredictClient(server.address, "m", timeout=10)
+        with pytest.raises(ServingError, match=r"answered 6 voxels of label 4, the resection cavity of a "
+                                               r"post-treatment model .* give it .*--metadata"):
+            segment_volume(client, IMAGE)
+        np.testing.assert_array_equal(segment_volume(client, IMAGE, contract=post), answer)
+        with pytest.raises(ServingError, match=r"values \[4\], which are not labels \[0, 1, 2, 3\]"):
+            segment_volume(client, IMAGE, contract=SegmentationContract(window=Window((1, 32, 32), (1, 32, 32))))
+
+
 @pytest.mark.parametrize(
     ("probabilities", "match"),
     [

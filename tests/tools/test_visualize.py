@@ -103,3 +103,31 @@ def test_visualize_without_prediction(tmp_path):
     assert bottom - top > 100 and right - left == pytest.approx((bottom - top) / 2, abs=2)
     assert red[reference].sum() == pytest.approx(orange[reference].sum() * (4 * 4) / (8 * 16), rel=0.05)
     assert not orange[top:bottom, : 4 * 312].any() and not red[top:bottom, : 4 * 312].any()
+
+
+def test_a_post_treatment_case_draws_the_cavity_blue_and_enhancing_tumour_red(tmp_path):
+    """In BraTS 2024/2025 names 3 is enhancing tumour and 4 the resection cavity: each has its own colour."""
+    image = pytest.importorskip("matplotlib.image")
+    case_id = "BraTS-GLI-00001-100"
+    case_dir = tmp_path / case_id
+    case_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for modality in ("t1n", "t1c", "t2w", "t2f"):
+        volume = rng.uniform(0, 100, (16, 16, 8)).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), case_dir / f"{case_id}-{modality}.nii.gz")
+    seg = np.zeros((16, 16, 8), np.uint8)
+    seg[:8, :, Z] = 2
+    seg[12:, 12:, Z] = 3  # enhancing tumour: 4 x 4 pixels
+    seg[8:12, :8, Z] = 4  # cavity: 4 x 8 pixels, twice the enhancing tumour
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), case_dir / f"{case_id}-seg.nii.gz")
+    out = tmp_path / "post.png"
+    result = run_visualize(f"--case_dir={case_dir}", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    pixels = image.imread(out)[..., :3]
+    orange, red = _overlay_masks(pixels)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    blue = (np.abs(b - r - 0.72) < 0.02) & (np.abs(g - r - 0.28) < 0.02)  # (0.1, 0.45, 1.0) at alpha 0.8
+    reference = np.s_[: int(0.85 * pixels.shape[0]), 4 * 312:]  # the panel, above the legend
+    # (edge pixels where two colours meet are blended, hence the tolerance)
+    assert red[reference].sum() > 0 and blue[reference].sum() == pytest.approx(2 * red[reference].sum(), rel=0.12)
+    assert orange[reference].sum() == pytest.approx(8 * red[reference].sum(), rel=0.12)

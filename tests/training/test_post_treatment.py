@@ -27,6 +27,13 @@ def test_auto_label_set_trains_the_cavity_and_predict_writes_it(post_data, tmp_p
     done = run_python(["-m", "tfbrats.train", *tiny_flags(post_data, model_dir, target=target), "--notune"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((model_dir / "config.json").read_text())["label_set"] == "auto"
+    # The console and history.csv follow the label set: a Dice of the resection cavity beside WT, TC, ET.
+    assert " dice_RC " in done.stdout and " val_dice_RC " in done.stdout, done.stdout[-2000:]
+    history = (model_dir / "history.csv").read_text().splitlines()
+    header, row = history[0].split(","), history[1].split(",")
+    assert {"dice_RC", "val_dice_RC", "volume_dice_RC"} <= set(header)
+    assert 0.0 <= float(row[header.index("val_dice_RC")]) <= 1.0
+    assert set(json.loads((model_dir / "best.json").read_text())["dice"]) == {"WT", "TC", "ET", "RC"}
     loaded = load_model(model_dir)
     assert loaded.contract.target.label_set is BRATS_POST_TREATMENT
     assert int(loaded.model.output_shape[-1]) == (5 if target == "classes" else 4)

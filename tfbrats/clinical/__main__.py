@@ -104,11 +104,11 @@ def _prepare(scans: dict, loaded) -> Path:
     if loaded is None:
         return prepare_case(scans, FLAGS.case_id, FLAGS.out, **options)
     from tfbrats.clinical.segment import prepare_and_segment
-    from tfbrats.labels import REGION_TITLES
+    from tfbrats.labels import BRATS_POST_TREATMENT
 
     case_dir, result = prepare_and_segment(scans, FLAGS.case_id, FLAGS.out, loaded, **options)
     for region, ml in result.volumes_ml.items():
-        print(f"{region} ({REGION_TITLES[region]}): {ml:.2f} ml")
+        print(f"{region} ({BRATS_POST_TREATMENT.titles[region]}): {ml:.2f} ml")
     if result.dicom is None:
         print(f"no DICOM Segmentation: {result.record['dicom_seg_reason']}", file=sys.stderr)
     return case_dir

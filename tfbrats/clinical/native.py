@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import SimpleITK as sitk
 
-from tfbrats.labels import REGIONS, region_masks
+from tfbrats.labels import BRATS, LabelSet, region_masks
 
 
 def grid_from_record(record: Mapping) -> sitk.Image:
@@ -66,17 +66,22 @@ def labels_to_grid(labels: sitk.Image, grid: sitk.Image) -> sitk.Image:
     return resampled
 
 
-def region_volumes_ml(labels: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
-    """Volume of each tumor region (WT, TC, ET; `tfbrats.labels.REGIONS`) in millilitres.
+def region_volumes_ml(labels: np.ndarray, spacing_mm: tuple[float, float, float],
+                      label_set: LabelSet = BRATS) -> dict[str, float]:
+    """Volume of each tumor region of the label set in millilitres (WT, TC, ET; RC for a post-treatment model).
 
     Args:
-        labels: internal classes 0..3, any axis order.
+        labels: internal classes (0..3, or 0..4 with the resection cavity), any axis order.
         spacing_mm: the voxel size along the three axes.
+        label_set: the model's label set: its regions are the ones measured.
 
     Example:
         >>> region_volumes_ml(np.array([[[0, 1, 2, 3]]]), (10.0, 10.0, 10.0))
         {'WT': 3.0, 'TC': 2.0, 'ET': 1.0}
+        >>> from tfbrats.labels import BRATS_POST_TREATMENT
+        >>> region_volumes_ml(np.array([[[0, 1, 2, 3, 4, 4]]]), (10.0, 10.0, 10.0), BRATS_POST_TREATMENT)
+        {'WT': 3.0, 'TC': 2.0, 'ET': 1.0, 'RC': 2.0}
     """
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    masks = region_masks(np.asarray(labels))
-    return {region: round(float(np.count_nonzero(masks[region])) * voxel_ml, 3) for region in REGIONS}
+    masks = region_masks(np.asarray(labels), label_set.regions)
+    return {region: round(float(np.count_nonzero(masks[region])) * voxel_ml, 3) for region in label_set.regions}

@@ -44,7 +44,7 @@ class CaseSegmentation:
     Args:
         native: `<case>_seg_native.nii.gz`, labels on the reference series' grid.
         dicom: `<case>_seg.dcm`, or None when the reference scan was not DICOM.
-        volumes_ml: volume of each region (WT, TC, ET) in millilitres.
+        volumes_ml: volume of each region (WT, TC, ET; RC for a post-treatment model) in millilitres.
         record: what `<case>_clinical.json` now holds under `segmentation`.
     """
 
@@ -169,9 +169,11 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
 
     Args:
         case_dir: the case folder (`prepare_case`'s); its sidecar names the reference and its grid.
-        labels: internal classes 0..3 on the case's grid, `(D, H, W)` (what the volumes count).
+        labels: internal classes 0..3 (0..4 with the resection cavity) on the case's grid,
+            `(D, H, W)` (what the volumes count).
         on_grid: the same labels as an image in world coordinates (`labels_on_case_grid`).
-        label_map: the values the native NIfTI is written with.
+        label_map: the values the native NIfTI is written with; its label set names the regions
+            measured (RC too when it has a cavity value).
         classes: the model's tumor classes: one DICOM segment each.
         model_name: the model, as the SEG's algorithm identification names it.
         fingerprint: the model's weights SHA-256.
@@ -186,7 +188,7 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
     sidecar = read_sidecar(case_dir)
     reference = sidecar["reference"]
     source = sidecar["inputs"][reference]
-    volumes = region_volumes_ml(labels, (float(sidecar["spacing_mm"]),) * 3)
+    volumes = region_volumes_ml(labels, (float(sidecar["spacing_mm"]),) * 3, label_map.label_set)
     native = labels_to_grid(on_grid, grid_from_record(source))
 
     native_path = case_dir / f"{case_id}{SEG_NATIVE_SUFFIX}"
@@ -205,7 +207,7 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
         **(prediction or {"model": model_name, "model_sha256": fingerprint}),
         "written_by": "tfbrats.clinical",
         "reference": reference,
-        "label_values": dict(zip(("necrosis", "edema", "enhancing"), label_map.values[1:])),
+        "label_values": dict(zip(("necrosis", "edema", "enhancing", "cavity"), label_map.values[1:])),
         "volumes_ml": volumes,
         "volumes_grid": f"the prepared case's {sidecar['spacing_mm']} mm grid (where the model segmented)",
         "native_file": native_path.name,

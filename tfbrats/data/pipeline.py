@@ -17,7 +17,7 @@ from tfbrats.data.cache import load_cache
 from tfbrats.data.io import check_case
 from tfbrats.data.preprocess import PreprocessedCase, load_case
 from tfbrats.data.records import Case
-from tfbrats.data.sampling import sample_patch
+from tfbrats.data.sampling import cases_per_class, class_balanced_patch, sample_patch
 
 # A per-patch step after augmentation: (image, label, rng) -> (image, label), numpy arrays.
 SampleTransform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -63,6 +63,7 @@ def make_dataset(
     seed: int = 0,
     repeat: bool = True,
     foreground_fraction: float = 0.0,
+    foreground_sampling: str = "voxels",
     training: bool = True,
     input_channels: int = 3,
     sample_transforms: Sequence[SampleTransform] = (),
@@ -92,6 +93,12 @@ def make_dataset(
         seed: The seed of case order, patch positions and augmentation.
         repeat: Repeat forever (else one epoch).
         foreground_fraction: Probability that a patch is centred on a tumor voxel.
+        foreground_sampling: Training mode: "voxels" centres such a patch on a tumor voxel of the
+            epoch's case, each voxel alike (edema, most of them, most often); "classes" first draws
+            a tumor class uniformly among the dataset's, then a case holding it, then one of its
+            voxels (`tfbrats.data.sampling.class_balanced_patch`), so every class is centred on
+            alike, the resection cavity of post-treatment cases too. The other patches are placed
+            at random in the epoch's case either way.
         training: Training (random, augmented) or validation (fixed) patches.
         input_channels: 3 or 4, used when `source` lists `Case` objects.
         sample_transforms: Extra training-only per-patch steps run after augmentation.
@@ -126,17 +133,28 @@ def make_dataset(
         raise ValueError(f"the cases have different channel counts {sorted(num_channels)}; use one cache")
     channels = num_channels.pop()
     count = len(cases)
+    if foreground_sampling not in ("voxels", "classes"):
+        raise ValueError(f"foreground_sampling must be 'voxels' or 'classes'; got {foreground_sampling!r}")
+    balanced = cases_per_class([case.label for case in cases]) if foreground_sampling == "classes" else None
 
     def make_patch(patch_index: np.int64) -> tuple[np.ndarray, np.ndarray]:
         index = int(patch_index)
+        chosen = None
         if training:
             order = np.random.default_rng([seed, 0, index // count]).permutation(count)
             case = cases[order[index % count]]
             rng = np.random.default_rng([seed, 1, index])
+            if balanced is not None:
+                chosen = class_balanced_patch(balanced, rng, foreground_fraction)
+                case = case if chosen is None else cases[chosen[1]]
         else:
             case = cases[index]
             rng = np.random.default_rng([seed, 2, index])
-        image, label = sample_patch(case.image, case.label, patch_size, rng, foreground_fraction)
+        if chosen is not None:
+            image, label = sample_patch(case.image, case.label, patch_size, rng, foreground_class=chosen[0])
+        else:
+            fraction = 0.0 if training and balanced is not None else foreground_fraction
+            image, label = sample_patch(case.image, case.label, patch_size, rng, fraction)
         if training:
             if augment is not None:
                 image, label = augment_patch(image, label, augment, rng)

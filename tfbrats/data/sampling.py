@@ -40,6 +40,7 @@ def patch_corner(
     rng: np.random.Generator,
     label: np.ndarray | None = None,
     foreground: bool = False,
+    foreground_class: int | None = None,
 ) -> PatchSize:
     """Chooses the corner of a patch inside a (padded) case.
 
@@ -49,6 +50,7 @@ def patch_corner(
         rng: The random generator.
         label: The padded case's labels, used when `foreground` is True.
         foreground: Centre the patch on a random tumor voxel (label > 0) when there is one.
+        foreground_class: With `foreground`, centre it on a voxel of this class instead.
 
     Returns:
         The corner ``(d0, h0, w0)``; the patch ``corner + patch_size`` lies inside `shape`.
@@ -61,7 +63,7 @@ def patch_corner(
     if np.any(highest < 0):
         raise ValueError(f"case shape {tuple(shape)} is smaller than the patch {tuple(patch_size)}; pad it first")
     if foreground and label is not None:
-        tumor = np.flatnonzero(label)
+        tumor = np.flatnonzero(label if foreground_class is None else label == foreground_class)
         if tumor.size:
             centre = np.unravel_index(tumor[rng.integers(tumor.size)], label.shape)
             corner = np.array(centre) - np.array(patch_size) // 2
@@ -75,6 +77,7 @@ def sample_patch(
     patch_size: Sequence[int],
     rng: np.random.Generator,
     foreground_fraction: float = 0.0,
+    foreground_class: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Takes one random patch of a cropped case, padding the case first when it is smaller.
 
@@ -84,6 +87,8 @@ def sample_patch(
         patch_size: ``(d, h, w)``, e.g. (24, 128, 128), or (1, 128, 128) for 2-D.
         rng: The random generator (seed it for reproducible patches).
         foreground_fraction: Probability that the patch is centred on a tumor voxel.
+        foreground_class: Centre the patch on a voxel of this class (`class_balanced_patch`
+            chose it); `foreground_fraction` is then not drawn.
 
     Returns:
         ``(image_patch (d, h, w, C) float32, label_patch (d, h, w) int32)``.
@@ -93,11 +98,57 @@ def sample_patch(
     """
     padded_image = pad_to_patch(image, patch_size)
     padded_label = None if label is None else pad_to_patch(label, patch_size)
-    foreground = foreground_fraction > 0 and rng.random() < foreground_fraction
-    d0, h0, w0 = patch_corner(padded_image.shape, patch_size, rng, padded_label, foreground)
+    if foreground_class is None:
+        foreground = foreground_fraction > 0 and rng.random() < foreground_fraction
+    else:
+        foreground = padded_label is not None
+    d0, h0, w0 = patch_corner(padded_image.shape, patch_size, rng, padded_label, foreground, foreground_class)
     d, h, w = patch_size
     window = (slice(d0, d0 + d), slice(h0, h0 + h), slice(w0, w0 + w))
     image_patch = np.asarray(padded_image[window], dtype=np.float32)
     if padded_label is None:
         return image_patch, np.zeros((d, h, w), dtype=np.int32)
     return image_patch, np.asarray(padded_label[window], dtype=np.int32)
+
+
+def cases_per_class(labels: Sequence[np.ndarray | None]) -> dict[int, list[int]]:
+    """Tumor class -> the indices of the cases whose labels hold it (classes in no case are left out).
+
+    Example:
+        >>> cases_per_class([np.array([0, 1, 2]), np.array([0, 2, 4]), None])
+        {1: [0], 2: [0, 1], 4: [1]}
+    """
+    found: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        if label is None:
+            continue
+        for value in np.flatnonzero(np.bincount(np.asarray(label, dtype=np.int64).ravel())).tolist():
+            if value:  # (bincount: one pass over a case's labels, unlike np.unique's sort)
+                found.setdefault(int(value), []).append(index)
+    return dict(sorted(found.items()))
+
+
+def class_balanced_patch(
+    classes: dict[int, list[int]], rng: np.random.Generator, foreground_fraction: float
+) -> tuple[int, int] | None:
+    """Whether a patch is centred on tumor, and then on which class and case, every tumor class alike.
+
+    With probability `foreground_fraction` a tumor class is drawn uniformly among the classes of
+    the dataset (`cases_per_class`), then a case holding it; the patch is centred on a voxel of that
+    class (like nnU-Net's oversampling of foreground classes, across cases: a class that only some
+    cases hold, such as the resection cavity of post-treatment cases, or small, such as enhancing
+    tumor, is centred on as often as edema, which fills most tumor voxels). Otherwise None: the
+    patch is placed at random in the case the epoch's order gives.
+
+    Example:
+        >>> class_balanced_patch({1: [0], 4: [2, 3]}, np.random.default_rng(0), 1.0)
+        (4, 2)
+        >>> class_balanced_patch({1: [0]}, np.random.default_rng(0), 0.0) is None
+        True
+    """
+    if not classes or not (foreground_fraction > 0 and rng.random() < foreground_fraction):
+        return None
+    values = list(classes)
+    value = values[int(rng.integers(len(values)))]
+    holders = classes[value]
+    return value, holders[int(rng.integers(len(holders)))]

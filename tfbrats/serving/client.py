@@ -47,6 +47,7 @@ from tfbrats.contract import (
     postprocess,
 )
 from tfbrats.inference.predict import window_probabilities
+from tfbrats.labels import BRATS_POST_TREATMENT, RC_CLASS
 from tfbrats.serving.signatures import (
     CLIENT_POSTPROCESSING_OUTPUT,
     IMAGE_INPUT,
@@ -372,7 +373,10 @@ def segment_volume(
             through `SegmentationContract.from_json`), for "serving_default".
 
     Returns:
-        uint8 internal labels 0..3, as `python -m tfbrats.predict` computes them.
+        uint8 internal labels, as `python -m tfbrats.predict` computes them: 0..3, or 0..4 with the
+        resection cavity (4) for a post-treatment model. Without `contract` the client takes
+        0..3; a `segment` answer holding the cavity is then an error asking for the contract (the
+        signature's outputs do not say which label set the served model has).
 
     Raises:
         ServingError: A request failed, or its answer is not a segmentation of `image`.
@@ -397,6 +401,8 @@ def segment_volume(
                 raise ServingError(f"{endpoint} answered labels of shape {labels.shape} for an image of shape "
                                    f"{image.shape}; expected {image.shape[:3]}")
             steps = _client_steps(endpoint, answer[CLIENT_POSTPROCESSING_OUTPUT])
+            if contract is None:
+                _refuse_unknown_cavity(endpoint, labels)
             allowed = contract.target.labels if contract is not None else INTERNAL_LABELS
             return postprocess(check_labels(labels, allowed), image, steps, allowed=allowed)
         if signature == SERVING_DEFAULT:
@@ -417,6 +423,20 @@ def segment_volume(
     except OutputError as error:
         raise ServingError(f"{endpoint}: {error}") from None
     raise ValueError(f"signature must be {SEGMENT!r} or {SERVING_DEFAULT!r}; got {signature!r}")
+
+
+def _refuse_unknown_cavity(endpoint: str, labels: np.ndarray) -> None:
+    """A clear error for resection-cavity labels from a model whose contract the client was not given."""
+    values = np.asarray(labels)
+    if values.dtype.kind not in "biuf" or not np.isin(values, BRATS_POST_TREATMENT.labels).all():
+        return  # not a post-treatment answer: check_labels names what is wrong with it
+    cavity = np.count_nonzero(values == RC_CLASS)
+    if cavity:
+        raise ServingError(f"{endpoint} answered {cavity} voxels of label {RC_CLASS}, the resection cavity of a "
+                           f"post-treatment model (label set {BRATS_POST_TREATMENT.name}, labels "
+                           f"{list(BRATS_POST_TREATMENT.labels)}); without the model's contract the labels are "
+                           f"{list(INTERNAL_LABELS)}: give it (segment_volume(contract=...), "
+                           "tools/serving_client.py --metadata=<the export's version folder>)")
 
 
 def _client_steps(endpoint: str, answered: np.ndarray) -> PostProcessing:

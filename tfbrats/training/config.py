@@ -100,6 +100,10 @@ class TrainConfig:
     augment: AugmentConfig | None = _setting(
         None, "Augment training patches (probabilities --aug_*).", default_factory=AugmentConfig)
     foreground_fraction: float = _setting(0.0, "Probability that a patch is centred on tumor.", low=0.0, high=1.0)
+    foreground_sampling: str = _setting(
+        "voxels", "How a patch centred on tumor is centred: on a tumor voxel of the epoch's case (voxels), or on a "
+        "voxel of a tumor class drawn uniformly among the dataset's, in a case holding it (classes: every class "
+        "alike, the resection cavity of post-treatment cases too).", choices=("voxels", "classes"))
     include_background: bool = _setting(
         True, "Average the Dice loss over background too (published code) or tumor classes only.")
     cross_entropy_weight: float = _setting(

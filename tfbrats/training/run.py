@@ -7,7 +7,7 @@ A run folder (``--model_dir``) holds::
     checkpoints/       model + optimizer (with its loss scale) + epoch, global step, best and the epoch's
                        history row, after every epoch (the last 2 kept)
     logs/train/, logs/validation/   TensorBoard scalars per epoch
-    history.csv        one row per epoch (`HISTORY_COLUMNS`)
+    history.csv        one row per epoch (`history_columns`: a Dice per region of the label set)
     best.keras         the model of the best epoch; best.json says which epoch and by which validation
     final.keras        the model after the last epoch
 
@@ -28,6 +28,7 @@ import io
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,22 @@ RUN_ENTRIES = (CONFIG_NAME, FLAGS_NAME, HISTORY_NAME, CHECKPOINT_DIR, LOG_DIR, B
                FINAL_NAME)
 DICE_NAMES = tuple(f"dice_{region}" for region in REGIONS)
 VOLUME_NAMES = tuple(f"volume_dice_{region}" for region in REGIONS)
-HISTORY_COLUMNS = (
-    "epoch", "step", "learning_rate", "loss", *DICE_NAMES, "val_loss", *(f"val_{n}" for n in DICE_NAMES),
-    "val_dice_mean", *VOLUME_NAMES, "volume_dice_mean", "seconds",
-)
+
+
+def history_columns(regions: Sequence[str] = tuple(REGIONS)) -> tuple[str, ...]:
+    """The columns of history.csv for a run whose label set has `regions` (its Dice per region).
+
+    Example:
+        >>> [c for c in history_columns(("WT", "TC", "ET", "RC")) if c.startswith("val_dice")]
+        ['val_dice_WT', 'val_dice_TC', 'val_dice_ET', 'val_dice_RC', 'val_dice_mean']
+    """
+    dice = tuple(f"dice_{region}" for region in regions)
+    return ("epoch", "step", "learning_rate", "loss", *dice, "val_loss", *(f"val_{n}" for n in dice),
+            "val_dice_mean", *(f"volume_{n}" for n in dice), "volume_dice_mean", "seconds")
+
+
+# A 4-class run's columns (WT, TC, ET); a run with the resection cavity adds RC's after each ET column.
+HISTORY_COLUMNS = history_columns()
 INTEGER_COLUMNS = ("epoch", "step")
 _CHECKPOINT_STATE = re.compile(r'^model_checkpoint_path:\s*"[^"]*?ckpt-(\d+)"', re.MULTILINE)
 # The entries of one checkpoint save: its files, and the folder TensorFlow writes them in first.
@@ -136,13 +149,14 @@ class Run:
             except (TypeError, ValueError) as error:
                 raise RunError(f"{self.history_path} is not a history of numbers ({error})") from error
 
-    def write_history(self, rows: list[dict[str, float]]) -> None:
-        """Writes history.csv atomically with `HISTORY_COLUMNS` (older rows' missing columns as nan)."""
+    def write_history(self, rows: list[dict[str, float]], regions: Sequence[str] = tuple(REGIONS)) -> None:
+        """Writes history.csv atomically with `history_columns` of `regions` (missing values as nan)."""
+        columns = history_columns(regions)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: _format(key, row.get(key, math.nan)) for key in HISTORY_COLUMNS})
+            writer.writerow({key: _format(key, row.get(key, math.nan)) for key in columns})
         write_text(self.history_path, buffer.getvalue())
 
     def best_record(self) -> dict[str, Any] | None:

@@ -61,8 +61,9 @@ def make_step_functions(
     Returns:
         ``train_step(batch) -> (loss, counts)`` and ``eval_step(batch) -> (counts, *sums)``, where
         `batch` is an element of a distributed dataset of ``(images, labels)``, `counts` are the
-        (3, 3) `region_counts` and `sums` the loss's `sums`, all summed over replicas (the loss of
-        several evaluation batches is `loss.loss_from_sums` of their added sums).
+        (R, 3) `region_counts` (a row per region of the target's label set) and `sums` the loss's
+        `sums`, all summed over replicas (the loss of several evaluation batches is
+        `loss.loss_from_sums` of their added sums).
 
     Example:
         >>> from tfbrats.losses import MultipleDiceLoss
@@ -82,7 +83,7 @@ def make_step_functions(
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def counts(labels, logits):
-        return region_counts(labels, target.one_hot_labels(logits))
+        return region_counts(labels, target.one_hot_labels(logits), target.label_set.regions)
 
     def replica_train(images, labels):
         context = tf.distribute.get_replica_context()

@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfbrats.data import dataset_label_set
-from tfbrats.labels import REGIONS
 from tfbrats.losses import SoftDiceLoss
 from tfbrats.metrics import dice_from_counts
 from tfbrats.training.config import ConfigError, TrainConfig, changed_settings, check_config, read_config
@@ -48,7 +47,7 @@ from tfbrats.training.factories import (
     target_of,
 )
 from tfbrats.training.progress import make_progress
-from tfbrats.training.run import DICE_NAMES, VOLUME_NAMES, Run
+from tfbrats.training.run import Run
 from tfbrats.training.steps import make_step_functions
 from tfbrats.training.strategy import cluster_role, make_strategy
 
@@ -121,6 +120,16 @@ class Trainer:
         # The training data's label set (set by `fit` from the cases; what --label_set=auto trains).
         self.data_label_set = None
 
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions scored in training and validation: those of the label set trained (RC too with a cavity)."""
+        return tuple(target_of(self.config, self.data_label_set).label_set.regions)
+
+    @property
+    def dice_names(self) -> tuple[str, ...]:
+        """``dice_<region>`` for each of `regions`: the training Dice columns of history.csv and the console."""
+        return tuple(f"dice_{region}" for region in self.regions)
+
     # ---- hooks ----------------------------------------------------------------------------------
     def refresh_batchnorm(self) -> None:
         """Re-estimates the BatchNorm moving statistics with the current weights (`bn_refresh_batches`).
@@ -166,10 +175,10 @@ class Trainer:
         """Writes the epoch's TensorBoard scalars (training and validation)."""
         for name, prefix in (("train", ""), ("validation", "val_")):
             with self.writers[name].as_default(step=int(row["epoch"])):
-                for key in ("loss", *DICE_NAMES):
+                for key in ("loss", *self.dice_names):
                     tf.summary.scalar(key, row[prefix + key])
                 if name == "validation" and not math.isnan(row["volume_dice_mean"]):
-                    for key in (*VOLUME_NAMES, "volume_dice_mean"):
+                    for key in (*(f"volume_{n}" for n in self.dice_names), "volume_dice_mean"):
                         tf.summary.scalar(key, row[key])
 
     def save_checkpoint(self, epoch: int) -> None:
@@ -183,7 +192,7 @@ class Trainer:
     def save_history(self, rows: list[dict[str, float]]) -> None:
         """Writes history.csv (last write); only the chief."""
         if self.role.is_chief:
-            self.run.write_history(rows)
+            self.run.write_history(rows, self.regions)
 
     def log(self, message: str) -> None:
         """A message from the chief."""
@@ -250,7 +259,8 @@ class Trainer:
         config = self.config
         def make(context):
             return make_dataset(patch_size=tuple(config.patch_size), batch_size=config.batch_size, seed=config.seed,
-                                foreground_fraction=config.foreground_fraction, input_context=context, **kwargs)
+                                foreground_fraction=config.foreground_fraction,
+                                foreground_sampling=config.foreground_sampling, input_context=context, **kwargs)
 
         return self.strategy.distribute_datasets_from_function(make)
 
@@ -298,21 +308,22 @@ class Trainer:
             from tfbrats.data import make_dataset
 
             self.refresh_data = make_dataset(self.train_cases, config.patch_size, config.batch_size, seed=config.seed,
-                                             foreground_fraction=config.foreground_fraction).take(
+                                             foreground_fraction=config.foreground_fraction,
+                                             foreground_sampling=config.foreground_sampling).take(
                                                  config.bn_refresh_batches)
         progress = make_progress(config.steps_per_epoch, config.log_every, self.role.is_chief)
         for index in range(start, config.epochs):
             started = time.monotonic()
             progress.start_epoch(index + 1, config.epochs)
-            loss_sum, counts = 0.0, np.zeros((3, 3))
+            loss_sum, counts, names = 0.0, np.zeros((len(self.regions), 3)), self.dice_names
             for step in range(config.steps_per_epoch):
                 step_loss, step_counts = train_step(next(batches))
                 loss_sum += float(step_loss)
                 counts += step_counts.numpy()
-                progress.update(step + 1, [("loss", loss_sum / (step + 1)), *zip(DICE_NAMES, _dice(counts))])
+                progress.update(step + 1, [("loss", loss_sum / (step + 1)), *zip(names, _dice(counts))])
             row = {"epoch": index + 1, "step": (index + 1) * config.steps_per_epoch,
                    "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
-                   "loss": loss_sum / config.steps_per_epoch, **dict(zip(DICE_NAMES, _dice(counts)))}
+                   "loss": loss_sum / config.steps_per_epoch, **dict(zip(names, _dice(counts)))}
             if config.bn_refresh_batches and self._chooses_best(index + 1):
                 self.refresh_batchnorm()
             row |= self._validate(eval_step, val_data, loss)
@@ -320,9 +331,9 @@ class Trainer:
             row["seconds"] = time.monotonic() - started
             self.on_epoch_end(row)
             history = self._commit(row, history)
-            progress.end_epoch([("loss", row["loss"]), *((n, row[n]) for n in DICE_NAMES)],
-                               [(k, row[k]) for k in ("val_loss", *(f"val_{n}" for n in DICE_NAMES))
-                                + ((*VOLUME_NAMES,) if not math.isnan(row["volume_dice_mean"]) else ())],
+            volumes = tuple(f"volume_{n}" for n in names) if not math.isnan(row["volume_dice_mean"]) else ()
+            progress.end_epoch([("loss", row["loss"]), *((n, row[n]) for n in names)],
+                               [(k, row[k]) for k in ("val_loss", *(f"val_{n}" for n in names), *volumes)],
                                row["seconds"])
         for writer in self.writers.values():
             writer.flush()
@@ -333,7 +344,7 @@ class Trainer:
 
     def _validate(self, eval_step, val_data, loss: SoftDiceLoss) -> dict[str, float]:
         """Loss and Dice of the validation patches."""
-        counts, sums = np.zeros((3, 3)), None
+        counts, sums = np.zeros((len(self.regions), 3)), None
         batches = iter(val_data)
         steps = self.config.validation_steps
         for batch in (next(batches) for _ in range(steps)) if steps else batches:
@@ -342,16 +353,16 @@ class Trainer:
             batch_sums = [value.numpy() for value in batch_sums]
             sums = batch_sums if sums is None else [a + b for a, b in zip(sums, batch_sums)]
         row = {"val_loss": float(loss.loss_from_sums(*sums)),
-               **{f"val_{n}": d for n, d in zip(DICE_NAMES, _dice(counts))}}
-        row["val_dice_mean"] = float(np.mean([row[f"val_{n}"] for n in DICE_NAMES]))
+               **{f"val_{n}": d for n, d in zip(self.dice_names, _dice(counts))}}
+        row["val_dice_mean"] = float(np.mean([row[f"val_{n}"] for n in self.dice_names]))
         return row
 
     def _validate_volumes(self, epoch: int) -> dict[str, float]:
         """Mean Dice of the whole validation volumes on scoring epochs (every N and the last), else NaN."""
         if not self._selects_by_volume() or not self._chooses_best(epoch):
-            return {key: math.nan for key in (*VOLUME_NAMES, "volume_dice_mean")}
+            return {key: math.nan for key in (*(f"volume_{n}" for n in self.dice_names), "volume_dice_mean")}
         scores = self.volume_scorer(self.model, self.val_cases)
-        row = {f"volume_dice_{region}": float(scores[region]) for region in REGIONS}
+        row = {f"volume_dice_{region}": float(scores[region]) for region in self.regions}
         # The mean over every region scored (RC too for a model with the resection cavity) chooses best.keras.
         row["volume_dice_mean"] = float(np.mean([float(value) for value in scores.values()]))
         return row
@@ -370,7 +381,7 @@ class Trainer:
                       f"patches: {self.config.validation_steps} batches of {self.config.batch_size}, every epoch")
         return {"epoch": int(row["epoch"]), "step": int(row["step"]), "metric": metric, "value": row[metric],
                 "validation": validation,
-                "dice": {region: row[f"{prefix}dice_{region}"] for region in REGIONS}}
+                "dice": {region: row[f"{prefix}dice_{region}"] for region in self.regions}}
 
     def _commit(self, row: dict[str, float], history: list[dict[str, float]]) -> list[dict[str, float]]:
         """Commits an epoch: checkpoint (with the row and best), then best.keras + best.json, then history."""
@@ -405,7 +416,7 @@ class Trainer:
         if len(history) == start - 1:
             history.append(json.loads(self.last_row.numpy().decode()))
             self.log(f"completing epoch {start}'s record from its checkpoint: history row")
-            self.run.write_history(history)
+            self.run.write_history(history, self.regions)
         record = self.run.best_record()
         if int(self.best_epoch.numpy()) == start and (record is None or int(record.get("epoch", 0)) != start):
             self.log(f"completing epoch {start}'s record from its checkpoint: {self.run.best_path}")
