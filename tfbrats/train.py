@@ -61,7 +61,7 @@ def recorded_flags(config=None) -> str:
     With `config` (a fold of ``--all_folds``), its fold and folder replace the flags' own.
 
     Example: after ``python -m tfbrats.train --model_dir=runs/demo --batch_size=2``, the run's
-    flagfile holds one line per flag, among them::
+    ``runs/demo/flags.txt`` holds one line per flag, among them::
 
         --batch_size=2
         --model_dir=runs/demo
