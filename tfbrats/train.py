@@ -60,7 +60,7 @@ def recorded_flags(config=None) -> str:
     resume, never wipe, the run, and neither tuning nor the other folds are training settings.
     With `config` (a fold of ``--all_folds``), its fold and folder replace the flags' own.
 
-    Example: after ``python -m tfbrats.train --model_dir=runs/demo --batch_size=2``, the run's
+    Example: after ``python -m tfbrats.train --model_dir=runs/demo --batch_size=2``, its flagfile
     ``runs/demo/flags.txt`` holds one line per flag, among them::
 
         --batch_size=2
