@@ -127,9 +127,10 @@ def mean_dice(report: Path) -> dict[str, float]:
         "RC post-treatment", the mean RC Dice over the cases with a cavity, and "RC voxels
         pre-treatment", the RC voxels predicted on the cases without (summed).
 
-    Example:
-        >>> mean_dice(Path("demo_output/report"))  # doctest: +SKIP
-        {'WT': 0.95, 'TC': 0.91, 'ET': 0.88, 'ET without ET': 1.0, 'stray ET voxels': 0.0}
+    Example: after ``python -m tfbrats.demo`` has written its report::
+
+        mean_dice(Path("demo_output/report"))
+        # {'WT': 0.95, 'TC': 0.91, 'ET': 0.88, 'ET without ET': 1.0, 'stray ET voxels': 0.0}
     """
     with open(report / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -60,9 +60,11 @@ def recorded_flags(config=None) -> str:
     resume, never wipe, the run, and neither tuning nor the other folds are training settings.
     With `config` (a fold of ``--all_folds``), its fold and folder replace the flags' own.
 
-    Example:
-        >>> print(recorded_flags())  # doctest: +SKIP
+    Example: after ``python -m tfbrats.train --model_dir=runs/demo --batch_size=2``, its flagfile
+    ``runs/demo/flags.txt`` holds one line per flag, among them::
+
         --batch_size=2
+        --model_dir=runs/demo
     """
     own = flags.FLAGS.get_key_flags_for_module(sys.modules[__name__])
     left_out = (_OVERWRITE.name, _TUNE.name, _ALL_FOLDS.name)
@@ -75,9 +77,10 @@ def recorded_flags(config=None) -> str:
 def config_from_flags():
     """The `TrainConfig` of the parsed flags.
 
-    Example:
-        >>> config_from_flags().model  # doctest: +SKIP
-        'albunet3d'
+    Example: inside `main`, once absl has parsed ``--model=albunet3d``::
+
+        config = config_from_flags()
+        config.model  # 'albunet3d'
     """
     from tfbrats.training.config import config_from_values
 
@@ -98,9 +101,9 @@ def score_volumes(model, cases: list) -> dict[str, float]:
     once per model and reused while its weights change), not eagerly: on a 123x201x184 case an
     eager pass of the demo's AlbuNet3D held 14 GB, the traced one 2.5 GB.
 
-    Example:
-        >>> score_volumes(model, val_cases)  # doctest: +SKIP
-        {'WT': 0.95, 'TC': 0.91, 'ET': 0.87}
+    Example: with a tfbrats model and validation cases (`tfbrats.data.load_case`)::
+
+        score_volumes(model, val_cases)  # {'WT': 0.95, 'TC': 0.91, 'ET': 0.87}
     """
     from tfbrats.contract import SegmentationContract, Window, finish_segmentation
     from tfbrats.evaluation.tuning import mean_dice

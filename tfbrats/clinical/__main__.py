@@ -154,8 +154,9 @@ def main(argv: list[str]) -> int:
     Args:
         argv: leftover positional arguments (none are accepted).
 
-    Example:
-        >>> app.run(main)  # doctest: +SKIP
+    Example: the module runs it as an absl application, ``app.run(main)``; from a shell::
+
+        python -m tfbrats.clinical --help
     """
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; every input is a flag.")

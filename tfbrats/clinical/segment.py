@@ -114,10 +114,29 @@ def segment_case(case_dir: str | Path, loaded: LoadedModel) -> CaseSegmentation:
     Returns:
         The files written and the region volumes.
 
-    Example:
-        >>> result = segment_case("prepared/patient_001", load_model("runs/demo"))  # doctest: +SKIP
-        >>> result.volumes_ml  # doctest: +SKIP
-        {'WT': 41.2, 'TC': 12.5, 'ET': 7.9}
+    Example: three NIfTI scans prepared (`prepare_case`), then segmented by an untrained AlbuNet3D
+    saved with its contract (a trained run's `load_model("runs/demo")` is used the same way).
+
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> head = np.zeros((24, 24, 18), np.float32)
+        >>> head[6:18, 6:18, 4:14] = 100.0
+        >>> for modality in ("t1ce", "t2", "flair"):
+        ...     nibabel.save(nibabel.Nifti1Image(head, np.diag([2.0, 2.0, 2.0, 1.0])), f"{tmp.name}/{modality}.nii.gz")
+        >>> scans = {modality: f"{tmp.name}/{modality}.nii.gz" for modality in ("t1ce", "t2", "flair")}
+        >>> case = prepare_case(scans, "P001", f"{tmp.name}/cases", skull_stripped=True, spacing_mm=2.0)
+        >>> from tfbrats.contract import SegmentationContract, Window
+        >>> from tfbrats.inference.model import load_model, save_with_contract
+        >>> from tfbrats.models import AlbuNet3D
+        >>> contract = SegmentationContract(window=Window.for_patch((32, 32, 32)))
+        >>> model_file = save_with_contract(AlbuNet3D(num_classes=4, num_filters=2), contract, f"{tmp.name}/m.keras")
+        >>> result = segment_case(case, load_model(model_file))
+        >>> result.native.name, result.dicom, sorted(result.volumes_ml)
+        ('P001_seg_native.nii.gz', None, ['ET', 'TC', 'WT'])
+        >>> read_sidecar(case)["segmentation"]["volumes_ml"] == result.volumes_ml
+        True
+        >>> tmp.cleanup()
     """
     case_dir = Path(case_dir)
     labels, on_grid, prediction = labels_on_case_grid(case_dir, loaded)
@@ -143,10 +162,27 @@ def prepare_and_segment(scans: dict[str, str | Path | None], case_id: str, out_d
     Returns:
         The case folder and what `segment_case` wrote (paths inside the case folder).
 
-    Example:
-        >>> scans = {"t1ce": "dcm/T1C", "t2": "dcm/T2", "flair": "dcm/FLAIR"}
-        >>> case_dir, result = prepare_and_segment(scans, "P001", "cases", load_model("runs/3d"),  # doctest: +SKIP
-        ...                                        skull_stripped=True)
+    Example: scans may be DICOM series folders or NIfTI files (here NIfTI); the model is an
+    untrained AlbuNet3D saved with its contract, loaded as a trained run's would be.
+
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> head = np.zeros((24, 24, 18), np.float32)
+        >>> head[6:18, 6:18, 4:14] = 100.0
+        >>> for modality in ("t1ce", "t2", "flair"):
+        ...     nibabel.save(nibabel.Nifti1Image(head, np.diag([2.0, 2.0, 2.0, 1.0])), f"{tmp.name}/{modality}.nii.gz")
+        >>> scans = {modality: f"{tmp.name}/{modality}.nii.gz" for modality in ("t1ce", "t2", "flair")}
+        >>> from tfbrats.contract import SegmentationContract, Window
+        >>> from tfbrats.inference.model import load_model, save_with_contract
+        >>> from tfbrats.models import AlbuNet3D
+        >>> contract = SegmentationContract(window=Window.for_patch((32, 32, 32)))
+        >>> model_file = save_with_contract(AlbuNet3D(num_classes=4, num_filters=2), contract, f"{tmp.name}/m.keras")
+        >>> case_dir, result = prepare_and_segment(scans, "P001", f"{tmp.name}/cases", load_model(model_file),
+        ...                                        skull_stripped=True, spacing_mm=2.0)
+        >>> case_dir.name, result.native.relative_to(case_dir).as_posix()
+        ('P001', 'P001_seg_native.nii.gz')
+        >>> tmp.cleanup()
     """
     case_dir = output_file(out_dir, case_id, what="case_id")
     if case_dir.exists() and not overwrite:
@@ -179,9 +215,27 @@ def write_segmentation(case_dir: str | Path, labels: np.ndarray, on_grid: sitk.I
         fingerprint: the model's weights SHA-256.
         prediction: the prediction record (`tfbrats.inference.predict.prediction_record`) for the sidecar.
 
-    Example:
-        >>> write_segmentation("prepared/c1", labels, image, label_map=BRATS2020_LABELS,  # doctest: +SKIP
-        ...                    classes=(1, 2, 3), model_name="runs/demo", fingerprint="ab" * 32)
+    Example: a cube of edema (internal class 2, 64 voxels of 2 mm) on a prepared case's grid.
+
+        >>> import tempfile
+        >>> import nibabel
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> head = np.zeros((24, 24, 18), np.float32)
+        >>> head[6:18, 6:18, 4:14] = 100.0
+        >>> for modality in ("t1ce", "t2", "flair"):
+        ...     nibabel.save(nibabel.Nifti1Image(head, np.diag([2.0, 2.0, 2.0, 1.0])), f"{tmp.name}/{modality}.nii.gz")
+        >>> scans = {modality: f"{tmp.name}/{modality}.nii.gz" for modality in ("t1ce", "t2", "flair")}
+        >>> case = prepare_case(scans, "P001", f"{tmp.name}/cases", skull_stripped=True, spacing_mm=2.0)
+        >>> grid = sitk.ReadImage(str(case / "P001_t1ce.nii.gz"))
+        >>> labels = np.zeros(sitk.GetArrayFromImage(grid).shape, np.uint8)
+        >>> labels[2:6, 2:6, 2:6] = 2
+        >>> on_grid = sitk.GetImageFromArray(labels)
+        >>> on_grid.CopyInformation(grid)
+        >>> result = write_segmentation(case, labels, on_grid, label_map=BRATS2020_LABELS, classes=(1, 2, 3),
+        ...                             model_name="runs/demo", fingerprint="ab" * 32)
+        >>> result.native.name, result.volumes_ml
+        ('P001_seg_native.nii.gz', {'WT': 0.512, 'TC': 0.0, 'ET': 0.0})
+        >>> tmp.cleanup()
     """
     case_dir = Path(case_dir)
     case_id = case_dir.name

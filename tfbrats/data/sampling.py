@@ -56,8 +56,12 @@ def patch_corner(
         The corner ``(d0, h0, w0)``; the patch ``corner + patch_size`` lies inside `shape`.
 
     Example:
-        >>> patch_corner((30, 150, 140), (24, 128, 128), np.random.default_rng(0))  # doctest: +SKIP
-        (4, 11, 7)
+        >>> patch_corner((30, 150, 140), (24, 128, 128), np.random.default_rng(0))
+        (5, 14, 6)
+        >>> label = np.zeros((30, 150, 140), np.int32)
+        >>> label[20, 100, 90] = 3  # one tumor voxel: the patch is centred on it where it fits
+        >>> patch_corner((30, 150, 140), (24, 128, 128), np.random.default_rng(0), label, foreground=True)
+        (6, 22, 12)
     """
     highest = np.array(shape[:3]) - np.array(patch_size)
     if np.any(highest < 0):
@@ -94,7 +98,14 @@ def sample_patch(
         ``(image_patch (d, h, w, C) float32, label_patch (d, h, w) int32)``.
 
     Example:
-        >>> x, y = sample_patch(case.image, case.label, (24, 128, 128), np.random.default_rng(0))  # doctest: +SKIP
+        >>> image = np.ones((20, 40, 40, 4), np.float32)  # a case shallower than the patch
+        >>> label = np.zeros((20, 40, 40), np.int32)
+        >>> label[8:12, 10:20, 10:20] = 1
+        >>> x, y = sample_patch(image, label, (24, 32, 32), np.random.default_rng(0), foreground_fraction=1.0)
+        >>> x.shape, x.dtype, y.shape, y.dtype
+        ((24, 32, 32, 4), dtype('float32'), (24, 32, 32), dtype('int32'))
+        >>> int(y.sum())  # centred on the tumor, the patch holds all 400 of its voxels
+        400
     """
     padded_image = pad_to_patch(image, patch_size)
     padded_label = None if label is None else pad_to_patch(label, patch_size)

@@ -308,7 +308,14 @@ def write_synthetic_dataset(
         ``out/imagesTr/BraTS_001_0000.nii.gz``).
 
     Example:
-        >>> folders = write_synthetic_dataset("/tmp/synthetic", cases=2, shape=(48, 48, 32))  # doctest: +SKIP
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folders = write_synthetic_dataset(tmp.name, cases=2, shape=(48, 48, 32))
+        >>> [folder.name for folder in folders]
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> sorted(path.name for path in folders[0].iterdir())[:2]
+        ['BraTS20_Training_001_flair.nii.gz', 'BraTS20_Training_001_seg.nii.gz']
+        >>> tmp.cleanup()
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")

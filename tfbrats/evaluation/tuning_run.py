@@ -91,9 +91,29 @@ def tune_run(
     Raises:
         ValueError: `other_folds` are not distinct folds of the run's split.
 
-    Example:
-        >>> print(tune_run("runs/demo"))  # doctest: +SKIP
-        post-processing chosen on 4 validation cases (1 without enhancing tumor, 1 of them given stray ET ...
+    Example: a run folder holding an untrained AlbuNet3D, tuned on one synthetic validation case
+    given as `cases` (a training run reads its own validation cases); ``modes=()`` keeps the window.
+
+        >>> import tempfile
+        >>> from tfbrats.contract import SegmentationContract, Window
+        >>> from tfbrats.data import find_cases, load_case
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> from tfbrats.inference.model import save_with_contract
+        >>> from tfbrats.models import AlbuNet3D
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = write_synthetic_dataset(f"{tmp.name}/val", cases=1, shape=(40, 40, 32))
+        >>> cases = [load_case(case) for case in find_cases(f"{tmp.name}/val").cases]
+        >>> contract = SegmentationContract(window=Window.for_patch((32, 32, 32)))
+        >>> model = AlbuNet3D(num_classes=4, num_filters=2)  # untrained; its decoder kept small
+        >>> model_file = save_with_contract(model, contract, f"{tmp.name}/run/best.keras")
+        >>> summary = tune_run(f"{tmp.name}/run", cases=cases, modes=())
+        >>> summary.splitlines()[0].startswith("post-processing chosen on 1 validation cases")
+        True
+        >>> sorted(path.name for path in Path(tmp.name, "run").iterdir())
+        ['best.keras', 'tuning.csv', 'tuning.json']
+        >>> load_model(model_file).contract.chosen_by.startswith("validation: 1 cases")
+        True
+        >>> tmp.cleanup()
     """
     from tfbrats.training import Run
     from tfbrats.training.folds import check_folds

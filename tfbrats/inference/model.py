@@ -188,9 +188,19 @@ def load_model(path: str | Path, precision: str | None = None) -> LoadedModel:
             without a contract cannot be read safely.
 
     Example:
-        >>> loaded = load_model("runs/demo")  # doctest: +SKIP
-        >>> loaded.contract.postprocessing.describe()  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.contract import PostProcessing
+        >>> from tfbrats.models import AlbuNet3D
+        >>> run = tempfile.TemporaryDirectory()  # a run folder holding its best model
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)),
+        ...                                 postprocessing=PostProcessing(min_et_voxels=200))
+        >>> _ = save_with_contract(AlbuNet3D(num_classes=4, num_filters=2), contract, Path(run.name) / "best.keras")
+        >>> loaded = load_model(run.name)
+        >>> loaded.path.name, loaded.patch_size, loaded.contract == contract
+        ('best.keras', (16, 32, 32), True)
+        >>> loaded.contract.postprocessing.describe()
         'brain mask; ET below 200 voxels -> necrosis'
+        >>> run.cleanup()
     """
     import tfbrats.models  # noqa: F401  (registers the AlbuNet classes for deserialisation)
 
@@ -225,8 +235,16 @@ def recorded_precision(path: str | Path) -> str:
     "float32" when the file records no contract or cannot be read as one (loading then says why).
 
     Example:
-        >>> recorded_precision("runs/demo/best.keras")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tfbrats.models import AlbuNet3D
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32), precision="mixed_bfloat16"))
+        >>> path = save_with_contract(AlbuNet3D(num_classes=4, num_filters=2), contract, Path(tmp.name) / "m.keras")
+        >>> recorded_precision(path)
         'mixed_bfloat16'
+        >>> recorded_precision(Path(tmp.name) / "missing.keras")
+        'float32'
+        >>> tmp.cleanup()
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -239,8 +257,19 @@ def recorded_precision(path: str | Path) -> str:
 def save_with_contract(model, contract: SegmentationContract, path: str | Path) -> Path:
     """Saves `model` as a `.keras` file carrying `contract`, atomically (`tfbrats.contract.save_model`).
 
-    Example:
-        >>> save_with_contract(loaded.model, tuned_contract, "runs/demo/best.keras")  # doctest: +SKIP
+    Example: give a model the post-processing chosen for it, then load it as prediction does.
+
+        >>> import tempfile
+        >>> from tfbrats.contract import PostProcessing
+        >>> from tfbrats.models import AlbuNet3D
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> tuned = SegmentationContract(window=Window.for_patch((16, 32, 32)),
+        ...                              postprocessing=PostProcessing(min_component_voxels=50),
+        ...                              chosen_by="validation: 4 cases")
+        >>> path = save_with_contract(AlbuNet3D(num_classes=4, num_filters=2), tuned, Path(tmp.name) / "best.keras")
+        >>> path.name, load_model(path).contract.chosen_by
+        ('best.keras', 'validation: 4 cases')
+        >>> tmp.cleanup()
     """
     return save_model(model, path, contract)
 

@@ -356,9 +356,26 @@ def predict_cases(
     Raises:
         ValueError: The output folder is refused (nothing is computed).
 
-    Example:
-        >>> cases = find_cases("data/val").cases  # doctest: +SKIP
-        >>> summary = predict_cases(cases, load_model("runs/demo"), "predictions")  # doctest: +SKIP
+    Example: two synthetic cases segmented by a small untrained model saved with its contract.
+
+        >>> import shutil
+        >>> import tempfile
+        >>> from tfbrats.contract import SegmentationContract, Window
+        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data.synthetic import write_synthetic_dataset
+        >>> from tfbrats.inference.model import load_model, save_with_contract
+        >>> from tfbrats.models import AlbuNet3D
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> _ = write_synthetic_dataset(tmp / "val", cases=2, shape=(48, 48, 32))
+        >>> contract = SegmentationContract(window=Window.for_patch((32, 32, 32)))
+        >>> _ = save_with_contract(AlbuNet3D(num_classes=4, num_filters=2), contract, tmp / "run" / "best.keras")
+        >>> cases, loaded = find_cases(tmp / "val").cases, load_model(tmp / "run")
+        >>> summary = predict_cases(cases, loaded, tmp / "predictions", progress=False)
+        >>> [path.name for path in summary.written], summary.failed
+        (['BraTS20_Training_001.nii.gz', 'BraTS20_Training_002.nii.gz'], {})
+        >>> predict_cases(cases, loaded, tmp / "predictions", progress=False).skipped  # done before: kept
+        ['BraTS20_Training_001', 'BraTS20_Training_002']
+        >>> shutil.rmtree(tmp)
     """
     import keras
 

@@ -115,10 +115,21 @@ def export_saved_model(
         FileExistsError: The version exists.
         ValueError: A bad version, or a window the graph cannot run.
 
-    Example:
-        >>> loaded = tfbrats.inference.model.load_model("runs/3d")  # doctest: +SKIP
-        >>> export_saved_model(loaded.model, "saved_models/albunet3d", 1, loaded.contract)  # doctest: +SKIP
-        PosixPath('saved_models/albunet3d/1')
+    Example: a trained model comes from `tfbrats.inference.load_model(run)` (its `.model` and
+    `.contract`); any Keras model of that shape exports the same way, here a one-layer stand-in.
+
+        >>> import tempfile
+        >>> from tfbrats.contract import Window
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((None, None, None, 3)), keras.layers.Conv3D(4, 1)])
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)))
+        >>> version = export_saved_model(model, Path(tmp.name) / "albunet3d", 1, contract)
+        >>> version.relative_to(tmp.name).as_posix()
+        'albunet3d/1'
+        >>> served = tf.saved_model.load(str(version))
+        >>> served.signatures["segment"](volume=tf.ones((20, 40, 40, 3)))["labels"].shape
+        TensorShape([20, 40, 40])
+        >>> tmp.cleanup()
     """
     _check_graph_window(contract)
     window = contract.window
@@ -193,9 +204,19 @@ def export_onnx(
     Returns:
         The version folder.
 
-    Example:
-        >>> export_onnx(loaded.model, "onnx_models/albunet3d", 1, loaded.contract)  # doctest: +SKIP
-        PosixPath('onnx_models/albunet3d/1')
+    Example: as `export_saved_model`'s, with a one-layer stand-in for the trained model.
+
+        >>> import tempfile
+        >>> from tfbrats.contract import Window
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((None, None, None, 3)), keras.layers.Conv3D(4, 1)])
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)))
+        >>> version = export_onnx(model, Path(tmp.name) / "albunet3d", 1, contract)
+        >>> sorted(path.name for path in version.iterdir())
+        ['model.onnx']
+        >>> read_metadata(version)["inputs"]
+        {'image': 'float32 (B, 16, 32, 32, 3)'}
+        >>> tmp.cleanup()
     """
     import onnx
 
@@ -243,9 +264,19 @@ def export_openvino(
     Returns:
         The version folder.
 
-    Example:
-        >>> export_openvino(loaded.model, "openvino_models/albunet3d", 1, loaded.contract)  # doctest: +SKIP
-        PosixPath('openvino_models/albunet3d/1')
+    Example: as `export_saved_model`'s, with a one-layer stand-in for the trained model.
+
+        >>> import tempfile
+        >>> from tfbrats.contract import Window
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((None, None, None, 3)), keras.layers.Conv3D(4, 1)])
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)))
+        >>> version = export_openvino(model, Path(tmp.name) / "albunet3d", 1, contract)
+        >>> sorted(path.name for path in version.iterdir())
+        ['model.bin', 'model.xml']
+        >>> read_metadata(version)["inputs"]
+        {'image': 'float32 (B, D, H, W, 3)'}
+        >>> tmp.cleanup()
     """
     import tempfile
 
@@ -297,8 +328,17 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     """The `tfbrats.json` description of an exported version (SavedModel, ONNX or OpenVINO folder).
 
     Example:
-        >>> read_metadata("saved_models/albunet3d/1")["window"]["patch_size"]  # doctest: +SKIP
-        [24, 128, 128]
+        >>> import tempfile
+        >>> from tfbrats.contract import Window
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((None, None, None, 3)), keras.layers.Conv3D(4, 1)])
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)))
+        >>> metadata = read_metadata(export_onnx(model, Path(tmp.name) / "albunet3d", 1, contract))
+        >>> metadata["format"], metadata["contract"]["window"]["patch_size"]
+        ('onnx', [16, 32, 32])
+        >>> metadata["outputs"]
+        {'probabilities': 'float32 (B, 16, 32, 32, 4)'}
+        >>> tmp.cleanup()
     """
     version_dir = Path(version_dir)
     if (version_dir / OPENVINO_FILE).is_file():

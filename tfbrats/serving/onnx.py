@@ -25,9 +25,23 @@ class OnnxSegmenter:
         contract: Another contract to segment by (another window needs an export made with
             `any_window`); by default the one stored in the export.
 
-    Example:
-        >>> segmenter = OnnxSegmenter("onnx_models/albunet3d/1")  # doctest: +SKIP
-        >>> labels = segmenter.segment(load_case(case).image)  # doctest: +SKIP
+    Example: an export of a one-layer stand-in (`tfbrats.serving.export.export_onnx`; a trained
+    model's export is used the same way), segmenting a preprocessed image (`load_case(case).image`).
+
+        >>> import tempfile
+        >>> import keras
+        >>> from tfbrats.contract import Window
+        >>> from tfbrats.serving.export import export_onnx
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((None, None, None, 3)), keras.layers.Conv3D(4, 1)])
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)))
+        >>> segmenter = OnnxSegmenter(export_onnx(model, Path(tmp.name) / "albunet3d", 1, contract))
+        >>> segmenter.contract == contract
+        True
+        >>> labels = segmenter.segment(np.ones((20, 40, 40, 3), np.float32))
+        >>> labels.shape, labels.dtype.name, set(np.unique(labels)) <= {0, 1, 2, 3}
+        ((20, 40, 40), 'uint8', True)
+        >>> tmp.cleanup()
     """
 
     def __init__(self, version_dir: str | Path, providers: list[str] | None = None,

@@ -36,9 +36,21 @@ class OpenVinoSegmenter:
         contract: Another contract to segment by (a different window, for instance); by default
             the one stored in the export.
 
-    Example:
-        >>> segmenter = OpenVinoSegmenter("openvino_models/albunet3d/1")  # doctest: +SKIP
-        >>> labels = segmenter.segment(load_case(case).image)  # doctest: +SKIP
+    Example: an export of a one-layer stand-in (`tfbrats.serving.export.export_openvino`; a trained
+    model's export is used the same way), segmenting a preprocessed image (`load_case(case).image`).
+
+        >>> import tempfile
+        >>> import keras
+        >>> from tfbrats.contract import Window
+        >>> from tfbrats.serving.export import export_openvino
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((None, None, None, 3)), keras.layers.Conv3D(4, 1)])
+        >>> contract = SegmentationContract(window=Window.for_patch((16, 32, 32)))
+        >>> segmenter = OpenVinoSegmenter(export_openvino(model, Path(tmp.name) / "albunet3d", 1, contract))
+        >>> labels = segmenter.segment(np.ones((20, 40, 40, 3), np.float32))
+        >>> labels.shape, labels.dtype.name, set(np.unique(labels)) <= {0, 1, 2, 3}
+        ((20, 40, 40), 'uint8', True)
+        >>> tmp.cleanup()
     """
 
     def __init__(self, version_dir: str | Path, precision: str | None = None, device: str = "CPU",
