@@ -15,7 +15,7 @@ from absl import app, flags, logging
 
 from tfbrats.data.cache import list_cached_cases, prepare_cache
 from tfbrats.data.cases import find_cases
-from tfbrats.data.io import CaseError
+from tfbrats.data import CaseError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbrats.data.cases import find_cases
-from tfbrats.data.io import open_image
+from tfbrats.data.nifti import open_image
 from tfbrats.data.records import LabelMap, dataset_label_set, label_map
 from tfbrats.evaluation.metrics import CaseResult, case_metrics, group_counts
 
@@ -125,7 +125,7 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
 
     Raises:
         tfbrats.data.CaseError: The header declares more voxels than the file holds or than
-            ``TFBRATS_MAX_VOXELS`` allows (`tfbrats.data.io.open_image`).
+            ``TFBRATS_MAX_VOXELS`` allows (`tfbrats.data.nifti.open_image`).
         ValueError: The labels are not 3-D or not whole numbers.
 
     Example:
