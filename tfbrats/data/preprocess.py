@@ -4,8 +4,8 @@ A case becomes a `PreprocessedCase`: ``image`` ``(D, H, W, C)`` float32 with cha
 FLAIR, T1c, T2 (and T1), each z-scored over its nonzero voxels with background kept 0, cropped
 to the bounding box of the union of nonzero voxels; ``label`` ``(D, H, W)`` uint8 in the internal
 classes 0..3 (ET = 3); and `CaseMeta`, which holds what is needed to write a prediction back in
-the original geometry. `tfbrats.data.nifti.write_labels_nifti` is
-`load_case`'s inverse (uncropped labels back in the input's voxel order and label values).
+the original geometry. `tfbrats.data.nifti.write_labels_nifti` is `load_case`'s inverse
+(uncropped labels back in the input's voxel order and label values).
 """
 
 from __future__ import annotations
