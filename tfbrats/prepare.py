@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
+from tfbrats.data import CaseError
 from tfbrats.data.cache import list_cached_cases, prepare_cache
 from tfbrats.data.cases import find_cases
-from tfbrats.data.io import CaseError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

@@ -209,9 +209,9 @@ def test_exit_guard_finds_the_iterators_over_pipelines(brats2020: Path) -> None:
     import tensorflow as tf
 
     from tfbrats.data import find_cases, make_dataset
-    from tfbrats.data.pipeline import _ExitGuard
+    from tfbrats.data.exit_guard import ExitGuard
 
-    guard = _ExitGuard()
+    guard = ExitGuard()
     pipeline = make_dataset(find_cases(brats2020).cases, (1, 8, 8), 2)
     guard.pipelines.add(pipeline)
     kept = iter(pipeline)
@@ -225,7 +225,7 @@ def test_exit_guard_finds_the_iterators_over_pipelines(brats2020: Path) -> None:
 
 
 def test_stop_iterator_ends_the_pipeline_and_its_patches(brats2020: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tfbrats.data import AugmentConfig, find_cases, make_dataset, pipeline
+    from tfbrats.data import AugmentConfig, exit_guard, find_cases, make_dataset, pipeline
 
     calls = []
     sample_patch = pipeline.sample_patch
@@ -237,7 +237,7 @@ def test_stop_iterator_ends_the_pipeline_and_its_patches(brats2020: Path, monkey
     monkeypatch.setattr(pipeline, "sample_patch", counted)
     it = iter(make_dataset(find_cases(brats2020).cases, PATCH, 2, augment=AugmentConfig(), seed=0))
     assert next(it)[0].shape == (2, *PATCH, 3)
-    pipeline.stop_iterator(it)
+    exit_guard.stop_iterator(it)
     made = len(calls)
     time.sleep(1.0)  # a running pipeline makes several patches a second here
     assert len(calls) == made

@@ -404,6 +404,29 @@ def _sorted_slices(slices: list[DicomSlice], folder: Path) -> tuple[list[DicomSl
     return ordered, spacing
 
 
+def _one_series(folder: Path, max_voxels: int) -> list[DicomSlice]:
+    """The tags of every DICOM file in `folder`, which must hold exactly one series."""
+    if not folder.is_dir():
+        raise DicomSeriesError(f"{folder}: not a folder; pass the folder that holds one DICOM series.")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR"
+                   and is_dicom_file(p))
+    if not files:
+        raise DicomSeriesError(
+            f"{folder}: no DICOM files (Part 10, 'DICM' at byte 128) found; pass a series folder "
+            "or a NIfTI file.")
+    slices = [_read_slice_tags(p, max_voxels) for p in files]
+    series = Counter(s.series_uid for s in slices)
+    if len(series) > 1:
+        listing = "; ".join(
+            f"{uid or '<empty>'}: {n} files, e.g. {next(s.path.name for s in slices if s.series_uid == uid)}"
+            for uid, n in series.most_common())
+        raise DicomSeriesError(
+            f"{folder}: holds {len(series)} series (SeriesInstanceUID {listing}); "
+            "move each series into its own folder and pass the one you mean.")
+    return slices
+
+
 def read_dicom_series(folder: str | Path, *, reader: str = "pydicom",
                       max_voxels: int | None = None) -> tuple[sitk.Image, dict]:
     """Assemble the single DICOM series in `folder` into a 3-D float32 image in world (LPS) space.
@@ -447,25 +470,7 @@ def read_dicom_series(folder: str | Path, *, reader: str = "pydicom",
     folder = Path(folder)
     reader_version = dicom_reader_version(reader)
     max_voxels = limits.max_voxels() if max_voxels is None else max_voxels
-    if not folder.is_dir():
-        raise DicomSeriesError(f"{folder}: not a folder; pass the folder that holds one DICOM series.")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR"
-                   and is_dicom_file(p))
-    if not files:
-        raise DicomSeriesError(
-            f"{folder}: no DICOM files (Part 10, 'DICM' at byte 128) found; pass a series folder "
-            "or a NIfTI file.")
-    slices = [_read_slice_tags(p, max_voxels) for p in files]
-    series = Counter(s.series_uid for s in slices)
-    if len(series) > 1:
-        listing = "; ".join(
-            f"{uid or '<empty>'}: {n} files, e.g. {next(s.path.name for s in slices if s.series_uid == uid)}"
-            for uid, n in series.most_common())
-        raise DicomSeriesError(
-            f"{folder}: holds {len(series)} series (SeriesInstanceUID {listing}); "
-            "move each series into its own folder and pass the one you mean.")
-    ordered, slice_spacing = _sorted_slices(slices, folder)
+    ordered, slice_spacing = _sorted_slices(_one_series(folder, max_voxels), folder)
     first = ordered[0]
     voxels = first.rows * first.columns * len(ordered)
     if voxels > max_voxels:

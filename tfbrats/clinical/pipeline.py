@@ -1,7 +1,23 @@
-"""Prepare one clinical study as a BraTS 2020 case: read, reorient, register, resample, mask, write."""
+"""Prepare one clinical study as a BraTS 2020 case: read, reorient, register, resample, mask, write.
+
+Steps, each recorded with its parameters in `<case_id>_clinical.json`: read (DICOM or NIfTI),
+reorient to BraTS storage order, rigid Mattes-MI registration of every scan to the reference,
+resampling to an axis-aligned `spacing_mm` isotropic grid over the reference (scans linear, the
+mask nearest neighbour), the brain mask, masking, T1c copied into the T1 slot when T1 is
+missing, and an atomic write (the case folder appears complete or not at all).
+
+The brain mask is the given `mask`, or else computed automatically (deepbet, the `brainmask`
+extra) from the registered T1 (T1c when there is no T1); it is written beside the scans as
+`<case_id>_brainmask.nii.gz`, with the unmasked scan it is checked against (the mask's input,
+or the reference for a given mask) as `<case_id>_head.nii.gz`, and every voxel of the four
+scans outside it is set to 0. With `skull_stripped` the scans are taken as already stripped
+and written unmasked. With neither a mask, the extractor nor `skull_stripped`, it raises
+`BrainMaskUnavailable` before reading anything.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -111,19 +127,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
                  settings: RegistrationSettings | None = None, dicom_reader: str = READERS[0]) -> Path:
     """Turn a study's scans into `<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair}.nii.gz`.
 
-    Steps, each recorded with its parameters in `<case_id>_clinical.json`: read (DICOM or NIfTI),
-    reorient to BraTS storage order, rigid Mattes-MI registration of every scan to the reference,
-    resampling to an axis-aligned `spacing_mm` isotropic grid over the reference (scans linear, the
-    mask nearest neighbour), the brain mask, masking, T1c copied into the T1 slot when T1 is
-    missing, and an atomic write (the case folder appears complete or not at all).
-
-    The brain mask is the given `mask`, or else computed automatically (deepbet, the `brainmask`
-    extra) from the registered T1 (T1c when there is no T1); it is written beside the scans as
-    `<case_id>_brainmask.nii.gz`, with the unmasked scan it is checked against (the mask's input,
-    or the reference for a given mask) as `<case_id>_head.nii.gz`, and every voxel of the four
-    scans outside it is set to 0. With `skull_stripped` the scans are taken as already stripped
-    and written unmasked. With neither a mask, the extractor nor `skull_stripped`, it raises
-    `BrainMaskUnavailable` before reading anything.
+    The steps, the brain mask and the sidecar are described in the module's docstring.
 
     Args:
         scans: modality ("t1", "t1ce", "t2", "flair") -> DICOM series folder or NIfTI file;
@@ -160,6 +164,62 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         ['P001_clinical.json', 'P001_flair.nii.gz', 'P001_t1.nii.gz', 'P001_t1ce.nii.gz', 'P001_t2.nii.gz']
         >>> tmp.cleanup()
     """
+    request = _checked_request(scans, case_id, out_dir, mask=mask, skull_stripped=skull_stripped,
+                               mask_input=mask_input, mask_threshold=mask_threshold, reference=reference,
+                               spacing_mm=spacing_mm, overwrite=overwrite,
+                               settings=settings or RegistrationSettings(), dicom_reader=dicom_reader)
+    started = time.time()
+    record = _Record()
+    images, mask_image = _read_scans(request, record)
+    record.reference = _reference_step(images, request.reference, record)
+    fixed = images[record.reference]
+    grid = brats_grid(fixed, request.spacing_mm)
+    given_on_grid = None if mask_image is None else _given_mask_on_grid(mask_image, grid, request.mask)
+    outputs = _register_and_resample(images, fixed, grid, mask_image, request, record)
+    outputs = _mask_scans(outputs, given_on_grid, grid, request, record)
+    if "t1" not in outputs:
+        outputs["t1"] = sitk.Image(outputs["t1ce"])
+        record.steps.append({"step": "substitute", "missing": "t1", "copied_from": "t1ce",
+                             "reason": "no T1 given; the paper used T1c where T1 was missing"})
+    _write_case(outputs, request, record, time.time() - started)
+    return request.case_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """A checked `prepare_case` call: where the case goes and how each step runs."""
+
+    case_id: str
+    case_dir: Path
+    present: dict[str, Path]
+    mask: str | Path | None
+    skull_stripped: bool
+    mask_input: str | None
+    mask_threshold: float
+    reference: str | None
+    spacing_mm: float
+    overwrite: bool
+    settings: RegistrationSettings
+    dicom_reader: str
+
+
+@dataclasses.dataclass
+class _Record:
+    """What the steps found and did, for the sidecar, and the mask and head images to write."""
+
+    steps: list[dict] = dataclasses.field(default_factory=list)
+    inputs: dict[str, dict] = dataclasses.field(default_factory=dict)
+    reference: str = ""
+    brain_mask: dict = dataclasses.field(default_factory=dict)
+    mask_on_grid: sitk.Image | None = None
+    head: sitk.Image | None = None
+
+
+def _checked_request(scans: dict[str, str | Path | None], case_id: str, out_dir: str | Path, *,
+                     mask: str | Path | None, skull_stripped: bool, mask_input: str | None,
+                     mask_threshold: float, reference: str | None, spacing_mm: float, overwrite: bool,
+                     settings: RegistrationSettings, dicom_reader: str) -> _Request:
+    """Checks every argument of `prepare_case` before anything is read; each error says what to change."""
     unknown = sorted(set(scans) - set(MODALITIES))
     missing = [m for m in REQUIRED_MODALITIES if scans.get(m) is None]
     if unknown or missing:
@@ -173,8 +233,7 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
         raise ValueError(f"a brain mask ({mask}) was given for scans said to be skull-stripped already; "
                          "give one or the other (--mask or --no_mask).")
     dicom_reader_version(dicom_reader)  # fails here, before any work, when the reader cannot load
-    automatic = mask is None and not skull_stripped
-    if automatic:
+    if mask is None and not skull_stripped:
         extractor_version()  # fails here, before any work, when the extractor is not installed
         mask_input = choose_input(present, mask_input)
         if not 0.0 < mask_threshold < 1.0:
@@ -185,87 +244,101 @@ def prepare_case(scans: dict[str, str | Path | None], case_id: str, out_dir: str
     if case_dir.exists() and not overwrite:
         raise FileExistsError(f"{case_dir} already exists; choose another --out or --case_id, "
                               "or pass --overwrite.")
-    settings = settings or RegistrationSettings()
-    started = time.time()
-    steps: list[dict] = []
+    return _Request(case_id, case_dir, present, mask, skull_stripped, mask_input, mask_threshold, reference,
+                    spacing_mm, overwrite, settings, dicom_reader)
 
+
+def _read_scans(request: _Request, record: _Record) -> tuple[dict[str, sitk.Image], sitk.Image | None]:
+    """Reads every scan (and a given mask) in BraTS storage order, recording each reorientation."""
     images: dict[str, sitk.Image] = {}
-    inputs: dict[str, dict] = {}
-    for modality, path in present.items():
-        image, inputs[modality] = read_scan(path, dicom_reader=dicom_reader)
+    for modality, path in request.present.items():
+        image, record.inputs[modality] = read_scan(path, dicom_reader=request.dicom_reader)
         images[modality] = to_brats_orientation(image)
-        steps.append({"step": "reorient", "modality": modality, "from": orientation_code(image),
-                      "to": orientation_code(images[modality]), "interpolation": "none (axis permutation/flip)"})
+        record.steps.append({"step": "reorient", "modality": modality, "from": orientation_code(image),
+                             "to": orientation_code(images[modality]),
+                             "interpolation": "none (axis permutation/flip)"})
     mask_image = None
-    if mask is not None:
-        mask_image, inputs["mask"] = read_scan(mask, dicom_reader=dicom_reader)
+    if request.mask is not None:
+        mask_image, record.inputs["mask"] = read_scan(request.mask, dicom_reader=request.dicom_reader)
         mask_image = to_brats_orientation(mask_image)
+    return images, mask_image
 
-    auto = reference is None
-    reference = reference or choose_reference(images)
-    steps.append({"step": "choose_reference", "reference": reference,
-                  "rule": "highest resolution (smallest voxel volume)" if auto else "given",
-                  "voxel_volumes_mm3": {m: float(np.prod(i.GetSpacing())) for m, i in images.items()}})
-    fixed = images[reference]
-    grid = brats_grid(fixed, spacing_mm)
-    given_on_grid = None if mask_image is None else _given_mask_on_grid(mask_image, grid, mask)
 
+def _reference_step(images: dict[str, sitk.Image], given: str | None, record: _Record) -> str:
+    """The modality every scan is registered to: the given one, or the highest-resolution one."""
+    reference = given or choose_reference(images)
+    record.steps.append({"step": "choose_reference", "reference": reference,
+                         "rule": "highest resolution (smallest voxel volume)" if given is None else "given",
+                         "voxel_volumes_mm3": {m: float(np.prod(i.GetSpacing())) for m, i in images.items()}})
+    return reference
+
+
+def _register_and_resample(images: dict[str, sitk.Image], fixed: sitk.Image, grid: sitk.Image,
+                           mask_image: sitk.Image | None, request: _Request,
+                           record: _Record) -> dict[str, sitk.Image]:
+    """Every scan registered rigidly to the reference (itself: identity) and resampled onto `grid`."""
     outputs: dict[str, sitk.Image] = {}
     for modality, image in images.items():
-        if modality == reference:
+        if modality == record.reference:
             transform = sitk.Euler3DTransform()
-            steps.append({"step": "register", "modality": modality, "fixed": reference,
-                          "result": "identity (reference scan)"})
+            record.steps.append({"step": "register", "modality": modality, "fixed": record.reference,
+                                 "result": "identity (reference scan)"})
         else:
-            result = register_rigid(fixed, image, fixed_mask=mask_image, settings=settings)
+            result = register_rigid(fixed, image, fixed_mask=mask_image, settings=request.settings)
             transform = result.transform
-            steps.append({"step": "register", "modality": modality, "fixed": reference,
-                          "metric_fixed_mask": mask is not None, **result.to_json()})
+            record.steps.append({"step": "register", "modality": modality, "fixed": record.reference,
+                                 "metric_fixed_mask": request.mask is not None, **result.to_json()})
         outputs[modality] = resample_to_grid(image, grid, transform, interpolator="linear")
-    steps.append({"step": "resample", "modalities": sorted(outputs), "interpolator": "linear",
-                  "outside_value": 0.0, "grid": geometry(grid)})
-    mask_on_grid, brain_mask = _brain_mask(given_on_grid, mask, skull_stripped, outputs,
-                                           mask_input, mask_threshold, case_id)
-    head = None
-    if mask_on_grid is not None:
-        head = outputs[brain_mask.get("input", reference)]  # unmasked, to check the mask against
-        outputs = {m: apply_mask(image, mask_on_grid) for m, image in outputs.items()}
-        inside = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask_on_grid)))
-        steps.append({"step": "mask", "source": brain_mask["source"], "interpolator": "nearest",
-                      "outside_value": 0.0, "voxels_inside": inside,
-                      "voxels_total": int(np.prod(grid.GetSize()))})
-    if "t1" not in outputs:
-        outputs["t1"] = sitk.Image(outputs["t1ce"])
-        steps.append({"step": "substitute", "missing": "t1", "copied_from": "t1ce",
-                      "reason": "no T1 given; the paper used T1c where T1 was missing"})
+    record.steps.append({"step": "resample", "modalities": sorted(outputs), "interpolator": "linear",
+                         "outside_value": 0.0, "grid": geometry(grid)})
+    return outputs
 
-    with atomic_folder(case_dir, replace=overwrite) as stage:
+
+def _mask_scans(outputs: dict[str, sitk.Image], given_on_grid: sitk.Image | None, grid: sitk.Image,
+                request: _Request, record: _Record) -> dict[str, sitk.Image]:
+    """The scans with every voxel outside the brain mask set to 0 (unchanged for stripped scans)."""
+    record.mask_on_grid, record.brain_mask = _brain_mask(
+        given_on_grid, request.mask, request.skull_stripped, outputs, request.mask_input,
+        request.mask_threshold, request.case_id)
+    if record.mask_on_grid is None:
+        return outputs
+    record.head = outputs[record.brain_mask.get("input", record.reference)]  # unmasked, to check the mask against
+    inside = int(np.count_nonzero(sitk.GetArrayViewFromImage(record.mask_on_grid)))
+    record.steps.append({"step": "mask", "source": record.brain_mask["source"], "interpolator": "nearest",
+                         "outside_value": 0.0, "voxels_inside": inside,
+                         "voxels_total": int(np.prod(grid.GetSize()))})
+    return {m: apply_mask(image, record.mask_on_grid) for m, image in outputs.items()}
+
+
+def _write_case(outputs: dict[str, sitk.Image], request: _Request, record: _Record, seconds: float) -> None:
+    """Writes the scans, the mask and head (when masked) and the sidecar into the case folder, atomically."""
+    case_id, brain_mask = request.case_id, record.brain_mask
+    with atomic_folder(request.case_dir, replace=request.overwrite) as stage:
         files = {}
         for modality in MODALITIES:
             name = f"{case_id}_{modality}.nii.gz"
             sitk.WriteImage(outputs[modality], str(stage / name), useCompression=True)
             files[modality] = name
-        if mask_on_grid is not None:
+        if record.mask_on_grid is not None:
             files["brainmask"] = brain_mask["file"] = f"{case_id}_brainmask.nii.gz"
-            sitk.WriteImage(mask_on_grid, str(stage / files["brainmask"]), useCompression=True)
+            sitk.WriteImage(record.mask_on_grid, str(stage / files["brainmask"]), useCompression=True)
             files["head"] = brain_mask["head_file"] = f"{case_id}_head.nii.gz"
-            brain_mask["head_modality"] = brain_mask.get("input", reference)
-            sitk.WriteImage(head, str(stage / files["head"]), useCompression=True)
+            brain_mask["head_modality"] = brain_mask.get("input", record.reference)
+            sitk.WriteImage(record.head, str(stage / files["head"]), useCompression=True)
         sidecar = {
             "tool": "python -m tfbrats.clinical",
             "case_id": case_id,
             "layout": "brats2020",
-            "inputs": inputs,
-            "reference": reference,
-            "spacing_mm": spacing_mm,
-            "t1_substituted": "t1" not in present,
+            "inputs": record.inputs,
+            "reference": record.reference,
+            "spacing_mm": request.spacing_mm,
+            "t1_substituted": "t1" not in request.present,
             "brain_mask": brain_mask,
-            "steps": steps,
+            "steps": record.steps,
             "outputs": files,
-            "seconds": round(time.time() - started, 2),
+            "seconds": round(seconds, 2),
         }
         write_json(stage / f"{case_id}_clinical.json", sidecar)
-    return case_dir
 
 
 def _given_mask_on_grid(given: sitk.Image, grid: sitk.Image, path: str | Path | None) -> sitk.Image:

@@ -31,9 +31,9 @@ from typing import Any
 from tfbrats.conventions import channels_for
 from tfbrats.data.cache import list_cached_cases, load_cache, load_cached_case, prepare_cache
 from tfbrats.data.cases import DatasetIndex, find_cases, split_cases
-from tfbrats.data.checks import check_case_values, check_cases
-from tfbrats.data.io import CaseError, check_case, dhw_to_xyz, xyz_to_dhw
+from tfbrats.data.checks import check_case, check_case_values, check_cases
 from tfbrats.data.modalities import MISSING_FILL, ModalityDropout
+from tfbrats.data.nifti import CaseError, dhw_to_xyz, write_labels_nifti, xyz_to_dhw
 from tfbrats.data.preprocess import (
     CaseMeta,
     PreprocessedCase,
@@ -43,7 +43,6 @@ from tfbrats.data.preprocess import (
     load_case,
     nonzero_box,
     uncrop,
-    write_labels_nifti,
     zscore_nonzero,
 )
 from tfbrats.data.records import (

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from tfbrats.conventions import channels_for
-from tfbrats.data.io import CaseError, check_case
+from tfbrats.data.checks import check_case
+from tfbrats.data.nifti import CaseError
 from tfbrats.data.preprocess import CaseMeta, PreprocessedCase, load_case
 from tfbrats.data.records import Case
 from tfbrats.files import atomic_path, output_file, write_json

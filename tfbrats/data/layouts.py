@@ -272,7 +272,7 @@ def find_dataset_json_cases(root: Path) -> tuple[str, list[Case]]:
     for folder, has_labels in (("imagesTr", True), ("imagesTs", False)):
         files = visible_files(root / folder, ending)
         if split:
-            cases += _split_cases(root, folder, files, ending, channels, labels, has_labels)
+            cases += _cases_from_channel_files(root, folder, files, ending, channels, labels, has_labels)
         else:
             for image in files:
                 case_id = image.name[: -len(ending)]
@@ -289,7 +289,7 @@ def find_dataset_json_cases(root: Path) -> tuple[str, list[Case]]:
     return ("nnunet" if split else "decathlon"), sorted(cases, key=lambda case: case.case_id)
 
 
-def _split_cases(
+def _cases_from_channel_files(
     root: Path,
     folder: str,
     files: list[Path],

@@ -1,20 +1,24 @@
-"""The tf.data pipeline of training and validation patches."""
+"""The tf.data pipeline of training and validation patches.
+
+Distribution: pass `make_dataset`'s result (global batch size) to
+``strategy.experimental_distribute_dataset`` (sharded by data across workers), or call it inside
+``strategy.distribute_datasets_from_function`` with its `input_context`: each input pipeline then
+samples only its own shard, at the per-replica batch size.
+"""
 
 from __future__ import annotations
 
-import atexit
-import gc
-import weakref
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tfbrats.data.augment import AugmentConfig, augment_patch
 from tfbrats.data.cache import load_cache
-from tfbrats.data.io import check_case
+from tfbrats.data.checks import check_case
+from tfbrats.data.exit_guard import GUARD
 from tfbrats.data.preprocess import PreprocessedCase, load_case
 from tfbrats.data.records import Case
 from tfbrats.data.sampling import cases_per_class, class_balanced_patch, sample_patch
@@ -54,35 +58,98 @@ def resolve_source(source: Source, input_channels: int = 3) -> list[Preprocessed
     raise TypeError(f"make_dataset source must be a cache folder, Cases or PreprocessedCases; got {kinds}")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class PatchRecipe:
+    """How patch ``i`` of a pipeline is drawn: the case, its position, augmentation and transforms.
+
+    Calling it with an index returns ``(image float32 (d, h, w, C), label int32 (d, h, w))``. Patch
+    ``i`` comes from a generator seeded by ``(seed, i)``, so it does not depend on thread scheduling.
+    """
+
+    cases: Sequence[PreprocessedCase]
+    patch_size: tuple[int, int, int]
+    training: bool = True
+    seed: int = 0
+    foreground_fraction: float = 0.0
+    balanced: dict[int, list[int]] | None = None  # `cases_per_class(...)` for foreground_sampling="classes"
+    augment: AugmentConfig | None = None
+    sample_transforms: Sequence[SampleTransform] = ()
+
+    def pick(self, index: int) -> tuple[PreprocessedCase, np.random.Generator, tuple[int, int] | None]:
+        """The case of patch `index`, its generator and, when classes are balanced, (class, case) drawn."""
+        count = len(self.cases)
+        if not self.training:
+            return self.cases[index], np.random.default_rng([self.seed, 2, index]), None
+        order = np.random.default_rng([self.seed, 0, index // count]).permutation(count)
+        case = self.cases[order[index % count]]
+        rng = np.random.default_rng([self.seed, 1, index])
+        chosen = None
+        if self.balanced is not None:
+            chosen = class_balanced_patch(self.balanced, rng, self.foreground_fraction)
+            case = case if chosen is None else self.cases[chosen[1]]
+        return case, rng, chosen
+
+    def __call__(self, patch_index: np.int64) -> tuple[np.ndarray, np.ndarray]:
+        """Patch number `patch_index`."""
+        case, rng, chosen = self.pick(int(patch_index))
+        if chosen is not None:
+            image, label = sample_patch(case.image, case.label, self.patch_size, rng, foreground_class=chosen[0])
+        else:
+            fraction = 0.0 if self.training and self.balanced is not None else self.foreground_fraction
+            image, label = sample_patch(case.image, case.label, self.patch_size, rng, fraction)
+        if self.training:
+            if self.augment is not None:
+                image, label = augment_patch(image, label, self.augment, rng)
+            for transform in self.sample_transforms:
+                image, label = transform(image, label, rng)
+        return image.astype(np.float32), label.astype(np.int32)
+
+
+def _channel_count(cases: Sequence[PreprocessedCase], patch_size: tuple[int, ...]) -> int:
+    """Checks that the cases can make patches of `patch_size` and returns their one channel count."""
+    if len(patch_size) != 3 or min(patch_size) < 1:
+        raise ValueError(f"patch_size must be three positive sizes (d, h, w); got {patch_size}")
+    unlabelled = [case.meta.case_id for case in cases if case.label is None]
+    if unlabelled:
+        raise ValueError(f"cases without a reference segmentation cannot make patches: {unlabelled[:5]}")
+    num_channels = {case.image.shape[-1] for case in cases}
+    if len(num_channels) != 1:
+        raise ValueError(f"the cases have different channel counts {sorted(num_channels)}; use one cache")
+    return num_channels.pop()
+
+
+def _patch_indices(
+    count: int, training: bool, repeat: bool, first_index: int, input_context: tf.distribute.InputContext | None
+) -> tuple[tf.data.Dataset, tf.data.Options]:
+    """The dataset of patch indices (this input pipeline's shard) and the options of the pipeline."""
+    if training and repeat:
+        indices = tf.data.Dataset.counter(start=first_index)
+    else:
+        indices = tf.data.Dataset.range(count)
+        if repeat:
+            indices = indices.repeat()
+    options = tf.data.Options()
+    if input_context is not None:
+        indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    else:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return indices, options
+
+
 def make_dataset(
-    source: Source,
-    patch_size: Sequence[int],
-    batch_size: int,
-    *,
-    augment: AugmentConfig | None = None,
-    seed: int = 0,
-    repeat: bool = True,
-    foreground_fraction: float = 0.0,
-    foreground_sampling: str = "voxels",
-    training: bool = True,
-    input_channels: int = 3,
-    sample_transforms: Sequence[SampleTransform] = (),
-    input_context: tf.distribute.InputContext | None = None,
-    first_index: int = 0,
+    source: Source, patch_size: Sequence[int], batch_size: int, *, augment: AugmentConfig | None = None,
+    seed: int = 0, repeat: bool = True, foreground_fraction: float = 0.0, foreground_sampling: str = "voxels",
+    training: bool = True, input_channels: int = 3, sample_transforms: Sequence[SampleTransform] = (),
+    input_context: tf.distribute.InputContext | None = None, first_index: int = 0,
 ) -> tf.data.Dataset:
     """Builds a tf.data pipeline of ``(images, labels)`` patch batches.
 
     Training mode: each epoch visits every case once in a seeded random order, taking a random
     patch (centred on tumor with probability `foreground_fraction`), then augments it and applies
     `sample_transforms`. Validation mode (``training=False``): one fixed patch per case, the same
-    every pass, never augmented. Patch ``i`` is drawn from a generator seeded by ``(seed, i)``,
-    so the batches do not depend on thread scheduling. Sampling and augmentation run in a
-    parallel ``map`` with AUTOTUNE, followed by ``prefetch``.
-
-    Distribution: pass the result (global `batch_size`) to
-    ``strategy.experimental_distribute_dataset`` (sharded by data across workers), or call this
-    inside ``strategy.distribute_datasets_from_function`` with `input_context`: each input
-    pipeline then samples only its own shard, at the per-replica batch size.
+    every pass, never augmented. Patches are drawn by a `PatchRecipe` in a parallel ``map`` with
+    AUTOTUNE, followed by ``prefetch``. For distribution see the module's docstring.
 
     Args:
         source: A cache folder (``python -m tfbrats.prepare``), a list of `Case`, or a list of
@@ -94,11 +161,9 @@ def make_dataset(
         repeat: Repeat forever (else one epoch).
         foreground_fraction: Probability that a patch is centred on a tumor voxel.
         foreground_sampling: Training mode: "voxels" centres such a patch on a tumor voxel of the
-            epoch's case, each voxel alike (edema, most of them, most often); "classes" first draws
-            a tumor class uniformly among the dataset's, then a case holding it, then one of its
-            voxels (`tfbrats.data.sampling.class_balanced_patch`), so every class is centred on
-            alike, the resection cavity of post-treatment cases too. The other patches are placed
-            at random in the epoch's case either way.
+            epoch's case, each voxel alike; "classes" first draws a tumor class uniformly among the
+            dataset's, then a case holding it, then one of its voxels
+            (`tfbrats.data.sampling.class_balanced_patch`). Other patches are placed at random.
         training: Training (random, augmented) or validation (fixed) patches.
         input_channels: 3 or 4, used when `source` lists `Case` objects.
         sample_transforms: Extra training-only per-patch steps run after augmentation.
@@ -123,184 +188,22 @@ def make_dataset(
     """
     cases = resolve_source(source, input_channels)
     patch_size = tuple(int(v) for v in patch_size)
-    if len(patch_size) != 3 or min(patch_size) < 1:
-        raise ValueError(f"patch_size must be three positive sizes (d, h, w); got {patch_size}")
-    unlabelled = [case.meta.case_id for case in cases if case.label is None]
-    if unlabelled:
-        raise ValueError(f"cases without a reference segmentation cannot make patches: {unlabelled[:5]}")
-    num_channels = {case.image.shape[-1] for case in cases}
-    if len(num_channels) != 1:
-        raise ValueError(f"the cases have different channel counts {sorted(num_channels)}; use one cache")
-    channels = num_channels.pop()
-    count = len(cases)
+    channels = _channel_count(cases, patch_size)
     if foreground_sampling not in ("voxels", "classes"):
         raise ValueError(f"foreground_sampling must be 'voxels' or 'classes'; got {foreground_sampling!r}")
     balanced = cases_per_class([case.label for case in cases]) if foreground_sampling == "classes" else None
-
-    def make_patch(patch_index: np.int64) -> tuple[np.ndarray, np.ndarray]:
-        index = int(patch_index)
-        chosen = None
-        if training:
-            order = np.random.default_rng([seed, 0, index // count]).permutation(count)
-            case = cases[order[index % count]]
-            rng = np.random.default_rng([seed, 1, index])
-            if balanced is not None:
-                chosen = class_balanced_patch(balanced, rng, foreground_fraction)
-                case = case if chosen is None else cases[chosen[1]]
-        else:
-            case = cases[index]
-            rng = np.random.default_rng([seed, 2, index])
-        if chosen is not None:
-            image, label = sample_patch(case.image, case.label, patch_size, rng, foreground_class=chosen[0])
-        else:
-            fraction = 0.0 if training and balanced is not None else foreground_fraction
-            image, label = sample_patch(case.image, case.label, patch_size, rng, fraction)
-        if training:
-            if augment is not None:
-                image, label = augment_patch(image, label, augment, rng)
-            for transform in sample_transforms:
-                image, label = transform(image, label, rng)
-        return image.astype(np.float32), label.astype(np.int32)
+    recipe = PatchRecipe(cases, patch_size, training, seed, foreground_fraction, balanced, augment, sample_transforms)
 
     def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image, label = tf.numpy_function(make_patch, [index], (tf.float32, tf.int32), stateful=False)
+        image, label = tf.numpy_function(recipe, [index], (tf.float32, tf.int32), stateful=False)
         image.set_shape(patch_size + (channels,))
         label.set_shape(patch_size)
         return image, label
 
-    if training and repeat:
-        indices = tf.data.Dataset.counter(start=first_index)
-    else:
-        indices = tf.data.Dataset.range(count)
-        if repeat:
-            indices = indices.repeat()
-    options = tf.data.Options()
+    indices, options = _patch_indices(len(cases), training, repeat, first_index, input_context)
     if input_context is not None:
-        indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    else:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
-    _EXIT_GUARD.add(dataset)
+    dataset = dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE).with_options(options)
+    GUARD.add(dataset)
     return dataset
-
-
-# Ending the process while a pipeline runs.
-#
-# tf.data calls `make_patch` from its own threads (tf.numpy_function) and keeps calling it in the
-# background to fill its buffers. Once the interpreter starts finalizing, Python ends any thread
-# other than the main one that asks for the GIL: a map call in flight then never completes, and a
-# thread that starts one is unwound out of TensorFlow's C++ frames. An iterator still referenced at
-# that point (a script's `it = iter(ds)`) is destroyed during module teardown, and its destructor
-# waits for those calls forever; a thread unwound mid-call may leave TensorFlow's state broken
-# (a crash on Ctrl-C). So, at exit (atexit, while every thread can
-# still run Python), each iterator over a pipeline that is still alive is pointed at an empty
-# dataset: TensorFlow then cancels and destroys the pipeline's own iterator, waiting with the GIL
-# released for the calls in flight, which finish. Nothing is left running when the interpreter
-# finalizes.
-
-
-class _ExitGuard:
-    """The pipelines of this process, and stopping the iterators over them at exit."""
-
-    def __init__(self) -> None:
-        self.pipelines: weakref.WeakSet[tf.data.Dataset] = weakref.WeakSet()
-        self.registered = False
-
-    def add(self, dataset: tf.data.Dataset) -> None:
-        """Remembers a pipeline; the first one registers `end` to run at exit."""
-        if not self.registered:
-            atexit.register(self.end)
-            self.registered = True
-        self.pipelines.add(dataset)
-
-    def reaches_pipeline(self, dataset: Any) -> bool:
-        """Whether `dataset` is, or is built on, a pipeline made by `make_dataset`."""
-        stack, seen = [dataset], set()
-        while stack:
-            current = stack.pop()
-            if id(current) in seen or not isinstance(current, tf.data.Dataset):
-                continue
-            seen.add(id(current))
-            if current in self.pipelines:
-                return True
-            stack.extend(current._inputs())  # the only way from a dataset to its inputs
-        return False
-
-    def live_iterators(self) -> list[Any]:
-        """The iterators (plain and distributed) over this process's pipelines that are alive."""
-        found = []
-        for obj in gc.get_objects():
-            kind = type(obj)  # not isinstance: a dead weak proxy raises there
-            if issubclass(kind, tf.data.Iterator):
-                datasets = [getattr(obj, "_dataset", None)]
-            elif issubclass(kind, tf.distribute.DistributedIterator):
-                datasets = [getattr(worker, "_dataset", None) for worker in getattr(obj, "_iterators", ())]
-            else:
-                continue
-            if any(self.reaches_pipeline(dataset) for dataset in datasets):
-                found.append(obj)
-        return found
-
-    def end(self) -> int:
-        """Stops every live iterator over this process's pipelines (runs at exit, before finalization).
-
-        Returns:
-            How many iterators were stopped.
-
-        Example:
-            >>> import tempfile
-            >>> from tfbrats.data import find_cases
-            >>> from tfbrats.data.synthetic import write_synthetic_dataset
-            >>> tmp = tempfile.TemporaryDirectory()
-            >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
-            >>> iterator = iter(make_dataset(find_cases(tmp.name).cases, (8, 32, 32), 1))
-            >>> _ = next(iterator)
-            >>> _EXIT_GUARD.end() >= 1  # the iterator above (and any other alive), now over an empty dataset
-            True
-            >>> next(iterator)
-            Traceback (most recent call last):
-            ...
-            StopIteration
-            >>> tmp.cleanup()
-        """
-        iterators = self.live_iterators()
-        for iterator in iterators:
-            stop_iterator(iterator)
-        return len(iterators)
-
-
-def stop_iterator(iterator: Any) -> None:
-    """Ends the pipeline under a tf.data or distributed iterator, waiting for its map calls in flight.
-
-    The iterator's resource is re-initialised from an empty dataset of the same structure, so
-    TensorFlow cancels and destroys the iterator it held (inside an op, with the GIL released, so
-    the calls in flight finish). A plain iterator then ends (StopIteration); a distributed one may
-    still hand out the batches already on its devices.
-
-    Example:
-        >>> it = iter(tf.data.Dataset.range(5))
-        >>> stop_iterator(it)
-        >>> list(it)
-        []
-    """
-    from tensorflow.python.data.util import structure
-    from tensorflow.python.ops import gen_dataset_ops
-
-    owners = [iterator] if isinstance(iterator, tf.data.Iterator) else [
-        worker._iterator for worker in getattr(iterator, "_iterators", ()) if hasattr(worker, "_iterator")]
-    for owner in owners:
-        specs = structure.get_flat_tensor_specs(owner.element_spec)
-        empty = tf.data.Dataset.from_tensor_slices(
-            tuple(tf.zeros([0, *(size or 0 for size in spec.shape)], spec.dtype) for spec in specs))
-        if hasattr(owner, "_iterator_resource"):  # tf.data's OwnedIterator
-            gen_dataset_ops.make_iterator(empty._variant_tensor, owner._iterator_resource)
-        elif hasattr(owner, "_multi_device_iterator_resource"):  # the host side of a distributed iterator
-            gen_dataset_ops.multi_device_iterator_init(
-                empty._variant_tensor, owner._multi_device_iterator_resource, max_buffer_size=1)
-
-
-_EXIT_GUARD = _ExitGuard()

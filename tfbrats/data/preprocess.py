@@ -4,9 +4,8 @@ A case becomes a `PreprocessedCase`: ``image`` ``(D, H, W, C)`` float32 with cha
 FLAIR, T1c, T2 (and T1), each z-scored over its nonzero voxels with background kept 0, cropped
 to the bounding box of the union of nonzero voxels; ``label`` ``(D, H, W)`` uint8 in the internal
 classes 0..3 (ET = 3); and `CaseMeta`, which holds what is needed to write a prediction back in
-the original geometry. The module is a little over 300 lines because `load_case` and
-`write_labels_nifti` are each other's inverse (crop/uncrop, orientation, label values) and are
-kept side by side.
+the original geometry. `tfbrats.data.nifti.write_labels_nifti` is `load_case`'s inverse
+(uncropped labels back in the input's voxel order and label values).
 """
 
 from __future__ import annotations
@@ -20,18 +19,11 @@ import nibabel as nib
 import numpy as np
 
 from tfbrats.conventions import channels_for
-from tfbrats.data.io import (
-    CaseError,
-    check_case,
-    check_labels,
-    dhw_to_xyz,
-    read_voxels,
-    xyz_to_dhw,
-)
+from tfbrats.data.checks import check_case, check_labels
 from tfbrats.data.modalities import MISSING_FILL
-from tfbrats.data.orientation import reorient, reoriented_zooms, to_training_transform, undo_reorient
+from tfbrats.data.nifti import CaseError, read_voxels, xyz_to_dhw
+from tfbrats.data.orientation import reorient, reoriented_zooms, to_training_transform
 from tfbrats.data.records import Case, LabelMap, label_map
-from tfbrats.files import atomic_path
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -336,45 +328,3 @@ def load_case(case: Case, input_channels: int = 3, allow_missing: bool = False) 
         orientation=tuple(tuple(float(v) for v in row) for row in transform),
     )
     return PreprocessedCase(np.ascontiguousarray(image, dtype=np.float32), label, meta)
-
-
-def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> Path:
-    """Writes internal labels ``(D, H, W)`` in the original grid as a NIfTI file, atomically.
-
-    The file gets the input's voxel order (the reorientation of `load_case` undone), affine and
-    (3-D) header, uint8 data and the dataset's own label values; it is written atomically
-    (`tfbrats.files.atomic_path`), so readers never see a half-written file.
-
-    Args:
-        labels: Internal classes 0..3 on the original ``(D, H, W)`` grid (see `uncrop`).
-        meta: The case's metadata.
-        path: The output file (``.nii.gz`` or ``.nii``).
-
-    Example:
-        >>> import tempfile
-        >>> from tfbrats.data import find_cases
-        >>> from tfbrats.data.synthetic import write_synthetic_dataset
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
-        >>> case = load_case(find_cases(tmp.name).cases[0])
-        >>> path = write_labels_nifti(uncrop(case.label, case.meta), case.meta, f"{tmp.name}/out/case.nii.gz")
-        >>> import nibabel
-        >>> image = nibabel.load(path)
-        >>> image.shape, np.unique(image.get_fdata()).astype(int).tolist()  # (x, y, z), BraTS 2020's values
-        ((48, 48, 32), [0, 1, 2, 4])
-        >>> tmp.cleanup()
-    """
-    if tuple(labels.shape) != tuple(meta.original_shape):
-        raise ValueError(
-            f"case {meta.case_id}: labels of shape {labels.shape} do not match the original grid "
-            f"{meta.original_shape}; uncrop them first"
-        )
-    data = undo_reorient(dhw_to_xyz(meta.labels.to_dataset(labels)), meta.orientation)
-    header = meta.header.copy()
-    header.set_data_dtype(np.uint8)
-    image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
-    image = image_class(np.ascontiguousarray(data), meta.affine, header)
-    image.header.set_slope_inter(1, 0)
-    with atomic_path(path) as temporary:
-        image.to_filename(temporary)
-    return Path(path)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from tfbrats.data.cases import find_cases
-from tfbrats.data.io import open_image
+from tfbrats.data.nifti import open_image
 from tfbrats.data.records import LabelMap, dataset_label_set, label_map
 from tfbrats.evaluation.metrics import CaseResult, case_metrics, group_counts
+from tfbrats.labels import LabelSet
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii")
 # The metric families: BraTS 2020's global Dice/HD95, BraTS 2023+'s lesion-wise figures.
@@ -125,7 +126,7 @@ def read_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
 
     Raises:
         tfbrats.data.CaseError: The header declares more voxels than the file holds or than
-            ``TFBRATS_MAX_VOXELS`` allows (`tfbrats.data.io.open_image`).
+            ``TFBRATS_MAX_VOXELS`` allows (`tfbrats.data.nifti.open_image`).
         ValueError: The labels are not 3-D or not whole numbers.
 
     Example:
@@ -201,14 +202,7 @@ def evaluate_folders(
         [('BraTS20_Training_001', 1.0), ('BraTS20_Training_002', 0.0)]
         >>> tmp.cleanup()
     """
-    metrics = available_metric_families() if metrics is None else metrics
-    unknown = sorted(set(metrics) - set(METRIC_FAMILIES))
-    if unknown or not metrics:
-        raise ValueError(f"metrics {list(metrics)}: expected one or more of {list(METRIC_FAMILIES)}")
-    if "lesionwise" in metrics:
-        from tfbrats.evaluation.lesionwise import lesionwise_metrics, require_package
-
-        require_package()  # fail before any case is read when the package is not installed
+    metrics = _checked_families(metrics)
     references = find_reference_segs(ref_dir)
     if not references:
         raise FileNotFoundError(
@@ -218,41 +212,73 @@ def evaluate_folders(
     label_set = dataset_label_set(reference.labels for reference in references.values())
     results = []
     for case_id, reference in references.items():
-        ref, spacing, affine = read_labels(reference.path)
-        pred_path = predictions.get(case_id)
         labels = reference.labels
         if et_label is not None:
             labels = dataclasses.replace(label_map(et_label), cavity=reference.labels.cavity)
-        labels = labels.covering(label_set)
+        pred_path = predictions.get(case_id)
         if pred_path is None:
             logger.warning("case %s: no prediction in %s; scored as an empty mask", case_id, pred_dir)
-            pred = np.zeros_like(ref)
-        else:
-            pred, _, pred_affine = read_labels(pred_path)
-            if pred.shape != ref.shape:
-                raise ValueError(
-                    f"case {case_id}: prediction {pred_path} has shape {pred.shape} but reference "
-                    f"{reference.path} has {ref.shape}; write predictions on the reference grid"
-                )
-            if not np.allclose(pred_affine, affine, atol=1e-3):
-                logger.warning("case %s: prediction affine differs from the reference's", case_id)
-        internal = {}
-        for what, path, values in (("prediction", pred_path, pred), ("reference", reference.path, ref)):
-            try:
-                internal[what] = labels.to_internal(values)
-            except ValueError as error:
-                raise ValueError(
-                    f"case {case_id}: {what} {path}: {error}; pass --et_label if enhancing tumour is stored "
-                    "otherwise than in the references"
-                ) from None
-        values = {}
-        if "legacy" in metrics:
-            values |= case_metrics(internal["prediction"], internal["reference"], spacing, label_set)
-            values |= group_counts(internal["prediction"], internal["reference"], label_set)
-        if "lesionwise" in metrics:
-            values |= lesionwise_metrics(internal["prediction"], internal["reference"], spacing, affine, case_id,
-                                         label_set)
+        pred, ref, spacing, affine = _read_case(case_id, pred_path, reference.path, labels.covering(label_set))
+        values = _case_values(case_id, pred, ref, spacing, affine, metrics, label_set)
         results.append(CaseResult(case_id, values, missing=pred_path is None))
         logger.info("case %s: %s", case_id, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
     unmatched = sorted(set(predictions) - set(references))
     return FolderEvaluation(results, unmatched)
+
+
+def _checked_families(metrics: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The metric families to compute (None: every available one); fails before any case is read."""
+    metrics = available_metric_families() if metrics is None else metrics
+    unknown = sorted(set(metrics) - set(METRIC_FAMILIES))
+    if unknown or not metrics:
+        raise ValueError(f"metrics {list(metrics)}: expected one or more of {list(METRIC_FAMILIES)}")
+    if "lesionwise" in metrics:
+        from tfbrats.evaluation.lesionwise import require_package
+
+        require_package()  # fail before any case is read when the package is not installed
+    return tuple(metrics)
+
+
+def _read_case(
+    case_id: str, pred_path: Path | None, ref_path: Path, labels: LabelMap
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], np.ndarray]:
+    """A case's prediction (all background when missing) and reference in internal classes, with the
+    reference's spacing and affine; errors name the case and file."""
+    ref, spacing, affine = read_labels(ref_path)
+    if pred_path is None:
+        pred = np.zeros_like(ref)
+    else:
+        pred, _, pred_affine = read_labels(pred_path)
+        if pred.shape != ref.shape:
+            raise ValueError(
+                f"case {case_id}: prediction {pred_path} has shape {pred.shape} but reference "
+                f"{ref_path} has {ref.shape}; write predictions on the reference grid"
+            )
+        if not np.allclose(pred_affine, affine, atol=1e-3):
+            logger.warning("case %s: prediction affine differs from the reference's", case_id)
+    internal = {}
+    for what, path, values in (("prediction", pred_path, pred), ("reference", ref_path, ref)):
+        try:
+            internal[what] = labels.to_internal(values)
+        except ValueError as error:
+            raise ValueError(
+                f"case {case_id}: {what} {path}: {error}; pass --et_label if enhancing tumour is stored "
+                "otherwise than in the references"
+            ) from None
+    return internal["prediction"], internal["reference"], spacing, affine
+
+
+def _case_values(
+    case_id: str, pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...], affine: np.ndarray,
+    metrics: tuple[str, ...], label_set: LabelSet,
+) -> dict[str, float]:
+    """The chosen metric families' columns for one case (internal classes in both)."""
+    values = {}
+    if "legacy" in metrics:
+        values |= case_metrics(pred, ref, spacing, label_set)
+        values |= group_counts(pred, ref, label_set)
+    if "lesionwise" in metrics:
+        from tfbrats.evaluation.lesionwise import lesionwise_metrics
+
+        values |= lesionwise_metrics(pred, ref, spacing, affine, case_id, label_set)
+    return values

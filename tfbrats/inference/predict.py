@@ -386,18 +386,7 @@ def predict_cases(
     bar = keras.utils.Progbar(len(cases), unit_name="case") if progress and sys.stdout.isatty() else None
     for number, case in enumerate(cases, start=1):
         try:
-            target = output_file(output_dir, case.case_id, ".nii.gz")
-            sidecar = output_file(output_dir, case.case_id, ".json")
-            record = existing_prediction(case.case_id, target, sidecar)
-            done_before = record is not None and target.exists() and not overwrite
-            stale = _made_by(record, loaded, contract) if done_before else None
-            if done_before and stale is None:
-                summary.skipped.append(case.case_id)
-            else:
-                if stale:
-                    log.warning("case %s: recomputing %s: %s", case.case_id, target, stale)
-                    summary.recomputed.append(case.case_id)
-                summary.written.append(_predict_case(case, loaded, contract, predictor, target, sidecar))
+            _predict_or_keep(case, loaded, contract, predictor, output_dir, overwrite, summary)
         except Exception as error:  # one bad case must not stop a folder of hundreds
             log.error("case %s failed: %s", case.case_id, error)
             summary.failed[case.case_id] = f"{type(error).__name__}: {error}"
@@ -408,3 +397,20 @@ def predict_cases(
                      else "skipped" if case.case_id in summary.skipped else "done")
             print(f"case {number}/{len(cases)} {case.case_id}: {state}", flush=True)
     return summary
+
+
+def _predict_or_keep(case: Case, loaded: LoadedModel, contract: SegmentationContract, predictor, output_dir: Path,
+                     overwrite: bool, summary: PredictionSummary) -> None:
+    """Predicts one case into `output_dir`, or keeps the prediction there when it is current; noted in `summary`."""
+    target = output_file(output_dir, case.case_id, ".nii.gz")
+    sidecar = output_file(output_dir, case.case_id, ".json")
+    record = existing_prediction(case.case_id, target, sidecar)
+    done_before = record is not None and target.exists() and not overwrite
+    stale = _made_by(record, loaded, contract) if done_before else None
+    if done_before and stale is None:
+        summary.skipped.append(case.case_id)
+        return
+    if stale:
+        log.warning("case %s: recomputing %s: %s", case.case_id, target, stale)
+        summary.recomputed.append(case.case_id)
+    summary.written.append(_predict_case(case, loaded, contract, predictor, target, sidecar))

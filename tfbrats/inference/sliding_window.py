@@ -68,18 +68,7 @@ def sliding_window(
         (30, 100, 90, 4)
     """
     volume = np.asarray(volume)
-    if volume.ndim != 4:
-        raise ValueError(f"sliding_window needs a volume (D, H, W, C); got shape {volume.shape}")
-    if blend not in BLEND_MODES:
-        raise ValueError(f"blend must be one of {BLEND_MODES}; got {blend!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    shape = volume.shape[:3]
-    if patch_size is None:
-        patch = tuple(-(-s // m) * m for s, m in zip(shape, check_triple(pad_multiple, "pad_multiple")))
-        step = patch
-    else:
-        patch, step = check_window(patch_size, steps)
+    patch, step = _checked_windows(volume, patch_size, steps, batch_size, blend, pad_multiple)
 
     padded, crop = _pad_to_at_least(volume, patch)
     starts = [window_starts(n, p, s).tolist() for n, p, s in zip(padded.shape[:3], patch, step)]
@@ -95,12 +84,7 @@ def sliding_window(
         for i, window in enumerate(windows):
             batch[i] = padded[window]
         inputs = batch[: len(windows)]
-        out = _predict(predictor, inputs, flips[0], patch, num_classes)
-        if len(flips) > 1:
-            out = np.array(out)
-            for axes in flips[1:]:
-                out += _predict(predictor, inputs, axes, patch, num_classes)
-            out /= len(flips)
+        out = _predict_flips(predictor, inputs, flips, patch, num_classes)
         if probs is None:
             probs = np.zeros(padded.shape[:3] + out.shape[-1:], np.float32)
         for window, window_probs in zip(windows, out):
@@ -112,6 +96,43 @@ def sliding_window(
                 norm[window] += weights
     probs /= norm[..., None]
     return np.ascontiguousarray(probs[crop]) if padded is not volume else probs
+
+
+def _checked_windows(
+    volume: np.ndarray,
+    patch_size: Sequence[int] | None,
+    steps: Sequence[int],
+    batch_size: int,
+    blend: str,
+    pad_multiple: Sequence[int],
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Checks `sliding_window`'s arguments and returns its window and step (one padded window when
+    `patch_size` is None)."""
+    if volume.ndim != 4:
+        raise ValueError(f"sliding_window needs a volume (D, H, W, C); got shape {volume.shape}")
+    if blend not in BLEND_MODES:
+        raise ValueError(f"blend must be one of {BLEND_MODES}; got {blend!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if patch_size is None:
+        multiple = check_triple(pad_multiple, "pad_multiple")
+        patch = tuple(-(-s // m) * m for s, m in zip(volume.shape[:3], multiple))
+        return patch, patch
+    return check_window(patch_size, steps)
+
+
+def _predict_flips(
+    predictor: Predictor, inputs: np.ndarray, flips: list[tuple[int, ...]], patch: tuple[int, int, int],
+    num_classes: int | None,
+) -> np.ndarray:
+    """The predictor's probabilities for a batch of windows, averaged over `flips` (flipped back)."""
+    out = _predict(predictor, inputs, flips[0], patch, num_classes)
+    if len(flips) > 1:
+        out = np.array(out)
+        for axes in flips[1:]:
+            out += _predict(predictor, inputs, axes, patch, num_classes)
+        out /= len(flips)
+    return out
 
 
 def _pad_to_at_least(volume: np.ndarray, patch: tuple[int, int, int]) -> tuple[np.ndarray, tuple[slice, ...]]:

@@ -147,22 +147,7 @@ def export_saved_model(
         return {LABELS_OUTPUT: postprocess_without_components(labels, volume, graph_steps),
                 CLIENT_POSTPROCESSING_OUTPUT: tf.constant(client_steps.to_integers(), tf.int32)}
 
-    metadata = _metadata(model, contract, channels, extra_metadata)
-    metadata["format"] = "saved_model"
-    metadata["postprocessing_in_graph"] = graph_steps.describe()
-    metadata["postprocessing_in_client"] = client_steps.describe()
-    metadata["signatures"] = {
-        SERVING_DEFAULT: {
-            "inputs": {IMAGE_INPUT: "float32 (B, D, H, W, C), H and W multiples of 32"},
-            "outputs": {PROBABILITIES_OUTPUT: f"float32 (B, D, H, W, {outputs}), {contract.target.activation}"},
-        },
-        SEGMENT: {
-            "inputs": {VOLUME_INPUT: "float32 (D, H, W, C), preprocessed like tfbrats.data.load_case"},
-            "outputs": {LABELS_OUTPUT: "int32 (D, H, W), internal classes 0..3",
-                        CLIENT_POSTPROCESSING_OUTPUT: "int32 (4,): brain_mask, min_component_voxels, min_et_voxels, "
-                        "min_et_component_voxels still to apply with tfbrats.contract.postprocess"},
-        },
-    }
+    metadata = _saved_model_metadata(model, contract, channels, outputs, extra_metadata)
 
     def write(folder: Path) -> None:
         # No archive.track(model): the endpoints capture every variable they use, and tracking
@@ -177,6 +162,29 @@ def export_saved_model(
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
 
     return _write_version(Path(output), version, write)
+
+def _saved_model_metadata(model: keras.Model, contract: SegmentationContract, channels: int, outputs: int,
+                         extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`assets.extra/tfbrats.json` of a SavedModel: the shared description, where each step runs, the signatures."""
+    graph_steps, client_steps = contract.postprocessing.split()
+    highest_label = contract.target.label_set.num_classes - 1
+    metadata = _metadata(model, contract, channels, extra)
+    metadata["format"] = "saved_model"
+    metadata["postprocessing_in_graph"] = graph_steps.describe()
+    metadata["postprocessing_in_client"] = client_steps.describe()
+    metadata["signatures"] = {
+        SERVING_DEFAULT: {
+            "inputs": {IMAGE_INPUT: "float32 (B, D, H, W, C), H and W multiples of 32"},
+            "outputs": {PROBABILITIES_OUTPUT: f"float32 (B, D, H, W, {outputs}), {contract.target.activation}"},
+        },
+        SEGMENT: {
+            "inputs": {VOLUME_INPUT: "float32 (D, H, W, C), preprocessed like tfbrats.data.load_case"},
+            "outputs": {LABELS_OUTPUT: f"int32 (D, H, W), internal classes 0..{highest_label}",
+                        CLIENT_POSTPROCESSING_OUTPUT: "int32 (4,): brain_mask, min_component_voxels, min_et_voxels, "
+                        "min_et_component_voxels still to apply with tfbrats.contract.postprocess"},
+        },
+    }
+    return metadata
 
 
 def export_onnx(

@@ -47,12 +47,7 @@ def sliding_window_graph(
         >>> sliding_window_graph(volume, uniform, (8, 64, 64), (8, 32, 32), num_classes=4).shape
         TensorShape([30, 100, 90, 4])
     """
-    patch, step = check_window(patch_size, steps)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    volume = tf.convert_to_tensor(volume, tf.float32)
-    if volume.shape.rank != 4 or volume.shape[-1] is None:
-        raise ValueError(f"sliding_window_graph needs a volume (D, H, W, C) with a known C; got shape {volume.shape}")
+    volume, patch, step = _checked_arguments(volume, patch_size, steps, batch_size)
     channels = volume.shape[-1]
 
     shape = tf.shape(volume)[:3]
@@ -95,11 +90,28 @@ def sliding_window_graph(
         (tf.constant(0), tf.zeros(tf.concat([padded_shape, [num_classes]], axis=0))),
         shape_invariants=(tf.TensorShape([]), _probability_shape(num_classes)),
     )
+    probabilities = total / _window_counts(padded_shape, starts, patch)[..., None]
+    return tf.slice(probabilities, tf.concat([before, [0]], axis=0), tf.concat([shape, [num_classes]], axis=0))
+
+
+def _checked_arguments(
+    volume: tf.Tensor, patch_size: Sequence[int], steps: Sequence[int], batch_size: int
+) -> tuple[tf.Tensor, tuple[int, int, int], tuple[int, int, int]]:
+    """The volume as float32 with its window and step, or a ValueError naming the bad argument."""
+    patch, step = check_window(patch_size, steps)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    volume = tf.convert_to_tensor(volume, tf.float32)
+    if volume.shape.rank != 4 or volume.shape[-1] is None:
+        raise ValueError(f"sliding_window_graph needs a volume (D, H, W, C) with a known C; got shape {volume.shape}")
+    return volume, patch, step
+
+
+def _window_counts(padded_shape: tf.Tensor, starts: list[tf.Tensor], patch: tuple[int, int, int]) -> tf.Tensor:
+    """float32 `(D, H, W)`: how many windows cover each voxel of the padded volume."""
     # Every window covers a box, so the number of windows over a voxel is a product of per-axis counts.
     counts = [_coverage(padded_shape[axis], starts[axis], patch[axis]) for axis in range(3)]
-    norm = counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
-    probabilities = total / norm[..., None]
-    return tf.slice(probabilities, tf.concat([before, [0]], axis=0), tf.concat([shape, [num_classes]], axis=0))
+    return counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
 
 
 def _probability_shape(num_classes: int) -> tf.TensorShape:

@@ -1,4 +1,4 @@
-"""Reading and checking the NIfTI files of a case, with errors that name the case and file.
+"""Reading and writing NIfTI files, with errors that name the case and file.
 
 Axes: nibabel returns arrays indexed ``(x, y, z)``; tfbrats works in ``(D, H, W)`` =
 ``(z, y, x)``, i.e. ``np.transpose(a, (2, 1, 0))`` (`xyz_to_dhw`), so D is the axial slice axis.
@@ -7,6 +7,9 @@ No header is believed: every case file (`load_header`) and every label map evalu
 (`open_image`) goes through `check_declared_size` before any voxel is read, so the size a header
 declares must fit the bytes the file holds and a limit on voxels per image (`max_voxels`, raised
 with the environment variable ``TFBRATS_MAX_VOXELS``).
+
+`write_labels_nifti` writes a prediction back in the input's own geometry: the voxel order,
+affine and header that `tfbrats.data.preprocess.load_case` recorded in the case's `CaseMeta`.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
 
-from tfbrats.conventions import channels_for
-from tfbrats.data.records import Case, LabelMap, label_map
+from tfbrats.data.orientation import undo_reorient
+from tfbrats.files import atomic_path
 from tfbrats.limits import MAX_VOXELS_VARIABLE, max_voxels
 
-AFFINE_TOLERANCE = 1e-3
+if TYPE_CHECKING:  # preprocess reads through this module; the writer only needs CaseMeta's fields
+    from tfbrats.data.preprocess import CaseMeta
+
 # Deflate emits at least 2 bits (a length and a distance code of 1 bit each) per 258 bytes it
 # repeats, so no gzip stream inflates more than 1032-fold (all zeros at level 9: 1028.6-fold).
 GZIP_MAX_RATIO = 1032
@@ -158,7 +163,7 @@ def load_header(case_id: str, path: Path, what: str, volume: int | None = None) 
         >>> load_header("c1", path, "flair", volume=0)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        tfbrats.data.io.CaseError: case c1: flair file .../c1_flair.nii.gz has shape (6, 5, 4); expected a 4-D image ...
+        tfbrats.data.nifti.CaseError: case c1: flair file .../c1_flair.nii.gz has shape (6, 5, 4); expected ...
         >>> tmp.cleanup()
     """
     if not path.is_file():
@@ -224,92 +229,43 @@ def read_voxels(
     return data
 
 
-def check_case(case: Case, input_channels: int = 3, allow_missing: bool = False) -> dict[str, nib.Nifti1Image]:
-    """Checks a case's files from their headers: present, 3-D, same shape and affine.
+def write_labels_nifti(labels: np.ndarray, meta: CaseMeta, path: str | Path) -> Path:
+    """Writes internal labels ``(D, H, W)`` in the original grid as a NIfTI file, atomically.
 
-    Cheap (only headers are read), so run it on every case before any long work.
+    The file gets the input's voxel order (the reorientation of `load_case` undone), affine and
+    (3-D) header, uint8 data and the dataset's own label values; it is written atomically
+    (`tfbrats.files.atomic_path`), so readers never see a half-written file.
 
     Args:
-        case: The case.
-        input_channels: 3 or 4; T1 is required only for 4.
-        allow_missing: Accept a case that lacks some of the modalities (at least one must be
-            there), as prediction does; training needs them all.
-
-    Returns:
-        The opened images keyed by ``flair``, ``t1ce``, ``t2`` (``t1``) and ``seg`` if present;
-        a missing modality has no entry.
-
-    Raises:
-        CaseError: A required modality is missing, or shapes/affines disagree.
+        labels: Internal classes 0..3 on the original ``(D, H, W)`` grid (see `uncrop`).
+        meta: The case's metadata.
+        path: The output file (``.nii.gz`` or ``.nii``).
 
     Example:
         >>> import tempfile
-        >>> from tfbrats.data import find_cases
+        >>> from tfbrats.data import find_cases, load_case, uncrop
         >>> from tfbrats.data.synthetic import write_synthetic_dataset
         >>> tmp = tempfile.TemporaryDirectory()
         >>> _ = write_synthetic_dataset(tmp.name, cases=1, shape=(48, 48, 32))
-        >>> images = check_case(find_cases(tmp.name).cases[0])
-        >>> sorted(images), images["flair"].shape
-        (['flair', 'seg', 't1ce', 't2'], (48, 48, 32))
+        >>> case = load_case(find_cases(tmp.name).cases[0])
+        >>> path = write_labels_nifti(uncrop(case.label, case.meta), case.meta, f"{tmp.name}/out/case.nii.gz")
+        >>> import nibabel
+        >>> image = nibabel.load(path)
+        >>> image.shape, np.unique(image.get_fdata()).astype(int).tolist()  # (x, y, z), BraTS 2020's values
+        ((48, 48, 32), [0, 1, 2, 4])
         >>> tmp.cleanup()
     """
-    channels = channels_for(input_channels)
-    missing = [key for key in channels if key not in case.images]
-    if missing and (not allow_missing or len(missing) == len(channels)):
-        raise CaseError(
-            f"case {case.case_id}: no file for modality {missing} (found {sorted(case.images)}); "
-            f"input_channels={input_channels} needs "
-            + (f"at least one of {list(channels)}" if allow_missing else f"{list(channels)}")
+    if tuple(labels.shape) != tuple(meta.original_shape):
+        raise ValueError(
+            f"case {meta.case_id}: labels of shape {labels.shape} do not match the original grid "
+            f"{meta.original_shape}; uncrop them first"
         )
-    present = [key for key in channels if key in case.images]
-    paths: dict[str, Path] = {key: case.images[key] for key in present}
-    if case.seg is not None:
-        paths["seg"] = case.seg
-    images = {key: load_header(case.case_id, path, key, case.volumes.get(key)) for key, path in paths.items()}
-    reference_key = present[0]
-    reference = images[reference_key]
-    for key, image in images.items():
-        if image.shape[:3] != reference.shape[:3]:
-            raise CaseError(
-                f"case {case.case_id}: {key} file {paths[key]} has shape {image.shape[:3]} but "
-                f"{reference_key} has {reference.shape[:3]}; all files of a case must share one grid"
-            )
-        difference = float(np.max(np.abs(image.affine - reference.affine)))
-        if difference > AFFINE_TOLERANCE:
-            raise CaseError(
-                f"case {case.case_id}: {key} file {paths[key]} has an affine that differs from "
-                f"{reference_key}'s by {difference:.4g} (> {AFFINE_TOLERANCE}); co-register the "
-                "modalities to one grid first"
-            )
-    return images
-
-
-def check_labels(case_id: str, path: Path, seg: np.ndarray, labels: LabelMap | int) -> None:
-    """Checks that a segmentation holds only the dataset's label values.
-
-    Args:
-        case_id: The case, for error messages.
-        path: The segmentation file, for error messages.
-        seg: The segmentation voxels.
-        labels: The dataset's `LabelMap`, or BraTS' ET value (4 or 3).
-
-    Raises:
-        CaseError: A value outside the dataset's values (``{0, 1, 2, 4}`` for BraTS 2020).
-
-    Example:
-        >>> check_labels("c1", Path("seg.nii.gz"), np.array([0, 1, 2, 4]), 4)
-    """
-    labels = label_map(labels)
-    allowed: Sequence[int] = labels.values
-    values = np.unique(seg)
-    unexpected = [int(v) if v == round(v) else float(v) for v in values if v not in allowed]
-    if unexpected:
-        cavity = f", resection cavity {labels.cavity}" if labels.cavity is not None else ""
-        hint = ("; a 4 in BraTS 2023+ names is BraTS 2024/2025's resection cavity, which tfbrats reads when the "
-                "dataset holds post-treatment case ids (-100, ...) or a manifest gives cavity_label 4"
-                if labels.cavity is None and labels.enhancing == 3 and 4 in unexpected else "")
-        raise CaseError(
-            f"case {case_id}: seg file {path} holds label values {unexpected}; expected only "
-            f"{list(allowed)} (necrosis {labels.necrosis}, edema {labels.edema}, enhancing tumor "
-            f"{labels.enhancing}{cavity}); check the case's label values or the file{hint}"
-        )
+    data = undo_reorient(dhw_to_xyz(meta.labels.to_dataset(labels)), meta.orientation)
+    header = meta.header.copy()
+    header.set_data_dtype(np.uint8)
+    image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    image = image_class(np.ascontiguousarray(data), meta.affine, header)
+    image.header.set_slope_inter(1, 0)
+    with atomic_path(path) as temporary:
+        image.to_filename(temporary)
+    return Path(path)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tfbrats.data import CaseError, check_case, find_cases
-from tfbrats.data.io import GZIP_MAX_RATIO, load_header
+from tfbrats.data.nifti import GZIP_MAX_RATIO, load_header
 from tfbrats.limits import DEFAULT_MAX_VOXELS, max_voxels
 
 REPO = Path(__file__).resolve().parents[2]
