@@ -20,8 +20,9 @@ Then the inference mode: each mode of `tfbrats.inference.modes` (the model's own
 paper's 24x128x128 windows with steps 24x32x32, the same without overlap, one full-volume pass;
 float32, and bfloat16 where the CPU has AVX512_BF16 or AMX) segments the validation cases, timed on
 this machine; the contract takes the fastest whose mean validation Dice is within
---mode_tolerance (0.005) of the model's own window's in every region, and records every mode's
-seconds and Dice (`inference_mode` in the contract and in tuning.json). `tfbrats.predict`'s
+--mode_tolerance (0.005) of the model's own window's in every region and whose whole-tumor labels
+agree with the paper's windows' at a mean Dice of at least --mode_agreement (0.995), and records
+every mode's seconds, Dice and agreement (`inference_mode` in the contract and in tuning.json). `tfbrats.predict`'s
 --patch_size, --steps, --full_volume and --precision still override it for one call.
 """
 
@@ -50,6 +51,9 @@ _MODES = flags.DEFINE_list("inference_modes", None, "Inference modes to choose f
                            "the CPU has bfloat16); 'none' keeps the model's window.")
 _MODE_TOLERANCE = flags.DEFINE_float("mode_tolerance", 0.005, "Largest drop of mean validation Dice, in any region, "
                                      "that the chosen inference mode may cost.")
+_MODE_AGREEMENT = flags.DEFINE_float("mode_agreement", 0.995, "Least mean whole-tumor Dice between the chosen "
+                                     "inference mode's labels and those of the paper's 24x128x128 windows; 0 turns "
+                                     "the condition off.")
 flags.mark_flag_as_required("model")
 
 
@@ -75,7 +79,8 @@ def main(argv: list[str]) -> int:
     try:
         summary = tune_run(_MODEL.value, data_dir=_DATA_DIR.value, component_candidates=components,
                            et_candidates=thresholds, dust_candidates=dust, other_folds=_OTHER_FOLDS.value,
-                           modes=modes, mode_tolerance=_MODE_TOLERANCE.value)
+                           modes=modes, mode_tolerance=_MODE_TOLERANCE.value,
+                           mode_agreement=_MODE_AGREEMENT.value)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -64,3 +64,18 @@ def test_the_fastest_mode_within_the_tolerance_in_every_region_is_chosen():
     assert choose_mode({**seconds, "paper_windows": 9.0}, dice, "contract", 0.0) == "contract"  # a tie keeps it
     with pytest.raises(ValueError, match="reference"):
         choose_mode(seconds, dice, "mirror")
+
+
+def test_a_mode_whose_labels_move_away_from_the_paper_windows_is_refused_however_accurate():
+    dice = {"contract": {"WT": 0.90}, "paper_windows": {"WT": 0.90}, "no_overlap": {"WT": 0.90},
+            "full_volume": {"WT": 0.93}}
+    seconds = {"contract": 9.0, "paper_windows": 5.0, "no_overlap": 2.0, "full_volume": 1.0}
+    agreement = {"contract": 0.97, "paper_windows": 1.0, "no_overlap": 0.9951, "full_volume": 0.9915}
+    assert refusals(dice, "contract", agreement=agreement) == {
+        "contract": "WT labels agree with paper_windows at 0.9700 < 0.995",
+        "full_volume": "WT labels agree with paper_windows at 0.9915 < 0.995"}
+    assert choose_mode(seconds, dice, "contract", agreement=agreement) == "no_overlap"
+    assert choose_mode(seconds, dice, "contract", agreement=agreement, min_agreement=0.999) == "paper_windows"
+    assert choose_mode(seconds, dice, "contract", agreement=agreement, min_agreement=0.0) == "full_volume"
+    assert choose_mode({"contract": 9.0, "full_volume": 1.0}, dice, "contract",  # nothing agrees: the reference
+                       agreement={"contract": 0.9, "full_volume": 0.9}) == "contract"

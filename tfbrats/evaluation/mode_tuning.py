@@ -3,9 +3,11 @@
 Every candidate mode (`tfbrats.inference.modes`) segments every validation case through the
 contract (its window, the target's labels, the tuned post-processing); each is timed on this
 machine (the seconds for all the cases, after one untimed case that builds its graphs) and scored
-(mean Dice per region). `tfbrats.inference.modes.choose_mode` picks the fastest whose mean Dice is
-within the tolerance of the reference's (the model's own window in float32) in every region; the
-contract gets that window and precision, and the figures of every mode in `inference_mode`.
+(mean Dice per region), and its whole-tumor labels are compared with those of the paper's windows
+(mean Dice between the two label maps: the agreement). `tfbrats.inference.modes.choose_mode` picks
+the fastest whose mean Dice is within the tolerance of the reference's (the model's own window in
+float32) in every region and whose agreement is at least the minimum; the contract gets that window
+and precision, and the figures of every mode in `inference_mode`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import numpy as np
 from tfbrats.contract import SegmentationContract, Window, finish_segmentation
 from tfbrats.data import PreprocessedCase
 from tfbrats.evaluation.tuning import mean_dice
-from tfbrats.inference.modes import DICE_TOLERANCE, InferenceMode, candidate_modes, choose_mode, refusals
+from tfbrats.inference.modes import (
+    AGREEMENT_MODE,
+    AGREEMENT_REGION,
+    DICE_TOLERANCE,
+    MIN_AGREEMENT,
+    InferenceMode,
+    candidate_modes,
+    choose_mode,
+    refusals,
+)
 
 REFERENCE = InferenceMode("contract")
 
@@ -53,6 +64,7 @@ def tune_mode(
     contract: SegmentationContract,
     modes: Sequence[InferenceMode] | None = None,
     tolerance: float = DICE_TOLERANCE,
+    min_agreement: float = MIN_AGREEMENT,
 ) -> SegmentationContract:
     """`contract` with the inference mode chosen on `cases`, and every mode's figures in `inference_mode`.
 
@@ -61,8 +73,11 @@ def tune_mode(
         model_path: The model (`tfbrats.inference.model.load_model`), loaded once per precision.
         contract: The tuned contract (its post-processing applies to every mode).
         modes: The candidates (default: `candidate_modes()`, bfloat16 where the CPU has it); the
-            reference mode is always measured.
+            reference mode and the paper's windows (the labels the agreement is measured against)
+            are always measured.
         tolerance: The largest mean Dice drop allowed in any region.
+        min_agreement: The least mean whole-tumor Dice between a mode's labels and the paper's
+            windows' (0 turns the condition off).
 
     Example: an untrained AlbuNet3D's window against a single pass over the whole volume, on one
     synthetic validation case (a trained run and its validation cases are used the same way).
@@ -81,7 +96,7 @@ def tune_mode(
         >>> model_file = save_with_contract(model, contract, f"{tmp.name}/run/best.keras")
         >>> tuned = tune_mode(cases, model_file, contract, modes=[InferenceMode("full_volume")])
         >>> sorted(tuned.inference_mode["seconds"]), tuned.inference_mode["cases"]
-        (['contract', 'full_volume'], 1)
+        (['contract', 'full_volume', 'paper_windows'], 1)
         >>> tuned.inference_mode["mode"] in ("contract", "full_volume")  # the faster one that keeps the Dice
         True
         >>> tmp.cleanup()
@@ -91,35 +106,55 @@ def tune_mode(
     if any(case.label is None for case in cases) or not cases:
         raise ValueError("choosing an inference mode needs labelled validation cases (reference labels)")
     base = reference_window(contract)
-    modes = [REFERENCE] + [mode for mode in (candidate_modes() if modes is None else modes) if mode != REFERENCE]
+    always = [REFERENCE, InferenceMode(AGREEMENT_MODE)]
+    modes = always + [mode for mode in (candidate_modes() if modes is None else modes) if mode not in always]
+    label_set = contract.target.label_set
     references = [case.label for case in cases]
     predictors: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     seconds: dict[str, float] = {}
     dice: dict[str, dict[str, float]] = {}
+    labels: dict[str, list[np.ndarray]] = {}
     for mode in modes:
         if mode.precision not in predictors:
             predictors[mode.precision] = make_predictor(load_model(model_path, mode.precision).model, contract.target)
-        elapsed, labels = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
+        elapsed, labels[mode.name] = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
         seconds[mode.name] = round(elapsed, 4)
-        scores = mean_dice(labels, references, contract.target.label_set)
+        scores = mean_dice(labels[mode.name], references, label_set)
         dice[mode.name] = {region: round(value, 5) for region, value in scores.items()}
-    chosen = InferenceMode.from_name(choose_mode(seconds, dice, REFERENCE.name, tolerance))
+    agreement = {name: round(mean_dice(mode_labels, labels[AGREEMENT_MODE], label_set)[AGREEMENT_REGION], 5)
+                 for name, mode_labels in labels.items()}
+    rule = (REFERENCE.name, tolerance, agreement, min_agreement)
+    chosen = InferenceMode.from_name(choose_mode(seconds, dice, *rule))
     record: dict[str, Any] = {
         "mode": chosen.name, "reference": REFERENCE.name, "reference_window": base.to_json(),
         "tolerance": tolerance, "cases": len(cases), "seconds": seconds, "mean_dice": dice,
-        "refused": refusals(dice, REFERENCE.name, tolerance), "measured_on": _machine(),
+        "agreement": {"with": AGREEMENT_MODE, "region": AGREEMENT_REGION, "minimum": min_agreement,
+                      "mean_dice": agreement},
+        "refused": refusals(dice, *rule), "measured_on": _machine(),
     }
     return chosen.apply(contract, base).replace(inference_mode=record)
 
 
 def describe(record: dict[str, Any]) -> str:
-    """One line per mode of an `inference_mode` record: seconds, mean Dice, chosen or why refused."""
+    """One line per mode of an `inference_mode` record: seconds, mean Dice, agreement, chosen or why refused."""
     lines = []
+    agreement = record.get("agreement", {}).get("mean_dice", {})
     for name, seconds in record["seconds"].items():
         regions = ", ".join(f"{r} {v:.4f}" for r, v in record["mean_dice"][name].items())
+        if name in agreement:
+            regions += f", agreement {agreement[name]:.4f}"
         status = "chosen" if name == record["mode"] else record["refused"].get(name, "slower")
         lines.append(f"  {name}: {seconds:.2f} s, {regions} ({status})")
     return "\n".join(lines)
+
+
+def mode_rule(record: dict[str, Any]) -> str:
+    """The rule an `inference_mode` record's choice followed, in words."""
+    rule = f"fastest within {record['tolerance']} of {record['reference']}'s mean Dice in every region"
+    if "agreement" in record:
+        agreement = record["agreement"]
+        rule += f", {agreement['region']} labels agreeing with {agreement['with']}'s at >= {agreement['minimum']}"
+    return rule
 
 
 def _machine() -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfbrats.contract import PostProcessing, finish_segmentation
 from tfbrats.data import PreprocessedCase
-from tfbrats.evaluation.mode_tuning import describe, reference_window, tune_mode
+from tfbrats.evaluation.mode_tuning import describe, mode_rule, reference_window, tune_mode
 from tfbrats.evaluation.tuning import (
     COMPONENT_CANDIDATES,
     DUST_CANDIDATES,
@@ -25,7 +25,7 @@ from tfbrats.evaluation.tuning import (
 )
 from tfbrats.files import write_json, write_text
 from tfbrats.inference.model import load_model, make_predictor, save_with_contract
-from tfbrats.inference.modes import DICE_TOLERANCE, InferenceMode
+from tfbrats.inference.modes import DICE_TOLERANCE, MIN_AGREEMENT, InferenceMode
 from tfbrats.inference.predict import window_probabilities
 
 TUNING_JSON = "tuning.json"
@@ -79,6 +79,7 @@ def tune_run(
     other_folds: Sequence[str | Path] = (),
     modes: Sequence[InferenceMode] | None = None,
     mode_tolerance: float = DICE_TOLERANCE,
+    mode_agreement: float = MIN_AGREEMENT,
 ) -> str:
     """Chooses the post-processing and the inference mode of a run on its validation cases, into its model.
 
@@ -99,6 +100,7 @@ def tune_run(
         modes: The inference modes to choose from (default: every mode this CPU runs; empty:
             keep the window).
         mode_tolerance: The largest mean Dice drop in any region a mode may cost.
+        mode_agreement: The least mean whole-tumor Dice between a mode's labels and the paper's windows'.
 
     Returns:
         A short summary: the choice, what it rests on (and, when that is little, a plain
@@ -144,11 +146,11 @@ def tune_run(
     for folder, loaded, contract, group in zip(run_dirs, models, references, fold_cases):
         tuned = tune_contract(contract, result, f"{source} (tfbrats.tune)")
         if modes is None or len(modes):
-            tuned = tune_mode(group, loaded.path, tuned, modes, mode_tolerance)
+            tuned = tune_mode(group, loaded.path, tuned, modes, mode_tolerance, mode_agreement)
         _write_tuning(folder, loaded, tuned, result)
         save_with_contract(loaded.model, tuned, loaded.path)
         tuned_contracts.append(tuned)
-    return _summary(result, label_set.regions, run_dirs, models, tuned_contracts, mode_tolerance)
+    return _summary(result, label_set.regions, run_dirs, models, tuned_contracts)
 
 
 def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
@@ -162,8 +164,7 @@ def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
     write_text(run_dir / TUNING_CSV, buffer.getvalue())
 
 
-def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], models: Sequence, tuned: Sequence,
-             mode_tolerance: float) -> str:
+def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], models: Sequence, tuned: Sequence) -> str:
     """What `tune_run` prints: the choice, its evidence, the mean Dice before and after, each mode, the files."""
 
     def mean(prefix: str, region: str) -> float:
@@ -176,8 +177,7 @@ def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], models: S
     folds = f" of {len(run_dirs)} folds (out-of-fold)" if len(run_dirs) > 1 else ""
     modes = "".join(
         f"\n  inference mode{f' of {folder}' if len(run_dirs) > 1 else ''}: {contract.inference_mode['mode']} "
-        f"(fastest within {mode_tolerance} of {contract.inference_mode['reference']}'s mean Dice in every region)\n"
-        f"{describe(contract.inference_mode)}"
+        f"({mode_rule(contract.inference_mode)})\n{describe(contract.inference_mode)}"
         for folder, contract in zip(run_dirs, tuned) if contract.inference_mode)
     return (f"post-processing chosen on {evidence.cases} validation cases{folds} ({evidence.cases_without_et} "
             f"without enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
