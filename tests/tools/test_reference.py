@@ -93,3 +93,26 @@ def test_reference_prints_both_figures_and_their_ratio():
                                                             abs=2e-3)
     assert figures["within_budget"] == (case["seconds_per_case"] <= figures["budget_seconds"])
     assert figures["stack"]["torch"] and figures["lscpu"]["Model name"] and figures["machine"]["commit"]
+    assert 0.0 <= case["wt_dice_vs_paper_windows"] <= 1.0
+
+
+@pytest.mark.slow
+def test_agreement_with_the_paper_windows_is_one_for_a_model_that_uses_them_and_numpy_dice_otherwise(tmp_path):
+    from tfbrats.data import find_cases, load_case, write_synthetic_dataset
+    from tfbrats.inference.model import load_model, make_predictor, save_with_contract
+    from tfbrats.inference.modes import InferenceMode
+    from tfbrats.inference.predict import segment
+
+    write_synthetic_dataset(tmp_path / "case", 1, (64, 64, 40), seed=0)
+    case = find_cases(tmp_path / "case").cases[0]
+    own = load_model(reference._random_model(tmp_path / "own.keras"))  # the demo's 8x64x64 window
+    paper = InferenceMode("paper_windows").apply(own.contract)
+    assert reference.agreement_with_paper_windows(
+        save_with_contract(own.model, paper, tmp_path / "paper.keras"), load_model(tmp_path / "paper.keras"),
+        case) == 1.0
+    image = load_case(case)
+    labels = [segment(image, make_predictor(own.model, own.contract.target), contract) > 0
+              for contract in (own.contract, paper)]
+    total = labels[0].sum() + labels[1].sum()
+    expected = 1.0 if total == 0 else 2 * np.logical_and(*labels).sum() / total
+    assert reference.agreement_with_paper_windows(own.path, own, case) == pytest.approx(expected, abs=1e-6)
