@@ -24,6 +24,7 @@ import numpy as np
 
 from tfbrats.conventions import DEFAULT_CHANNELS
 from tfbrats.files import atomic_path
+from tfbrats.inference.sliding_window import BLEND_MODES
 from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 from tfbrats.precision import PRECISIONS
 
@@ -39,7 +40,7 @@ CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_L
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)
 DEFAULT_STEPS = (24, 32, 32)
-BLENDS = ("mean", "gaussian")
+
 NECROSIS_CLASS = 1
 # How far a probability may stray outside [0, 1]: float32 rounding in window blending, half-precision heads.
 PROBABILITY_TOLERANCE = 1e-3
@@ -92,8 +93,8 @@ class Window:
         if self.patch_size is not None:
             object.__setattr__(self, "patch_size", _triple(self.patch_size, "window patch_size"))
         object.__setattr__(self, "steps", _triple(self.steps, "window steps"))
-        if self.blend not in BLENDS:
-            raise ContractError(f"window blend must be one of {BLENDS}; got {self.blend!r}")
+        if self.blend not in BLEND_MODES:
+            raise ContractError(f"window blend must be one of {BLEND_MODES}; got {self.blend!r}")
         if self.batch_size < 1:
             raise ContractError(f"window batch_size must be >= 1; got {self.batch_size}")
 

@@ -99,8 +99,8 @@ def tune_run(
         other_folds: Run folders of other folds of the same data, fold count and seed.
         modes: The inference modes to choose from (default: every mode this CPU runs; empty:
             keep the window).
-        mode_tolerance: The largest mean Dice drop in any region a mode may cost.
-        mode_agreement: The least mean whole-tumor Dice between a mode's labels and the paper's windows'.
+        mode_tolerance, mode_agreement: The mode rule's largest mean Dice drop in any region and
+            least whole-tumor agreement with the paper's windows (`tfbrats.inference.modes`).
 
     Returns:
         A short summary: the choice, what it rests on (and, when that is little, a plain
@@ -109,8 +109,7 @@ def tune_run(
     Raises:
         ValueError: `other_folds` are not distinct folds of the run's split.
 
-    Example: a run folder holding an untrained AlbuNet3D, tuned on one synthetic validation case
-    given as `cases` (a training run reads its own validation cases); ``modes=()`` keeps the window.
+    Example: an untrained AlbuNet3D tuned on one synthetic validation case; ``modes=()`` keeps the window.
 
         >>> import tempfile
         >>> from tfbrats.contract import SegmentationContract, Window
@@ -130,10 +129,7 @@ def tune_run(
         >>> tmp.cleanup()
     """
     run_dirs, models, references, fold_cases = _folds(run_dir, other_folds, cases, data_dir)
-    segmenters = {}
-    for loaded, contract, group in zip(models, references, fold_cases):
-        segment_raw = _raw_segmenter(loaded.model, contract)
-        segmenters.update((id(case), segment_raw) for case in group)
+    segmenters = _segmenters_by_case(models, references, fold_cases)
     all_cases = [case for group in fold_cases for case in group]
     baseline = PostProcessing(brain_mask=references[0].postprocessing.brain_mask)
     label_set = references[0].target.label_set
@@ -151,6 +147,15 @@ def tune_run(
         save_with_contract(loaded.model, tuned, loaded.path)
         tuned_contracts.append(tuned)
     return _summary(result, label_set.regions, run_dirs, models, tuned_contracts)
+
+
+def _segmenters_by_case(models: Sequence, references: Sequence, fold_cases: Sequence) -> dict[int, Callable]:
+    """Each validation case's raw segmenter (by `id`): its own fold's model with its window."""
+    segmenters = {}
+    for loaded, contract, group in zip(models, references, fold_cases):
+        segment_raw = _raw_segmenter(loaded.model, contract)
+        segmenters.update((id(case), segment_raw) for case in group)
+    return segmenters
 
 
 def _write_tuning(run_dir: Path, loaded, tuned, result) -> None:
