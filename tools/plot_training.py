@@ -30,8 +30,8 @@ def read_history(run: str | Path) -> dict[str, list[float]]:
         run: A run folder or its history.csv.
 
     Example:
-        >>> read_history("runs/demo")["val_dice_WT"][-1]  # doctest: +SKIP
-        0.95
+        read_history("runs/demo")["val_dice_WT"][-1]
+        # -> 0.95
     """
     path = Path(run)
     path = path / "history.csv" if path.is_dir() else path
@@ -54,8 +54,8 @@ def plot_dice_curves(histories: dict[str, dict[str, list[float]]], out: str | Pa
         out: The PNG path.
 
     Example:
-        >>> plot_dice_curves({"demo": read_history("runs/demo")}, "dice.png")  # doctest: +SKIP
-        PosixPath('dice.png')
+        plot_dice_curves({"demo": read_history("runs/demo")}, "dice.png")
+        # -> PosixPath('dice.png')
     """
     import matplotlib
 

@@ -38,8 +38,8 @@ def test_table_carries_every_figure_with_its_cpu_stack_and_commit():
     assert "CPU AMD EPYC, 2 CPUs, flags avx2 avx512f avx512_bf16; tensorflow 2.21.0, keras 3.15.1, torch 2.14.1; " \
            "commit def5678" in table
     assert "commit abc1234" in table
-    assert "| 0.362 |" in table and "| the budget: 12 such passes | 4.34 |" in table
-    assert "mode `full_volume_bf16`, window full volume, precision mixed_bfloat16) | 2.40 |" in table
+    assert "| 0.362 |" in table and "| the budget: 12 such passes (seconds) | 4.34 |" in table
+    assert "mode `full_volume_bf16`, window full volume, precision mixed_bfloat16; seconds) | 2.40 |" in table
     assert "| ratio case / budget (within the budget) | 0.55 |" in table
     assert "the paper's 24x128x128 windows (float32), same case | 0.9961 |" in table
     row = ("| `full_volume_bf16` | tensorflow | 12.0 | 7.50x | 1 | 2.31 | 0.9594 / 0.8933 / 0.8189 | "
@@ -60,18 +60,25 @@ def test_table_replaces_only_what_lies_between_the_markers(tmp_path):
         publish.write_between_markers(tmp_path / "bare.md", "| x |\n")
 
 
-def test_the_repository_guide_has_the_markers():
-    text = (Path(__file__).resolve().parents[2] / "docs" / "performance.md").read_text()
+@pytest.mark.parametrize("name", ["docs/performance.md", "README.md"])
+def test_the_repository_guide_and_readme_have_the_markers(name):
+    text = (Path(__file__).resolve().parents[2] / name).read_text()
     assert text.count(publish.BEGIN) == 1 and text.index(publish.BEGIN) < text.index(publish.END)
 
 
 def test_render_only_writes_the_table_from_the_kept_json(tmp_path):
     (tmp_path / "modes.json").write_text(json.dumps(_modes()))
     (tmp_path / "reference.json").write_text(json.dumps(_reference()))
-    doc = tmp_path / "guide.md"
-    doc.write_text(f"{publish.BEGIN}\n{publish.END}\n")
+    doc, readme = tmp_path / "guide.md", tmp_path / "README.md"
+    for path in (doc, readme):
+        path.write_text(f"# {path.name}\n{publish.BEGIN}\n{publish.END}\n")
     finished = subprocess.run([sys.executable, str(BENCHMARK), "publish", f"--out={tmp_path}", f"--doc={doc}",
-                               "--render_only"], capture_output=True, text=True, timeout=600, check=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                               f"--readme={readme}", "--render_only"], capture_output=True, text=True, timeout=600,
+                              check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert json.loads(finished.stdout)["doc"] == str(doc)
     assert publish.render(_modes(), _reference(), tmp_path) in doc.read_text()
+    # The README gets the comparison with the published model alone, with a link to the whole table.
+    summary = readme.read_text()
+    assert publish.render_reference(_reference(), tmp_path, doc) in summary
+    assert "| ratio case / budget (within the budget) | 0.55 |" in summary and "full_volume_bf16/tensorflow" not in \
+        summary and "| `full_volume_bf16` | tensorflow |" not in summary and f"]({doc})" in summary

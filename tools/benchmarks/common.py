@@ -1,7 +1,7 @@
 """Timing, machine and backend facts, the Conv2D ceiling and the AlbuNet3D FLOP figure every benchmark shares.
 
 Example:
-    >>> seconds, times = median_seconds(lambda: sum(range(100)), repeats=3)  # doctest: +SKIP
+    seconds, times = median_seconds(lambda: sum(range(100)), repeats=3)
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def backend_facts() -> dict[str, Any]:
     """The Keras backend and version, its device, and for TensorFlow whether its oneDNN kernels are on.
 
     Example:
-        >>> backend_facts()["backend"]  # doctest: +SKIP
-        'tensorflow'
+        backend_facts()["backend"]
+        # -> 'tensorflow'
     """
     import keras
 
@@ -102,8 +102,8 @@ def peak_gflops(repeats: int) -> float:
         repeats: Timed calls; the median is used.
 
     Example:
-        >>> peak_gflops(5) > 0  # doctest: +SKIP
-        True
+        peak_gflops(5) > 0
+        # -> True
     """
     import keras
     import numpy as np
@@ -132,8 +132,8 @@ def albunet3d(precision: str, **options: Any) -> Any:
         **options: Further `AlbuNet3D` arguments (``conv``, ``head``).
 
     Example:
-        >>> albunet3d("mixed_bfloat16").compute_dtype  # doctest: +SKIP
-        'bfloat16'
+        albunet3d("mixed_bfloat16").compute_dtype
+        # -> 'bfloat16'
     """
     from tfbrats.models import AlbuNet3D
     from tfbrats.precision import compute_precision

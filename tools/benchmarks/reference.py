@@ -64,8 +64,8 @@ def torch_module():
     """torch, or `TorchMissing` saying how to install it.
 
     Example:
-        >>> torch_module().__name__  # doctest: +SKIP
-        'torch'
+        torch_module().__name__
+        # -> 'torch'
     """
     try:
         return importlib.import_module("torch")
@@ -101,8 +101,8 @@ def published_seconds(window: tuple[int, int, int], repeats: int) -> dict[str, A
     """Median seconds of one forward pass of the published model on a 1x3xDxHxW window (float32).
 
     Example:
-        >>> published_seconds((2, 32, 32), 1)["window"]  # doctest: +SKIP
-        [2, 32, 32]
+        published_seconds((2, 32, 32), 1)["window"]
+        # -> [2, 32, 32]
     """
     torch = torch_module()
     from .torch_albunet import albunet3d
@@ -119,8 +119,8 @@ def case_copies(folder: Path, shape: tuple[int, int, int], copies: int) -> list:
     """One synthetic case (seed 0) and `copies - 1` copies of its files under other ids: the same work each.
 
     Example:
-        >>> [c.case_id for c in case_copies(Path("/tmp/cases"), (48, 48, 32), 2)]  # doctest: +SKIP
-        ['BraTS20_Training_001', 'BraTS20_Training_001_copy1']
+        [c.case_id for c in case_copies(Path("/tmp/cases"), (48, 48, 32), 2)]
+        # -> ['BraTS20_Training_001', 'BraTS20_Training_001_copy1']
     """
     from tfbrats.data import find_cases, write_synthetic_dataset
 

@@ -14,9 +14,9 @@ on by default as published), which torchvision's and tfbrats' do not.
 This module needs torch (the ``torch`` extra): ``pip install -e '.[torch]'``.
 
 Example:
-    >>> model = albunet3d().eval()  # doctest: +SKIP
-    >>> model(torch.zeros(1, 3, 24, 128, 128)).shape  # doctest: +SKIP
-    torch.Size([1, 4, 24, 128, 128])
+    model = albunet3d().eval()
+    model(torch.zeros(1, 3, 24, 128, 128)).shape
+    # -> torch.Size([1, 4, 24, 128, 128])
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def albunet3d(num_classes: int = 4, encoder_bias: bool = True, seed: int = 0) ->
     BatchNorm entry, as a trained model's does.
 
     Example:
-        >>> sum(p.numel() for p in albunet3d(encoder_bias=False).parameters())  # doctest: +SKIP
-        26673172
+        sum(p.numel() for p in albunet3d(encoder_bias=False).parameters())
+        # -> 26673172
     """
     torch.manual_seed(seed)
     model = AlbuNet3D(num_classes=num_classes, encoder_bias=encoder_bias)
