@@ -269,6 +269,20 @@ class SegmentationContract:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def own_window(self) -> Window:
+        """The model's own window (its training patch), before a tuned inference mode replaced it.
+
+        Example:
+            >>> tuned = SegmentationContract(window=Window(patch_size=None), inference_mode={
+            ...     "mode": "full_volume", "reference_window": Window.for_patch((8, 64, 64)).to_json()})
+            >>> tuned.own_window.patch_size, SegmentationContract().own_window.patch_size
+            ((8, 64, 64), (24, 128, 128))
+        """
+        if self.inference_mode:
+            return Window.from_json(self.inference_mode["reference_window"])
+        return self.window
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,

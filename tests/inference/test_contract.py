@@ -82,6 +82,22 @@ def test_a_model_and_an_unrelated_config_json_are_refused_naming_both(tmp_path):
         load_model(tmp_path)
 
 
+def test_a_tuned_inference_mode_with_another_window_still_loads_from_its_run(tmp_path):
+    """The run's training patch is checked against the model's own window, not the tuned mode's."""
+    from tfbrats.inference.modes import InferenceMode
+
+    own = SegmentationContract(window=Window.for_patch((8, 64, 64)))
+    for mode in ("no_overlap", "paper_windows_bf16", "full_volume"):
+        tuned = InferenceMode.from_name(mode).apply(own).replace(
+            inference_mode={"mode": mode, "reference_window": own.window.to_json()})
+        save_with_contract(AlbuNet2D(num_classes=4), tuned, tmp_path / "best.keras")
+        (tmp_path / "config.json").write_text(json.dumps({"target": "classes", "patch_size": [8, 64, 64]}))
+        assert load_model(tmp_path).contract.window == tuned.window
+        (tmp_path / "config.json").write_text(json.dumps({"target": "classes", "patch_size": [16, 64, 64]}))
+        with pytest.raises(ContractError, match=r"window \(8, 64, 64\) in the model, training patch \(16, 64, 64\)"):
+            load_model(tmp_path)
+
+
 def test_a_three_output_model_without_any_record_is_never_read_as_three_classes(tmp_path):
     AlbuNet2D(num_classes=3).save(tmp_path / "old.keras")
     with pytest.raises(ContractError, match="3 outputs and records no target"):

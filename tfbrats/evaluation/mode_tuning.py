@@ -38,9 +38,7 @@ REFERENCE = InferenceMode("contract")
 
 def reference_window(contract: SegmentationContract) -> Window:
     """The window the modes are built on and held to: the one before any mode was chosen, in float32."""
-    if contract.inference_mode:
-        return Window.from_json(contract.inference_mode["reference_window"])
-    return Window.from_json({**contract.window.to_json(), "precision": "float32"})
+    return Window.from_json({**contract.own_window.to_json(), "precision": "float32"})
 
 
 def measure_mode(cases: Sequence[PreprocessedCase], predictor: Callable[[np.ndarray], np.ndarray],

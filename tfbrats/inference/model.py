@@ -160,7 +160,7 @@ def check_contract_against_run(contract: SegmentationContract, run_config: dict,
     problems = []
     if "target" in run_config and run_config["target"] != contract.target.name:
         problems.append(f"target {contract.target.name!r} in the model, {run_config['target']!r} in config.json")
-    patch = contract.window.patch_size
+    patch = contract.own_window.patch_size  # a tuned inference mode may use another window: not a contradiction
     if "patch_size" in run_config and patch is not None and tuple(run_config["patch_size"]) != tuple(patch):
         problems.append(f"window {tuple(patch)} in the model, training patch {tuple(run_config['patch_size'])} "
                         "in config.json")
