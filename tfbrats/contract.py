@@ -40,7 +40,6 @@ CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_L
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)
 DEFAULT_STEPS = (24, 32, 32)
-
 NECROSIS_CLASS = 1
 # How far a probability may stray outside [0, 1]: float32 rounding in window blending, half-precision heads.
 PROBABILITY_TOLERANCE = 1e-3
