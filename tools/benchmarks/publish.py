@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _benchmark("modes", modes, args.out / "modes.json")
         _benchmark("reference", [*common, f"--repeats={max(args.repeats, 3)}", "--shape", *map(str, args.shape),
                                  "--window", *map(str, args.window)], args.out / "reference.json")
-    figures = {name: json.loads((args.out / f"{name}.json").read_text()) for name in ("modes", "reference")}
-    table = render(figures["modes"], figures["reference"], args.out)
+    figures = {name: json.loads((args.out / f"{name}.json").read_text()) for name in ("modes", "reference")
+               if name == "reference" or (args.out / f"{name}.json").exists()}
+    table = render(figures.get("modes"), figures["reference"], args.out)
     write_between_markers(args.doc, table)
     write_between_markers(args.readme, render_reference(figures["reference"], args.out, args.doc))
     return {"benchmark": "publish", "doc": str(args.doc), "readme": str(args.readme),
@@ -149,9 +150,9 @@ def render_reference(reference: dict[str, Any], folder: Path, guide: Path | None
     case, published = reference["tfbrats_predict"], reference["published_model"]
     verdict = "within" if reference["within_budget"] else "over"
     agreement = case.get("wt_dice_vs_paper_windows")
-    every_mode = f"; every mode and backend with its Dice change: [{guide.name}]({guide})" if guide else ""
+    whole_table = f"; the whole table: [{guide.name}]({guide})" if guide else ""
     return "\n".join([
-        f"Measured by `python tools/benchmark.py publish` (`{folder}/reference.json`{every_mode}): "
+        f"Measured by `python tools/benchmark.py publish` (`{folder}/reference.json`{whole_table}): "
         f"{machine_line(reference)}.",
         "",
         "| figure | value |",
@@ -168,14 +169,21 @@ def render_reference(reference: dict[str, Any], folder: Path, guide: Path | None
     ]) + "\n"
 
 
-def render(modes: dict[str, Any], reference: dict[str, Any], folder: Path) -> str:
+def render(modes: dict[str, Any] | None, reference: dict[str, Any], folder: Path) -> str:
     """The Markdown of the performance table: the goal's comparison, then every mode x backend.
+
+    Without `modes` (no ``modes.json`` in the folder: ``--render_only`` after a ``reference`` run
+    alone), the second table says it was not measured with these figures.
 
     Example:
         text = render(modes_json, reference_json, Path("docs/benchmarks/idle"))
     """
+    comparison = "**A case against the published model.** " + render_reference(reference, folder)
+    if modes is None:
+        return (f"{comparison}\n**Every inference mode x backend**: not measured with these figures (no "
+                f"`{folder}/modes.json`); `python tools/benchmark.py modes --model=runs/demo` measures it.\n")
     lines = [
-        "**A case against the published model.** " + render_reference(reference, folder),
+        comparison,
         f"**Every inference mode x backend** (`modes.json`, model {modes.get('model')}, case {modes.get('case')}, "
         f"held-out {modes.get('held_out')}, {modes.get('repeats')} repeats): {machine_line(modes)}.",
         "",
