@@ -60,6 +60,30 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return values
 
 
+def name_list(choices: Sequence[str] | None = None) -> Callable[[str], list[str]]:
+    """An argparse `type` for a comma-separated list of names ("a,b"), each one of `choices` when given.
+
+    Example:
+        >>> name_list(["tensorflow", "onnx", "openvino"])("onnx,openvino")
+        ['onnx', 'openvino']
+        >>> name_list(["tensorflow", "onnx"])("onnx,tflite")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: 'tflite' is not one of tensorflow, onnx
+    """
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected one or more names separated by commas; got {text!r}")
+        for name in names:
+            if choices is not None and name not in choices:
+                raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(choices)}")
+        return names
+
+    return parse
+
+
 def size_flag(values: Sequence[str] | None, name: str) -> tuple[int, int, int] | None:
     """The value of a comma-list flag holding a size (``--patch_size=24,128,128``), or None when unset.
 
