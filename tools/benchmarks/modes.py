@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_arguments(parser)
-        >>> parser.parse_args(["--backends=openvino,onnx"]).backends
-        ['openvino', 'onnx']
+        >>> parser.parse_args(["--backends=openvino,onnxruntime"]).backends
+        ['openvino', 'onnxruntime']
     """
     parser.add_argument("--model", type=Path, help="trained run folder or .keras (default: a random AlbuNet3D)")
     parser.add_argument("--case", type=Path, help="case folder (default: one synthetic 240x240x155 case)")
