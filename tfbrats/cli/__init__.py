@@ -162,7 +162,8 @@ def run_command(flag_values: flags.FlagValues, body: Callable[[], int | None], a
     try:
         positional = flag_values([program, *arguments])[1:]
         if positional:
-            raise UsageError(f"unexpected arguments {positional}; every input is a --flag")
+            raise UsageError(f"unexpected arguments {positional}; every input is a --name=value flag, sizes and "
+                             "lists comma-separated (--shape=96,96,64)")
         _start_absl_logging()
         status = body()
     except (flags.Error, UsageError) as error:
