@@ -111,7 +111,8 @@ def help_text(flag_values: flags.FlagValues, doc: str | None) -> str:
 
 
 def _start_absl_logging() -> None:
-    """absl logging as `absl.app.run` sets it up: its handler, and INFO unless --verbosity was given."""
+    """absl logging as `absl.app.run` sets it up: its handler on stderr, at INFO (unless a host program has
+    already parsed absl's own flags, whose --verbosity then stands)."""
     from absl import logging
 
     logging.use_absl_handler()
