@@ -129,7 +129,9 @@ def run_command(flag_values: flags.FlagValues, body: Callable[[], int | None], a
     ``--help`` (or ``-h``, ``--helpfull``) prints `doc` and the flags and returns 0; a flag that
     does not parse, a missing required flag, a positional argument or a `UsageError` raised by
     `body` prints ``error: ...`` on stderr and returns 2; otherwise `body`'s status (None is 0).
-    ``--flagfile=FILE`` reads flags from a file, as absl applications do.
+    ``--flagfile=FILE`` reads flags from a file, as absl applications do. Run as a program (`argv`
+    None), absl's logging is set up as `absl.app.run` sets it up; called with `argv` (from Python,
+    a test), the process' logging is left as it is.
 
     Args:
         flag_values: The command's own flags.
@@ -165,7 +167,8 @@ def run_command(flag_values: flags.FlagValues, body: Callable[[], int | None], a
         if positional:
             raise UsageError(f"unexpected arguments {positional}; every input is a --name=value flag, sizes and "
                              "lists comma-separated (--shape=96,96,64)")
-        _start_absl_logging()
+        if argv is None:  # a process of its own (console script, python -m): absl's logging, as absl.app sets it
+            _start_absl_logging()
         status = body()
     except (flags.Error, UsageError) as error:
         print(f"error: {error}\nPass --help to see the flags of {program}.", file=sys.stderr)
