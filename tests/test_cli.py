@@ -1,5 +1,6 @@
 """Every command is a console script and a ``python -m`` entry over the same ``main(argv)``, with one flag style."""
 
+import ast
 import configparser
 import contextlib
 import importlib
@@ -103,3 +104,31 @@ def test_python_m_help_exits_0_and_names_the_flags(script):
     assert done.returncode == 0, done.stderr[-2000:]
     own = importlib.import_module(console_scripts()[script].split(":")[0]).FLAGS
     assert all(f"--{name}" in done.stdout for name in own), done.stdout[-2000:]
+
+
+def _imported_modules(tree: ast.AST, skip_main_block: bool) -> set[str]:
+    """Every module a source imports (``from a import b`` counts as ``a`` and ``a.b``)."""
+    skipped = set()
+    if skip_main_block:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                skipped |= {id(child) for child in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_no_library_module_or_other_command_imports_a_command_module():
+    """A command holds no logic anyone else needs: only its ``python -m`` entry's __main__ block imports it."""
+    commands = {f"tfbrats.cli.{path.stem}" for path in (ROOT / "tfbrats" / "cli").glob("*.py")
+                if path.stem != "__init__"}
+    for path in sorted([*ROOT.glob("tfbrats/**/*.py"), *ROOT.glob("tools/**/*.py")]):
+        own = f"tfbrats.cli.{path.stem}" if path.parent == ROOT / "tfbrats" / "cli" else None
+        imported = _imported_modules(ast.parse(path.read_text(), str(path)), skip_main_block=True)
+        assert not (imported & commands) - {own}, f"{path.relative_to(ROOT)} imports {imported & commands}"
