@@ -23,6 +23,7 @@ PYTHON_M = {
     "tfbrats-predict": "tfbrats.predict",
     "tfbrats-evaluate": "tfbrats.evaluate",
     "tfbrats-clinical": "tfbrats.clinical",
+    "tfbrats-mask-figure": "tfbrats.clinical.figure",
     "tfbrats-demo": "tfbrats.demo",
 }
 
@@ -50,7 +51,7 @@ def test_every_command_module_is_a_console_script_and_a_python_m_entry():
     commands = {path.stem for path in (ROOT / "tfbrats" / "cli").glob("*.py") if path.name != "__init__.py"}
     assert {target.split(":")[0] for target in scripts.values()} == {f"tfbrats.cli.{name}" for name in commands}
     for script, target in scripts.items():
-        assert target == f"tfbrats.cli.{script.removeprefix('tfbrats-')}:main"
+        assert target == f"tfbrats.cli.{script.removeprefix('tfbrats-').replace('-', '_')}:main"
         shim = ROOT / Path(*PYTHON_M[script].split("."))
         source = (shim / "__main__.py" if shim.is_dir() else shim.with_suffix(".py")).read_text()
         assert f"from {target.split(':')[0]} import main" in source and 'if __name__ == "__main__":' in source

@@ -15,6 +15,7 @@ console script         ``python -m``                       module
 ``tfbrats-predict``    ``tfbrats.predict``                 `tfbrats.cli.predict`
 ``tfbrats-evaluate``   ``tfbrats.evaluate``                `tfbrats.cli.evaluate`
 ``tfbrats-clinical``   ``tfbrats.clinical``                `tfbrats.cli.clinical`
+``tfbrats-mask-figure`` ``tfbrats.clinical.figure``        `tfbrats.cli.mask_figure`
 ``tfbrats-demo``       ``tfbrats.demo``                    `tfbrats.cli.demo`
 =====================  ==================================  ============================
 
