@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_arguments(parser)
-        >>> parser.parse_args(["--patch", "8", "32", "32"]).patch
-        [8, 32, 32]
+        >>> parser.parse_args(["--patch=8,32,32"]).patch
+        (8, 32, 32)
     """
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
     parser.add_argument("--batch", type=int, default=1, help="windows per call")
