@@ -8,7 +8,7 @@ import pytest
 
 from tests.training.conftest import run_python
 from tfbrats.losses import MultipleDiceLoss
-from tfbrats.metrics import RegionDice, dice_from_counts, region_counts
+from tfbrats.training.metrics import RegionDice, dice_from_counts, region_counts
 
 
 def _softmax(logits):
@@ -150,7 +150,7 @@ def test_loss_and_metric_run_under_jax():
     script = textwrap.dedent("""
         import keras, numpy as np
         from tfbrats.losses import MultipleDiceLoss
-        from tfbrats.metrics import RegionDice
+        from tfbrats.training.metrics import RegionDice
         assert keras.backend.backend() == "jax"
         rng = np.random.default_rng(0)
         labels = rng.integers(0, 4, size=(2, 2, 8, 8))

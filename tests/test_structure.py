@@ -6,7 +6,8 @@ nested functions included), for every function and method in ``tfbrats/`` and ``
 The import graph has an edge from a module to every ``tfbrats`` module it imports when it is itself
 imported, so only statements executed at import time count: those at module level (inside ``if`` and
 ``try`` too) and in class bodies. Excluded: imports inside functions (lazy: they run on first call,
-when every module involved is already loaded) and imports under ``if TYPE_CHECKING:`` (never run).
+when every module involved is already loaded), imports under ``if TYPE_CHECKING:`` (never run) and
+under ``if __name__ == "__main__":`` (run only when the module runs as a script, e.g. ``python -m``).
 ``from tfbrats.a import b`` is an edge to ``tfbrats.a.b`` when that is a module, else to ``tfbrats.a``.
 The parent packages that Python initialises on the way to a module are not edges: a package's
 ``__init__`` re-exporting its own submodules is the usual pattern, not a cycle.
@@ -46,6 +47,13 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``: true only when the module runs as a script, never when it is imported."""
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
 def _import_time_imports(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
     """The import statements of `body` that run when the module is imported (see the module docstring)."""
     found: list[ast.Import | ast.ImportFrom] = []
@@ -53,7 +61,7 @@ def _import_time_imports(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFr
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
         elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
+            if not (_is_type_checking(node.test) or _is_main_guard(node.test)):
                 found += _import_time_imports(node.body)
             found += _import_time_imports(node.orelse)
         elif isinstance(node, (ast.Try, ast.With)):
@@ -145,7 +153,7 @@ def test_the_import_graph_sees_cycles_and_skips_lazy_and_type_checking_imports(t
     (package / "a.py").write_text("from typing import TYPE_CHECKING\nfrom . import b\nif TYPE_CHECKING:\n"
                                   "    from pkg.c import C\ndef f():\n    from pkg import c\n")
     (package / "b.py").write_text("try:\n    from pkg.sub import d\nexcept ImportError:\n    d = None\n")
-    (package / "c.py").write_text("import pkg.a\n")
+    (package / "c.py").write_text("import pkg.a\nif __name__ == '__main__':\n    from pkg import b\n")
     (package / "sub" / "__init__.py").write_text("")
     (package / "sub" / "d.py").write_text("class D:\n    from pkg.b import d\n")
     graph = import_graph(tmp_path, "pkg")

@@ -7,7 +7,7 @@ and the function running it; the result is printed with the machine it ran on. P
 file's folder, ``tools/``, first on the import path, so ``benchmarks`` is that package.
 
 Example:
-    python tools/benchmark.py data --patch 16 64 64 --batch 2
+    python tools/benchmark.py data --patch=16,64,64 --batch=2
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="markdown table file (default <workdir>/modalities.md)")
     parser.add_argument("--train_cases", type=int, default=16, help="synthetic training cases (a fifth validate)")
     parser.add_argument("--test_cases", type=int, default=4, help="held-out synthetic cases")
-    parser.add_argument("--shape", type=int, nargs=3, default=(96, 96, 64), metavar=("X", "Y", "Z"),
+    parser.add_argument("--shape", type=parse_size, default=(96, 96, 64), metavar="X,Y,Z",
                         help="synthetic volume shape, nibabel order")
     parser.add_argument("--model", choices=("albunet3d", "albunet2d"), default="albunet3d", help="network")
     parser.add_argument("--patch_size", type=parse_size, default=(8, 64, 64), help="training patch and window D,H,W")

@@ -1,7 +1,7 @@
 """Convert an exported tfbrats SavedModel with TF-TRT (TensorRT) for serving on an NVIDIA GPU.
 
-    python tools/convert_tftrt.py --input saved_models/albunet3d/1 \\
-        --output saved_models/albunet3d_trt/1 --precision FP16
+    python tools/convert_tftrt.py --input=saved_models/albunet3d/1 \\
+        --output=saved_models/albunet3d_trt/1 --precision=FP16
 
 TF-TRT is part of TensorFlow's pip builds up to 2.17 only: run this tool in an environment with
 `pip install 'tfbrats[tftrt]'` (TensorFlow 2.16/2.17). With TensorFlow 2.18 or newer it says so

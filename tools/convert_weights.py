@@ -1,7 +1,7 @@
 """Convert torchvision-format ResNet34 ImageNet weights to tfbrats' Keras encoder weights.
 
-    python tools/convert_weights.py --input resnet34-b627a593.pth --output encoder.weights.h5
-    python tools/convert_weights.py --input model.safetensors --output encoder.weights.h5
+    python tools/convert_weights.py --input=resnet34-b627a593.pth --output=encoder.weights.h5
+    python tools/convert_weights.py --input=model.safetensors --output=encoder.weights.h5
 
 The output loads without torch: `AlbuNet3D.from_encoder_weights("encoder.weights.h5")`, or
 `tfbrats.models.load_encoder_weights(model, "encoder.weights.h5")` into a model already built.

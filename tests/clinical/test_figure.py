@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tfbrats.clinical.figure import draw_case_mask, main, mask_centre, outline
+from tfbrats.cli.mask_figure import main
+from tfbrats.clinical.figure import draw_case_mask, mask_centre, outline
 
 
 def _ellipsoid(shape, centre, axes):

@@ -48,7 +48,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for layout in LAYOUTS:
         work = root / layout
         data, cache, run, pred, report = (work / n for n in ("data", "cache", "run", "pred", "report"))
-        _run("tfbrats.data.synthetic", f"--out={data}", "--cases=5", "--shape", "64", "64", "16", "--seed=0",
+        _run("tfbrats.data.synthetic", f"--out={data}", "--cases=5", "--shape=64,64,16", "--seed=0",
              f"--layout={layout}")  # fmt: skip
         _run("tfbrats.prepare", f"--data_dir={data}", f"--cache_dir={cache}", "--workers=1")
         _run("tfbrats.train", f"--flagfile={REPO / 'configs' / 'demo.flags'}", f"--cache_dir={cache}",

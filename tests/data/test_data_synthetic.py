@@ -37,24 +37,18 @@ def test_tumor_is_visible_in_flair_t1c_and_t2(brats2020: Path) -> None:
 
 
 def test_command_line(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "tfbrats.data.synthetic",
-        "--out",
-        str(tmp_path),
-        "--cases",
-        "2",
-        "--shape",
-        "40",
-        "36",
-        "24",
-        "--seed",
-        "5",
-    ]
+    command = [sys.executable, "-m", "tfbrats.data.synthetic", f"--out={tmp_path}", "--cases=2", "--shape=40,36,24",
+               "--seed=5"]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "wrote 2 synthetic cases" in result.stdout
     cases = find_cases(tmp_path).cases
     assert [c.case_id for c in cases] == ["BraTS20_Training_001", "BraTS20_Training_002"]
     assert nib.load(cases[0].images["t1"]).shape == (40, 36, 24)
     assert load_case(cases[1]).label.max() == 3
+
+
+def test_command_line_refuses_a_shape_without_three_sizes(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "tfbrats.data.synthetic", f"--out={tmp_path / 'out'}", "--shape=40,36"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "--shape: expected three positive integers X,Y,Z; got '40,36'" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -58,8 +58,8 @@ def test_albunet3d_forward_flop_from_layer_shapes_is_the_tools_constant(model):
 
 @pytest.mark.slow
 def test_train_step_prints_its_figures_and_baselines_run_other_code(model):
-    command = [sys.executable, str(BENCHMARK), "train_step", "--patch", *map(str, PATCH), "--shape", "48", "48", "32",
-               "--cases", "2", "--steps", "1", "--repeats", "1", "--baselines"]
+    command = [sys.executable, str(BENCHMARK), "train_step", f"--patch={','.join(map(str, PATCH))}",
+               "--shape=48,48,32", "--cases=2", "--steps=1", "--repeats=1", "--baselines"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=1500, check=True,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     figures = json.loads(finished.stdout)
@@ -130,8 +130,10 @@ def test_every_command_the_documents_quote_is_a_subcommand_that_parses():
     for command in quoted:
         args = parser.parse_args(shlex.split(command))
         assert args.run is benchmark.SUBCOMMANDS[args.command][2]
-    args = parser.parse_args(shlex.split("train_step --patch 8 64 64 --shape 96 96 64 --steps 5 --baselines"))
-    assert (args.patch, args.shape, args.steps, args.baselines, args.batch) == ([8, 64, 64], [96, 96, 64], 5, True, 2)
+    args = parser.parse_args(shlex.split("train_step --patch=8,64,64 --shape=96,96,64 --steps=5 --baselines"))
+    assert (args.patch, args.shape, args.steps, args.baselines, args.batch) == ((8, 64, 64), (96, 96, 64), 5, True, 2)
+    with pytest.raises(SystemExit):  # sizes are D,H,W with commas, as in every tfbrats command
+        parser.parse_args(shlex.split("train_step --patch 8 64 64"))
 
 
 def test_models_are_built_in_their_precision_and_the_global_policy_is_restored(monkeypatch):
@@ -151,8 +153,8 @@ def test_models_are_built_in_their_precision_and_the_global_policy_is_restored(m
 def test_data_reports_the_fields_of_its_recorded_figures(tmp_path):
     parser = argparse.ArgumentParser()
     data.add_arguments(parser)
-    args = parser.parse_args(["--cases", "2", "--shape", "48", "48", "32", "--patch", "4", "32", "32", "--batch", "2",
-                              "--batches", "2", "--warmup", "1", "--repeats", "3"])
+    args = parser.parse_args(["--cases=2", "--shape=48,48,32", "--patch=4,32,32", "--batch=2", "--batches=2",
+                              "--warmup=1", "--repeats=3"])
     figures = data.run(args)
     recorded = json.loads((REPOSITORY / "docs" / "benchmarks" / "cpu_data.json").read_text())
     # "machine" is added by the entry; "augmented_before_after" is a note written beside the figures
@@ -172,8 +174,7 @@ def test_modes_reports_every_mode_and_backend_with_its_dice_change(tmp_path):
 
     (case,) = write_synthetic_dataset(tmp_path / "case", 1, (64, 64, 24), seed=3)
     command = [sys.executable, str(BENCHMARK), "modes", f"--case={case}", "--held_out_cases=2",
-               "--held_out_shape", "48", "48", "24", "--modes", "contract", "full_volume_bf16", "paper_windows",
-               "--repeats=1"]
+               "--held_out_shape=48,48,24", "--modes=contract,full_volume_bf16,paper_windows", "--repeats=1"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=1500,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert finished.returncode == 0, finished.stderr[-3000:]

@@ -13,7 +13,7 @@ def test_compare_modalities_writes_the_table(tmp_path):
     output = tmp_path / "table.md"
     result = run_python(
         ["tools/compare_modalities.py", f"--workdir={tmp_path / 'work'}", f"--output={output}", "--train_cases=3",
-         "--test_cases=1", "--shape", "48", "48", "32", "--model=albunet2d", "--patch_size=1,32,32", "--epochs=1",
+         "--test_cases=1", "--shape=48,48,32", "--model=albunet2d", "--patch_size=1,32,32", "--epochs=1",
          "--steps_per_epoch=1"],
         timeout=1200,
     )

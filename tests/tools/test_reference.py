@@ -77,8 +77,8 @@ def test_case_copies_hold_the_same_voxels_under_new_ids(tmp_path):
 @pytest.mark.slow
 def test_reference_prints_both_figures_and_their_ratio():
     pytest.importorskip("torch", reason="the published model needs torch (the torch extra)")
-    command = [sys.executable, str(BENCHMARK), "reference", "--shape", "64", "64", "40", "--later_cases", "2",
-               "--window", "2", "64", "64", "--repeats", "1"]
+    command = [sys.executable, str(BENCHMARK), "reference", "--shape=64,64,40", "--later_cases=2", "--window=2,64,64",
+               "--repeats=1"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     figures = json.loads(finished.stdout)

@@ -10,8 +10,8 @@ import pytest
 
 from tests.training.conftest import tiny_config
 from tfbrats.data import make_dataset
-from tfbrats.metrics import dice_from_counts, region_counts
 from tfbrats.training import Run, load_split
+from tfbrats.training.metrics import dice_from_counts, region_counts
 from tfbrats.training.run import Run as RunClass
 
 

@@ -8,8 +8,7 @@ import numpy as np
 
 from tests.training.conftest import tiny_config
 from tfbrats.contract import SegmentationContract
-from tfbrats.train import score_volumes
-from tfbrats.training import Run
+from tfbrats.training import Run, score_volumes
 
 
 class ChannelModel:

@@ -1,9 +1,10 @@
 """A figure to check a case's brain mask: its outline over the unmasked scan on three planes.
 
-    python -m tfbrats.clinical.figure --case_dir=clinical_cases/P001 [--out=P001_brainmask.png]
+    tfbrats-mask-figure --case_dir=clinical_cases/P001 [--out=P001_brainmask.png]
 
+(the command is `tfbrats.cli.mask_figure`; ``python -m tfbrats.clinical.figure`` runs it too).
 Reads `<id>_head.nii.gz` (the unmasked scan the mask was made from or checked against) and
-`<id>_brainmask.nii.gz`, both written by `python -m tfbrats.clinical`, and draws axial, coronal
+`<id>_brainmask.nii.gz`, both written by ``tfbrats-clinical``, and draws axial, coronal
 and sagittal slices through the mask's centre with the mask's outline in red. Needs matplotlib
 (`pip install 'tfbrats[plots]'`).
 """
@@ -203,21 +204,7 @@ def draw_case_mask(case_dir: str | Path, out: str | Path | None = None) -> Path:
     return draw_mask_check(np.asarray(head.dataobj), np.asarray(mask.dataobj), zooms, out, title=case_id)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tfbrats.clinical.figure --case_dir=DIR [--out=PNG]`; exit 1 with the message on bad input."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case_dir", required=True, help="case folder written by python -m tfbrats.clinical")
-    parser.add_argument("--out", default=None, help="PNG file (default <case_dir>/<id>_brainmask.png)")
-    args = parser.parse_args(argv)
-    try:
-        print(draw_case_mask(args.case_dir, args.out))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
+    from tfbrats.cli.mask_figure import main
+
     sys.exit(main())

@@ -6,7 +6,7 @@ images ``(D, H, W, C)`` with channels FLAIR, T1c, T2 (and T1). Labels inside tfb
 classes 0..3 (ET = 3); `Case.labels` (a `LabelMap`) holds the dataset's own values of each class.
 
 `make_dataset` is imported lazily (on first use) so that `tfbrats.data` and the tools built on
-it (``tfbrats.prepare``, ``tfbrats.data.synthetic``) do not load TensorFlow; `AugmentConfig` and
+it (``tfbrats-prepare``, ``tfbrats-synthetic``) do not load TensorFlow; `AugmentConfig` and
 `augment_patch` too, so that prediction, which never augments, does not load SciPy's image
 filters at start-up.
 

@@ -1,11 +1,11 @@
 """Synthetic brain tumor cases for the demo and the tests, in any layout tfbrats reads.
 
-Usage:
-    python -m tfbrats.data.synthetic --out=demo_data --cases=8 --shape 96 96 64 --seed=0
-    python -m tfbrats.data.synthetic --out=Task01_BrainTumour --cases=8 --layout=decathlon --test_cases=2
+Usage (the command is `tfbrats.cli.synthetic`; ``python -m tfbrats.data.synthetic`` runs it too):
+    tfbrats-synthetic --out=demo_data --cases=8 --shape=96,96,64 --seed=0
+    tfbrats-synthetic --out=Task01_BrainTumour --cases=8 --layout=decathlon --test_cases=2
 
-``--layout`` chooses how the cases are stored (int16 modalities, uint8 labels, 1 mm voxels,
-BraTS' affine in every layout):
+``--layout`` (`write_synthetic_dataset`'s ``layout``) chooses how the cases are stored (int16
+modalities, uint8 labels, 1 mm voxels, BraTS' affine in every layout):
 
 - ``brats2020`` (default): ``<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz``, labels 1 necrosis,
   2 edema, 4 enhancing tumor
@@ -33,7 +33,6 @@ FLAIR hyperintensity around it.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -339,27 +338,9 @@ def write_synthetic_dataset(
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``--out --cases --shape X Y Z --seed --layout --test_cases`` and writes the cases."""
-    # argparse rather than absl flags: --shape takes three space-separated sizes.
-    parser = argparse.ArgumentParser(description="Write synthetic brain tumor cases in a dataset layout.")
-    parser.add_argument("--out", required=True, type=Path, help="output dataset folder")
-    parser.add_argument("--cases", type=int, default=8, help="number of cases")
-    parser.add_argument(
-        "--shape",
-        type=int,
-        nargs=3,
-        default=(240, 240, 155),
-        metavar=("X", "Y", "Z"),
-        help="volume shape in nibabel order (default: BraTS' 240 240 155)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--layout", choices=LAYOUTS, default="brats2020", help="dataset layout (default: brats2020)")
-    parser.add_argument("--test_cases", type=int, default=0, help="how many of the cases have no labels (the last)")
-    args = parser.parse_args(argv)
-    written = write_synthetic_dataset(args.out, args.cases, args.shape, args.seed, args.layout, args.test_cases)
-    print(f"wrote {len(written)} synthetic cases of shape {tuple(args.shape)} to {args.out} ({args.layout} layout)")
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tfbrats.cli.synthetic import main
+
+    sys.exit(main())

@@ -14,7 +14,7 @@ WEIGHTS_HELP = (
     "ImageNet ResNet34 weights in torchvision's format come from torchvision "
     "(resnet34-b627a593.pth, saved by `torchvision.models.resnet34(weights='IMAGENET1K_V1')`) or from "
     "timm's resnet34.tv_in1k (model.safetensors, the same weights); convert either once with "
-    "`python tools/convert_weights.py --input FILE --output encoder.weights.h5`."
+    "`python tools/convert_weights.py --input=FILE --output=encoder.weights.h5`."
 )
 
 _SAFETENSORS_DTYPES = {

@@ -6,6 +6,8 @@
 - `steps`: `make_step_functions`, the custom distributed steps (with float16 loss scaling);
 - `factories`: model, loss, schedule and precision of a config;
 - `trainer`: `Trainer` (hooks a variant overrides) and `train`, its one-call form;
+- `metrics`: per-region Dice as Keras metrics (`RegionDice`) and the voxel counts the steps add up;
+- `volumes`: `score_volumes`, whole-volume validation Dice that chooses `best.keras`;
 - `progress`, `strategy`: console output; distribution strategies.
 
 Example:
@@ -36,6 +38,7 @@ from tfbrats.training.run import HISTORY_COLUMNS, Run, RunError
 from tfbrats.training.steps import make_step_functions
 from tfbrats.training.strategy import ClusterRole, StrategyError, cluster_role, make_strategy
 from tfbrats.training.trainer import Trainer, TrainResult, VolumeScorer, train
+from tfbrats.training.volumes import score_volumes
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -58,6 +61,7 @@ __all__ = [
     "make_loss",
     "make_schedule",
     "make_step_functions",
+    "score_volumes",
     "make_strategy",
     "precision",
     "settings",

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tfbrats.labels import Target, get_target
 from tfbrats.losses import SoftDiceLoss
-from tfbrats.metrics import region_counts
+from tfbrats.training.metrics import region_counts
 
 
 def _poison_unless_all_finite(context: tf.distribute.ReplicaContext, gradients: list) -> list:

@@ -35,7 +35,6 @@ import tensorflow as tf
 
 from tfbrats.data import dataset_label_set
 from tfbrats.losses import SoftDiceLoss
-from tfbrats.metrics import dice_from_counts
 from tfbrats.training.config import ConfigError, TrainConfig, changed_settings, check_config, read_config
 from tfbrats.training.data import check_patch_fits, load_split
 from tfbrats.training.factories import (
@@ -46,6 +45,7 @@ from tfbrats.training.factories import (
     precision,
     target_of,
 )
+from tfbrats.training.metrics import dice_from_counts
 from tfbrats.training.progress import make_progress
 from tfbrats.training.run import Run
 from tfbrats.training.steps import make_step_functions

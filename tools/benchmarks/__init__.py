@@ -5,5 +5,5 @@ returning a JSON-able dict; ``forward`` also holds ``peak`` (``add_arguments`` a
 ``tools/benchmark.py`` dispatches over them by name.
 
 Example:
-    python tools/benchmark.py forward --repeats 5
+    python tools/benchmark.py forward --repeats=5
 """

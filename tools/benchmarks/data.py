@@ -1,7 +1,7 @@
 """``data``: patches per second of the tf.data pipeline, without and with the default augmentation.
 
 Example:
-    python tools/benchmark.py data --patch 16 64 64 --batch 2
+    python tools/benchmark.py data --patch=16,64,64 --batch=2
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tfbrats.cli import parse_size
 
 HELP = "patches/s of the tf.data pipeline with and without augmentation"
 
@@ -28,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--data_dir", type=Path, help="dataset root or cache folder (default: synthetic cases)")
     parser.add_argument("--cases", type=int, default=4, help="synthetic cases to make when --data_dir is not given")
-    parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 80), metavar=("X", "Y", "Z"),
+    parser.add_argument("--shape", type=parse_size, default=(128, 128, 80), metavar="X,Y,Z",
                         help="shape of the synthetic cases")
-    parser.add_argument("--patch", type=int, nargs=3, default=(24, 128, 128), metavar=("D", "H", "W"))
+    parser.add_argument("--patch", type=parse_size, default=(24, 128, 128), metavar="D,H,W")
     parser.add_argument("--batch", type=int, default=2, help="batch size")
     parser.add_argument("--batches", type=int, default=10, help="timed batches per repeat")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Patches per second of `make_dataset`, without and with the default augmentation (median of the repeats).
 
     Example:
-        python tools/benchmark.py data --cases 2 --shape 48 48 32 --patch 8 32 32 --batches 2
+        python tools/benchmark.py data --cases=2 --shape=48,48,32 --patch=8,32,32 --batches=2
     """
     from tfbrats.data import AugmentConfig, find_cases, make_dataset, write_synthetic_dataset
     from tfbrats.data.pipeline import resolve_source

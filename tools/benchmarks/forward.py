@@ -1,7 +1,7 @@
 """``peak`` and ``forward``: the Conv2D ceiling, and AlbuNet3D's forward pass measured against it.
 
 Example:
-    python tools/benchmark.py forward --repeats 5 --precision mixed_bfloat16
+    python tools/benchmark.py forward --repeats=5 --precision=mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def run_peak(args: argparse.Namespace) -> dict[str, Any]:
     """The Conv2D ceiling that the model figures are divided by.
 
     Example:
-        python tools/benchmark.py peak --repeats 5
+        python tools/benchmark.py peak --repeats=5
     """
     return {"benchmark": "peak", **backend_facts(), "gflops": round(peak_gflops(args.repeats), 1)}
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """AlbuNet3D forward pass on 24x128x128 windows: seconds, GFLOP/s and the ratio to `peak` of the same run.
 
     Example:
-        python tools/benchmark.py forward --repeats 5 --batch 2
+        python tools/benchmark.py forward --repeats=5 --batch=2
     """
     import numpy as np
 

@@ -11,7 +11,7 @@ the held-out cases; the parent scores those against the cases' references and re
 mode's mean Dice change against the default (the model's own window, TensorFlow, float32).
 
 Example:
-    python tools/benchmark.py modes --model runs/demo --repeats 3
+    python tools/benchmark.py modes --model=runs/demo --repeats=3
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tfbrats.cli import name_list, parse_size
 
 from .common import ENTRY, median_seconds
 
@@ -40,17 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_arguments(parser)
-        >>> parser.parse_args(["--backends", "openvino"]).backends
-        ['openvino']
+        >>> parser.parse_args(["--backends=openvino,onnxruntime"]).backends
+        ['openvino', 'onnxruntime']
     """
     parser.add_argument("--model", type=Path, help="trained run folder or .keras (default: a random AlbuNet3D)")
     parser.add_argument("--case", type=Path, help="case folder (default: one synthetic 240x240x155 case)")
     parser.add_argument("--held_out", type=Path, help="labelled cases for the Dice change (default: synthetic "
                         "cases of --held_out_shape, seed 1000)")
     parser.add_argument("--held_out_cases", type=int, default=3, help="synthetic held-out cases to make")
-    parser.add_argument("--held_out_shape", type=int, nargs=3, default=(96, 96, 64), metavar=("X", "Y", "Z"))
-    parser.add_argument("--modes", nargs="+", help="mode names (default: every mode this CPU runs)")
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--held_out_shape", type=parse_size, default=(96, 96, 64), metavar="X,Y,Z")
+    parser.add_argument("--modes", type=name_list(), help="mode names, comma-separated (default: every mode this "
+                        "CPU runs)")
+    parser.add_argument("--backends", type=name_list(BACKENDS), default=list(BACKENDS), metavar=",".join(BACKENDS),
+                        help="backends, comma-separated")
     parser.add_argument("--repeats", type=int, default=3, help="timed predictions per mode (median reported)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the measuring subprocess: MODE/BACKEND
     parser.add_argument("--exports", type=Path, help=argparse.SUPPRESS)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every mode x backend in its own process; seconds, peak memory and Dice change per mode.
 
     Example:
-        python tools/benchmark.py modes --modes contract full_volume --backends tensorflow openvino
+        python tools/benchmark.py modes --modes=contract,full_volume --backends=tensorflow,openvino
     """
     if args.one:
         return measure_one(args)

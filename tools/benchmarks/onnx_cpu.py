@@ -3,7 +3,7 @@
 The module is not named ``onnx`` so that it can never stand in for the ``onnx`` package.
 
 Example:
-    python tools/benchmark.py onnx --repeats 5
+    python tools/benchmark.py onnx --repeats=5
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tfbrats.cli import parse_size
 
 from .common import backend_facts, median_seconds
 
@@ -24,12 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_arguments(parser)
-        >>> parser.parse_args(["--patch", "8", "32", "32"]).patch
-        [8, 32, 32]
+        >>> parser.parse_args(["--patch=8,32,32"]).patch
+        (8, 32, 32)
     """
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
     parser.add_argument("--batch", type=int, default=1, help="windows per call")
-    parser.add_argument("--patch", type=int, nargs=3, default=(24, 128, 128), metavar=("D", "H", "W"))
+    parser.add_argument("--patch", type=parse_size, default=(24, 128, 128), metavar="D,H,W")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probabilities is reported beside the times.
 
     Example:
-        python tools/benchmark.py onnx --patch 8 32 32 --repeats 1
+        python tools/benchmark.py onnx --patch=8,32,32 --repeats=1
     """
     import numpy as np
     import onnxruntime

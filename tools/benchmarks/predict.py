@@ -4,7 +4,7 @@ The parent writes the case and model when none is given, runs ``tools/benchmark.
 --one_mode=NAME`` per mode (so each reports its own peak memory) and compares the labels.
 
 Example:
-    python tools/benchmark.py predict --modes paper_windows no_overlap full_volume --repeats 1
+    python tools/benchmark.py predict --modes=paper_windows,no_overlap,full_volume --repeats=1
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tfbrats.cli import name_list
 from tfbrats.contract import Window
 from tfbrats.inference.modes import BFLOAT16, PAPER_PATCH, WINDOWS, InferenceMode
 
@@ -38,12 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_arguments(parser)
-        >>> parser.parse_args(["--modes", "full_volume"]).modes
+        >>> parser.parse_args(["--modes=full_volume"]).modes
         ['full_volume']
     """
     parser.add_argument("--model", type=Path, help="trained run folder or .keras (default: a random AlbuNet3D)")
     parser.add_argument("--case", type=Path, help="case folder (default: one synthetic 240x240x155 case)")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--modes", type=name_list(list(MODES)), default=list(MODES), metavar=",".join(MODES),
+                        help="modes, comma-separated")
     parser.add_argument("--batch", type=int, default=2, help="windows per forward pass")
     parser.add_argument("--repeats", type=int, default=2, help="timed predictions per mode (median reported)")
     parser.add_argument("--one_mode", help=argparse.SUPPRESS)  # the measuring subprocess
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     the paper windows' labels (and against the reference segmentation when the case has one).
 
     Example:
-        python tools/benchmark.py predict --model RUN --case CASE --modes paper_windows full_volume
+        python tools/benchmark.py predict --model=RUN --case=CASE --modes=paper_windows,full_volume
     """
     import nibabel as nib
     import numpy as np
@@ -115,7 +117,7 @@ def measure_one_mode(args: argparse.Namespace) -> dict[str, Any]:
         args: The parsed ``predict`` arguments with ``one_mode`` and ``labels_out`` set.
 
     Example:
-        python tools/benchmark.py predict --model RUN --case CASE --one_mode=full_volume --labels_out=OUT.nii.gz
+        python tools/benchmark.py predict --model=RUN --case=CASE --one_mode=full_volume --labels_out=OUT.nii.gz
     """
     import resource
 

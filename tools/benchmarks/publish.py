@@ -10,7 +10,7 @@ markers `BEGIN` and `END` of ``--doc``. ``--render_only`` rewrites the table fro
 ``--out``.
 
 Example:
-    python tools/benchmark.py publish --model runs/demo --out docs/benchmarks/idle --doc docs/performance.md
+    python tools/benchmark.py publish --model=runs/demo --out=docs/benchmarks/idle --doc=docs/performance.md
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from tfbrats.cli import name_list, parse_size
 
 from .common import ENTRY
 
@@ -49,12 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="the run to measure (e.g. runs/demo: configs/demo.flags, tuned)")
     parser.add_argument("--case", type=Path, help="modes: the timed case (default: synthetic 240x240x155)")
     parser.add_argument("--held_out", type=Path, help="modes: labelled cases for the Dice change")
-    parser.add_argument("--modes", nargs="+", help="modes: mode names (default: every mode this CPU runs)")
-    parser.add_argument("--backends", nargs="+", help="modes: backends (default: all three)")
+    parser.add_argument("--modes", type=name_list(), help="modes: mode names, comma-separated (default: every mode "
+                        "this CPU runs)")
+    parser.add_argument("--backends", type=name_list(), help="modes: backends, comma-separated (default: all three)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each figure")
-    parser.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"),
+    parser.add_argument("--shape", type=parse_size, default=(240, 240, 155), metavar="X,Y,Z",
                         help="reference: the synthetic case's size")
-    parser.add_argument("--window", type=int, nargs=3, default=(24, 128, 128), metavar=("D", "H", "W"),
+    parser.add_argument("--window", type=parse_size, default=(24, 128, 128), metavar="D,H,W",
                         help="reference: the published model's window")
 
 
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Runs both benchmarks (unless ``--render_only``) and writes the table into ``--doc``.
 
     Example:
-        python tools/benchmark.py publish --out docs/benchmarks/idle --render_only
+        python tools/benchmark.py publish --out=docs/benchmarks/idle --render_only
     """
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
@@ -71,10 +74,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for flag, value in (("--case", args.case), ("--held_out", args.held_out)):
             modes += [f"{flag}={value}"] if value else []
         for flag, values in (("--modes", args.modes), ("--backends", args.backends)):
-            modes += [flag, *values] if values else []
+            modes += [f"{flag}={','.join(values)}"] if values else []
         _benchmark("modes", modes, args.out / "modes.json")
-        _benchmark("reference", [*common, f"--repeats={max(args.repeats, 3)}", "--shape", *map(str, args.shape),
-                                 "--window", *map(str, args.window)], args.out / "reference.json")
+        shape, window = (",".join(map(str, size)) for size in (args.shape, args.window))
+        reference = [*common, f"--repeats={max(args.repeats, 3)}", f"--shape={shape}", f"--window={window}"]
+        _benchmark("reference", reference, args.out / "reference.json")
     figures = {name: json.loads((args.out / f"{name}.json").read_text()) for name in ("modes", "reference")
                if name == "reference" or (args.out / f"{name}.json").exists()}
     table = render(figures.get("modes"), figures["reference"], args.out)

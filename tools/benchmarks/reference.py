@@ -16,7 +16,7 @@ torch is the ``torch`` extra (``pip install -e '.[torch]'``); without it the sub
 with `TorchMissing`, saying so.
 
 Example:
-    python tools/benchmark.py reference --model runs/demo --later_cases 3
+    python tools/benchmark.py reference --model=runs/demo --later_cases=3
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tfbrats.cli import parse_size
 
 from .common import median_seconds
 
@@ -51,11 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--model", type=Path, help="trained run folder or .keras, e.g. trained by configs/demo.flags "
                         "and tuned (default: a random AlbuNet3D whose contract has the demo's 8x64x64 window)")
-    parser.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"),
+    parser.add_argument("--shape", type=parse_size, default=(240, 240, 155), metavar="X,Y,Z",
                         help="the synthetic case's size")
     parser.add_argument("--later_cases", type=int, default=2, help="cases timed after the first (their mean is "
                         "the steady-state figure)")
-    parser.add_argument("--window", type=int, nargs=3, default=WINDOW, metavar=("D", "H", "W"),
+    parser.add_argument("--window", type=parse_size, default=WINDOW, metavar="D,H,W",
                         help="the published model's window (the goal's: 24 128 128)")
     parser.add_argument("--repeats", type=int, default=5, help="timed forward passes of the published model")
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Both figures and their ratio, with the stack and the CPU (`lscpu`).
 
     Example:
-        python tools/benchmark.py reference --shape 240 240 155 --later_cases 2
+        python tools/benchmark.py reference --shape=240,240,155 --later_cases=2
     """
     from .modes import lscpu, stack_versions
 

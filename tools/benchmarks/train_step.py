@@ -4,7 +4,7 @@
 TensorFlow's oneDNN kernels off, once with Keras' own Conv3D layers in place of tfbrats' folded ones.
 
 Example:
-    python tools/benchmark.py train_step --patch 8 64 64 --shape 96 96 64 --steps 5 --baselines
+    python tools/benchmark.py train_step --patch=8,64,64 --shape=96,96,64 --steps=5 --baselines
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 from typing import Any
+
+from tfbrats.cli import parse_size
 
 from .common import ALBUNET3D_GFLOP, ENTRY, backend_facts, median_seconds, peak_gflops
 
@@ -34,13 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> parser.parse_args(["--baselines"]).shape
         (160, 160, 96)
     """
-    parser.add_argument("--patch", type=int, nargs=3, default=(24, 128, 128), metavar=("D", "H", "W"))
+    parser.add_argument("--patch", type=parse_size, default=(24, 128, 128), metavar="D,H,W")
     parser.add_argument("--batch", type=int, default=2, help="global batch size")
     parser.add_argument("--steps", type=int, default=2, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
     parser.add_argument("--cases", type=int, default=4, help="synthetic cases the pipeline samples")
-    parser.add_argument("--shape", type=int, nargs=3, default=(160, 160, 96), metavar=("X", "Y", "Z"),
+    parser.add_argument("--shape", type=parse_size, default=(160, 160, 96), metavar="X,Y,Z",
                         help="shape of the synthetic cases")
     parser.add_argument("--baselines", action="store_true",
                         help="also time the in-memory step, each in a subprocess, with TF_ENABLE_ONEDNN_OPTS=0 and "
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model never waits for data). GFLOP count forward + backward as 3x the forward pass.
 
     Example:
-        python tools/benchmark.py train_step --patch 2 32 32 --shape 48 48 32 --cases 2 --steps 1 --repeats 1
+        python tools/benchmark.py train_step --patch=2,32,32 --shape=48,48,32 --cases=2 --steps=1 --repeats=1
     """
     from tfbrats.precision import compute_precision
 
@@ -138,9 +140,10 @@ def run_baselines(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     Example:
         run_baselines(args)["onednn_off"]["onednn_enabled"]  # False
     """
-    command = [sys.executable, str(ENTRY), "train_step", "--in_memory_only", "--patch", *map(str, args.patch),
-               f"--batch={args.batch}", f"--steps={args.steps}", f"--repeats={args.repeats}",
-               f"--precision={args.precision}", f"--cases={args.cases}", "--shape", *map(str, args.shape)]
+    command = [sys.executable, str(ENTRY), "train_step", "--in_memory_only",
+               f"--patch={','.join(map(str, args.patch))}", f"--batch={args.batch}", f"--steps={args.steps}",
+               f"--repeats={args.repeats}", f"--precision={args.precision}", f"--cases={args.cases}",
+               f"--shape={','.join(map(str, args.shape))}"]
     figures = {}
     for name, extra, environment in BASELINES:
         finished = subprocess.run(command + extra, capture_output=True, text=True, env={**os.environ, **environment})

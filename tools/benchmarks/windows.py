@@ -1,13 +1,15 @@
 """``windows``: sliding-window prediction of a BraTS-size brain held in memory, per window mode.
 
 Example:
-    python tools/benchmark.py windows --batch 4 --repeats 4
+    python tools/benchmark.py windows --batch=4 --repeats=4
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from tfbrats.cli import parse_size
 
 from .common import add_model_arguments, albunet3d, backend_facts, median_seconds
 
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         (140, 170, 140)
     """
     add_model_arguments(parser)
-    parser.add_argument("--volume", type=int, nargs=3, default=(140, 170, 140), metavar=("D", "H", "W"),
+    parser.add_argument("--volume", type=parse_size, default=(140, 170, 140), metavar="D,H,W",
                         help="cropped brain of a BraTS case in tfbrats axes (default: about BraTS' brain box)")
 
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     forward time of that many windows, measured in the same run.
 
     Example:
-        python tools/benchmark.py windows --volume 24 128 128 --repeats 1
+        python tools/benchmark.py windows --volume=24,128,128 --repeats=1
     """
     import keras
     import numpy as np
