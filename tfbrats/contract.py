@@ -24,7 +24,6 @@ import numpy as np
 
 from tfbrats.conventions import DEFAULT_CHANNELS
 from tfbrats.files import atomic_path
-from tfbrats.inference.sliding_window import BLEND_MODES
 from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
 from tfbrats.precision import PRECISIONS
 
@@ -40,6 +39,7 @@ CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_L
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)
 DEFAULT_STEPS = (24, 32, 32)
+BLEND_MODES = ("mean", "gaussian")  # how overlapping windows are averaged (`tfbrats.inference.sliding_window`)
 NECROSIS_CLASS = 1
 # How far a probability may stray outside [0, 1]: float32 rounding in window blending, half-precision heads.
 PROBABILITY_TOLERANCE = 1e-3

@@ -8,7 +8,8 @@ import numpy as np
 
 from tests.training.conftest import tiny_config
 from tfbrats.contract import SegmentationContract
-from tfbrats.training import Run, score_volumes
+from tfbrats.evaluation.volumes import score_volumes
+from tfbrats.training import Run
 
 
 class ChannelModel:

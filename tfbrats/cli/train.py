@@ -93,7 +93,8 @@ def config_from_flags():
 
 def _train() -> int:
     """Trains with the parsed flags; a bad configuration exits with status 2 and a message on stderr."""
-    from tfbrats.training import ConfigError, StrategyError, cluster_role, score_volumes, train
+    from tfbrats.evaluation.volumes import score_volumes
+    from tfbrats.training import ConfigError, StrategyError, cluster_role, train
     from tfbrats.training.folds import other_fold_configs
 
     # TensorFlow's Python logs go through absl, which the command sets to INFO: keep the console to progress.

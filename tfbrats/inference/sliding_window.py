@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from tfbrats.contract import BLEND_MODES
 from tfbrats.conventions import SIZE_MULTIPLE
 from tfbrats.inference.window_geometry import check_triple, check_window, padding, window_starts
 
-BLEND_MODES = ("mean", "gaussian")
 # Sigma of the centre weighting as a fraction of the window size, as nnU-Net and MONAI use.
 GAUSSIAN_SIGMA_SCALE = 0.125
 

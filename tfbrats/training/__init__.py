@@ -7,7 +7,6 @@
 - `factories`: model, loss, schedule and precision of a config;
 - `trainer`: `Trainer` (hooks a variant overrides) and `train`, its one-call form;
 - `metrics`: per-region Dice as Keras metrics (`RegionDice`) and the voxel counts the steps add up;
-- `volumes`: `score_volumes`, whole-volume validation Dice that chooses `best.keras`;
 - `progress`, `strategy`: console output; distribution strategies.
 
 Example:
@@ -38,7 +37,6 @@ from tfbrats.training.run import HISTORY_COLUMNS, Run, RunError
 from tfbrats.training.steps import make_step_functions
 from tfbrats.training.strategy import ClusterRole, StrategyError, cluster_role, make_strategy
 from tfbrats.training.trainer import Trainer, TrainResult, VolumeScorer, train
-from tfbrats.training.volumes import score_volumes
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -61,7 +59,6 @@ __all__ = [
     "make_loss",
     "make_schedule",
     "make_step_functions",
-    "score_volumes",
     "make_strategy",
     "precision",
     "settings",

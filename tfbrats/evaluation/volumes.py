@@ -1,8 +1,8 @@
 """Whole-volume validation of a model during training: mean Dice per region, one pass per case.
 
 It segments as prediction does (the model's segmentation contract, `tfbrats.inference`), so
-`best.keras` is the model that segments the validation cases best; those imports are lazy, made
-when training first scores volumes.
+`best.keras` is the model that segments the validation cases best. Training does not import it:
+the command (`tfbrats.cli.train`) hands `score_volumes` to the trainer as its volume scorer.
 """
 
 from __future__ import annotations
