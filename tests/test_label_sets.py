@@ -67,6 +67,22 @@ def test_regions_with_the_cavity_round_trip_and_rc_stays_outside_the_whole_tumor
     assert _numpy(regions_to_labels(regions[..., :3])).max() == 3
 
 
+@pytest.mark.parametrize("target", [get_target("classes"), get_target("classes", label_set=RC),
+                                    get_target("regions"), get_target("regions", label_set=RC)],
+                         ids=["classes", "classes_rc", "regions", "regions_rc"])
+def test_numpy_labels_equal_the_keras_ops_labels(target):
+    # Predictions label numpy volumes with numpy's operations and graphs with Keras': one rule, two array
+    # libraries, the same labels (ties and values at the threshold included).
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((6, 7, 8, target.num_outputs)).astype(np.float32)
+    probabilities[0, 0, 0] = 0.5
+    probabilities[1, 1, 1] = probabilities[1, 1, 1, 0]
+    labels = target.to_labels_numpy(probabilities)
+    assert labels.dtype == np.uint8 and labels.shape == (6, 7, 8)
+    np.testing.assert_array_equal(labels, _numpy(target.to_labels(probabilities)))
+    assert set(np.unique(labels)) <= set(target.labels)
+
+
 def _rc_regions():
     return get_target("regions", label_set=RC)
 

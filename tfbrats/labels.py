@@ -116,6 +116,28 @@ def _ops():
     return ops
 
 
+class NumpyOps:
+    """The few Keras ops the label rules use, on numpy arrays: the same rule runs without Keras.
+
+    `Target.to_labels_numpy` hands this to `to_labels`, so a numpy volume is labelled by numpy
+    (no conversion to a backend tensor and back) with the code a graph runs.
+
+    Example:
+        >>> NumpyOps.cast(NumpyOps.argmax(np.array([[0.1, 0.9]]), axis=-1), "uint8").tolist()
+        [1]
+    """
+
+    argmax = staticmethod(np.argmax)
+    greater = staticmethod(np.greater)
+    logical_and = staticmethod(np.logical_and)
+    logical_not = staticmethod(np.logical_not)
+    where = staticmethod(np.where)
+
+    @staticmethod
+    def cast(values, dtype: str) -> np.ndarray:
+        return np.asarray(values).astype(dtype, copy=False)
+
+
 def in_classes(labels, classes: tuple[int, ...]):
     """A float32 mask of the voxels whose label is one of `classes` (Keras ops)."""
     ops = _ops()
@@ -149,14 +171,15 @@ def labels_to_regions(labels, label_set: LabelSet = BRATS):
     return ops.stack([in_classes(labels, classes) for classes in label_set.regions.values()], axis=-1)
 
 
-def regions_to_labels(probabilities, threshold: float = 0.5, label_set: LabelSet = BRATS):
+def regions_to_labels(probabilities, threshold: float = 0.5, label_set: LabelSet = BRATS, ops=None):
     """Internal labels (uint8) from region probabilities S + (R,): WT, TC, ET nested, more regions outside WT.
 
     A voxel is tumor when its WT probability exceeds `threshold` (edema, 2, unless more applies),
     core when its TC probability does too (necrosis, 1), and enhancing when, within the core, its
     ET probability does as well (3); a TC or ET outside WT is ignored, as is an ET outside TC.
     Each further region of the label set (RC, 4) is one class, given to the voxels outside WT
-    where its probability exceeds `threshold` (tumor wins where both do).
+    where its probability exceeds `threshold` (tumor wins where both do). `ops`: the array
+    operations (default Keras'; `NumpyOps` for numpy arrays).
 
     Example:
         >>> import keras
@@ -164,7 +187,7 @@ def regions_to_labels(probabilities, threshold: float = 0.5, label_set: LabelSet
         >>> keras.ops.convert_to_numpy(regions_to_labels(p)).tolist()
         [0, 2, 1, 3]
     """
-    ops = _ops()
+    ops = ops or _ops()
     above = ops.greater(probabilities, threshold)
     whole = above[..., 0]
     core = ops.logical_and(whole, above[..., 1])
@@ -204,13 +227,13 @@ class Target:
         """Logits (..., num_outputs) -> probabilities of the same shape (Keras ops)."""
         raise NotImplementedError
 
-    def to_labels(self, probabilities):
-        """Probabilities (..., num_outputs) -> internal labels, uint8, shape (...) (Keras ops)."""
+    def to_labels(self, probabilities, ops=None):
+        """Probabilities (..., num_outputs) -> internal labels, uint8, shape (...) (Keras ops, or `ops`)."""
         raise NotImplementedError
 
     def to_labels_numpy(self, probabilities: np.ndarray) -> np.ndarray:
-        """`to_labels` on a numpy array, returning numpy (the same rule, not a copy of it)."""
-        return np.asarray(_ops().convert_to_numpy(self.to_labels(np.asarray(probabilities))), dtype=np.uint8)
+        """`to_labels` on a numpy array with numpy's operations (`NumpyOps`): the same rule, not a copy of it."""
+        return np.asarray(self.to_labels(np.asarray(probabilities), NumpyOps), dtype=np.uint8)
 
     def one_hot_labels(self, logits):
         """One-hot (..., labels) of the labels the logits segment to, for class-based counting (Keras ops)."""
@@ -280,8 +303,8 @@ class ClassesTarget(Target):
     def probabilities(self, logits):
         return _ops().softmax(_ops().cast(logits, "float32"), axis=-1)
 
-    def to_labels(self, probabilities):
-        ops = _ops()
+    def to_labels(self, probabilities, ops=None):
+        ops = ops or _ops()
         return ops.cast(ops.argmax(probabilities, axis=-1), "uint8")
 
     def one_hot_labels(self, logits):
@@ -328,8 +351,8 @@ class RegionsTarget(Target):
     def probabilities(self, logits):
         return _ops().sigmoid(_ops().cast(logits, "float32"))
 
-    def to_labels(self, probabilities):
-        return regions_to_labels(probabilities, self.threshold, self.label_set)
+    def to_labels(self, probabilities, ops=None):
+        return regions_to_labels(probabilities, self.threshold, self.label_set, ops)
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "threshold": self.threshold}
