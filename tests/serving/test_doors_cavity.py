@@ -4,7 +4,7 @@ On a post-treatment case in the BraTS 2025 layout, a classes model over the labe
 `BRATS_POST_TREATMENT` whose contract removes small components and relabels cavity dust:
 tfbrats.predict writes labels 0..4 (the cavity as 4), and the Python API, the SavedModel's segment
 signature (the cavity step among the integers it leaves to the client), the serving client tool
-over a stand-in server and the ONNX export give exactly those labels.
+over a stand-in server and the ONNX and OpenVINO exports give exactly those labels.
 """
 
 import dataclasses
@@ -26,6 +26,7 @@ from tfbrats.inference.predict import segment, window_probabilities
 from tfbrats.labels import BRATS_POST_TREATMENT, get_target
 from tfbrats.models import AlbuNet2D
 from tfbrats.serving.onnx import OnnxSegmenter
+from tfbrats.serving.openvino import OpenVinoSegmenter
 
 pytestmark = pytest.mark.slow
 WINDOW = Window(patch_size=(1, 32, 32), steps=(1, 16, 16), batch_size=4)
@@ -56,12 +57,13 @@ def doors(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-2000:]
     case = load_case(find_cases(case_dir).cases[0])
     expected = np.asarray(nib.load(root / "predicted" / f"{case.meta.case_id}.nii.gz").dataobj)
-    for fmt in ("saved_model", "onnx"):
+    for fmt in ("saved_model", "onnx", "openvino"):
         done = run_tool("export.py", f"--model={run}", f"--output={root / fmt / 'albunet'}", "--version=1",
                         f"--format={fmt}")
         assert done.returncode == 0, done.stderr[-2000:]
     return {"run": run, "case": case, "case_dir": case_dir, "expected": expected, "contract": contract,
-            "saved_model": root / "saved_model" / "albunet" / "1", "onnx": root / "onnx" / "albunet" / "1"}
+            "saved_model": root / "saved_model" / "albunet" / "1", "onnx": root / "onnx" / "albunet" / "1",
+            "openvino": root / "openvino" / "albunet" / "1"}
 
 
 def _as_written(labels_cropped: np.ndarray, case) -> np.ndarray:
@@ -119,6 +121,13 @@ def test_serving_client_tool(doors, tmp_path):
 
 def test_onnx_export(doors):
     segmenter = OnnxSegmenter(doors["onnx"])
+    assert segmenter.contract == doors["contract"]
+    np.testing.assert_array_equal(_as_written(segmenter.segment(doors["case"].image), doors["case"]),
+                                  doors["expected"])
+
+
+def test_openvino_export(doors):
+    segmenter = OpenVinoSegmenter(doors["openvino"])
     assert segmenter.contract == doors["contract"]
     np.testing.assert_array_equal(_as_written(segmenter.segment(doors["case"].image), doors["case"]),
                                   doors["expected"])
