@@ -24,7 +24,7 @@ import numpy as np
 
 from tfbrats.conventions import DEFAULT_CHANNELS
 from tfbrats.files import atomic_path
-from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, Target, get_target, target_from_json
+from tfbrats.labels import BRATS, ET_CLASS, INTERNAL_LABELS, RC_CLASS, Target, get_target, target_from_json
 from tfbrats.precision import PRECISIONS
 
 CONTRACT_VERSION = 1
@@ -34,7 +34,11 @@ CONTRACT_VERSION_DUST = 2
 # A contract whose target has another label set than BraTS' four classes (the resection cavity) is
 # version 3, so a tfbrats that knows only four classes refuses it; contracts without one keep 1 or 2.
 CONTRACT_VERSION_LABEL_SET = 3
-CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_LABEL_SET)
+# A contract that relabels resection-cavity dust is version 4, so a tfbrats that reads post-treatment
+# models but not that step refuses the model instead of segmenting without it.
+CONTRACT_VERSION_CAVITY_DUST = 4
+CONTRACT_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_DUST, CONTRACT_VERSION_LABEL_SET,
+                     CONTRACT_VERSION_CAVITY_DUST)
 # The paper's windows: the training patch, steps 24 in depth and 32 in-plane.
 DEFAULT_PATCH_3D = (24, 128, 128)
 DEFAULT_PATCH_2D = (1, 128, 128)
@@ -130,8 +134,9 @@ class PostProcessing:
     """What happens to the labels after the network.
 
     `postprocess` applies the steps in this order: the brain mask, removal of small tumor
-    components, relabelling of enhancing-tumor dust, then the whole-case ET threshold (the fields
-    keep the order in which they were added, so positional construction stays valid).
+    components, relabelling of resection-cavity dust, relabelling of enhancing-tumor dust, then
+    the whole-case ET threshold (the fields keep the order in which they were added, so
+    positional construction stays valid).
 
     Args:
         brain_mask: Voxels that are zero in every input channel (outside the brain) are background.
@@ -140,7 +145,10 @@ class PostProcessing:
         min_et_voxels: When a case has fewer enhancing-tumor voxels than this in all, they become
             necrosis (BraTS scores a stray ET on a case without ET as Dice 0); 0 keeps them.
         min_et_component_voxels: Enhancing-tumor components (26-connectivity) smaller than this
-            take the class of their surroundings (`relabel_enhancing_dust`); 0 keeps them.
+            take the class of their surroundings (`relabel_dust`); 0 keeps them.
+        min_rc_component_voxels: Resection-cavity components (26-connectivity) smaller than this
+            take the class of their surroundings (`relabel_dust`; a speck in the background becomes
+            background); 0 keeps them. Only for a label set with the cavity.
 
     Example:
         >>> PostProcessing(min_et_voxels=200).describe()
@@ -151,9 +159,10 @@ class PostProcessing:
     min_component_voxels: int = 0
     min_et_voxels: int = 0
     min_et_component_voxels: int = 0
+    min_rc_component_voxels: int = 0
 
     def __post_init__(self):
-        for name in ("min_component_voxels", "min_et_voxels", "min_et_component_voxels"):
+        for name in ("min_component_voxels", "min_et_voxels", "min_et_component_voxels", "min_rc_component_voxels"):
             if getattr(self, name) < 0:
                 raise ContractError(f"post-processing {name} must be >= 0; got {getattr(self, name)}")
 
@@ -162,6 +171,8 @@ class PostProcessing:
         parts = ["brain mask"] if self.brain_mask else []
         if self.min_component_voxels:
             parts.append(f"tumor components below {self.min_component_voxels} voxels removed")
+        if self.min_rc_component_voxels:
+            parts.append(f"RC components below {self.min_rc_component_voxels} voxels -> surrounding class")
         if self.min_et_component_voxels:
             parts.append(f"ET components below {self.min_et_component_voxels} voxels -> surrounding class")
         if self.min_et_voxels:
@@ -169,38 +180,59 @@ class PostProcessing:
         return "; ".join(parts) or "none"
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; `min_rc_component_voxels` only when set, so a contract without it reads as before.
+
+        Example:
+            >>> PostProcessing(min_et_voxels=200).to_json()
+            {'brain_mask': True, 'min_component_voxels': 0, 'min_et_voxels': 200, 'min_et_component_voxels': 0}
+            >>> PostProcessing.from_json(PostProcessing(min_rc_component_voxels=50).to_json()).min_rc_component_voxels
+            50
+        """
+        values = dataclasses.asdict(self)
+        if not self.min_rc_component_voxels:
+            del values["min_rc_component_voxels"]
+        return values
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> PostProcessing:
         return cls(brain_mask=bool(values.get("brain_mask", True)),
                    min_component_voxels=int(values.get("min_component_voxels", 0)),
                    min_et_voxels=int(values.get("min_et_voxels", 0)),
-                   min_et_component_voxels=int(values.get("min_et_component_voxels", 0)))
+                   min_et_component_voxels=int(values.get("min_et_component_voxels", 0)),
+                   min_rc_component_voxels=int(values.get("min_rc_component_voxels", 0)))
 
     def to_integers(self) -> list[int]:
         """The steps as integers in field order (how an exported graph hands them to its client).
 
+        Four integers, and a fifth (`min_rc_component_voxels`) only when the cavity step is on: an
+        export without it reads as before in an older client, and one with it is refused there
+        (an older client reads 3 or 4 integers) rather than segmented without the step.
+
         Example:
-            >>> PostProcessing.from_integers(PostProcessing(False, 10, 200, 50).to_integers())
-            PostProcessing(brain_mask=False, min_component_voxels=10, min_et_voxels=200, min_et_component_voxels=50)
+            >>> PostProcessing(False, 10, 200, 50).to_integers()
+            [0, 10, 200, 50]
+            >>> PostProcessing(min_rc_component_voxels=20).to_integers()
+            [1, 0, 0, 0, 20]
+            >>> PostProcessing.from_integers([0, 0, 0, 0, 20]).describe()
+            'RC components below 20 voxels -> surrounding class'
         """
-        return [int(self.brain_mask), self.min_component_voxels, self.min_et_voxels, self.min_et_component_voxels]
+        integers = [int(self.brain_mask), self.min_component_voxels, self.min_et_voxels, self.min_et_component_voxels]
+        return integers + [self.min_rc_component_voxels] if self.min_rc_component_voxels else integers
 
     @classmethod
     def from_integers(cls, values: Iterable[int]) -> PostProcessing:
-        """The inverse of `to_integers`; three integers (exports without the dust step) are read too.
+        """The inverse of `to_integers`; three integers (exports without the dust steps) are read too.
 
         Raises:
-            ContractError: Not 3 or 4 whole, non-negative numbers with brain_mask 0 or 1.
+            ContractError: Not 3, 4 or 5 whole, non-negative numbers with brain_mask 0 or 1.
         """
         numbers = np.ravel(np.asarray(values, dtype=object))
         whole = [v for v in numbers.tolist() if isinstance(v, (int, float, np.number)) and np.isfinite(v)
                  and v == int(v) and v >= 0]
-        if len(numbers) not in (3, 4) or len(whole) != len(numbers) or whole[0] > 1:
-            raise ContractError(f"post-processing steps are 3 or 4 whole numbers (brain_mask 0 or 1, "
-                                f"min_component_voxels, min_et_voxels[, min_et_component_voxels]); got "
-                                f"{numbers.tolist()}")
+        if len(numbers) not in (3, 4, 5) or len(whole) != len(numbers) or whole[0] > 1:
+            raise ContractError(f"post-processing steps are 3, 4 or 5 whole numbers (brain_mask 0 or 1, "
+                                f"min_component_voxels, min_et_voxels[, min_et_component_voxels[, "
+                                f"min_rc_component_voxels]]); got {numbers.tolist()}")
         integers = [int(v) for v in whole]
         return cls(bool(integers[0]), *integers[1:])
 
@@ -208,7 +240,7 @@ class PostProcessing:
         """The steps Keras ops can run (`postprocess_without_components`) and the steps left after them.
 
         The first runs the brain mask and, unless a step needs connected components (removing
-        small tumor components, relabelling ET dust: no Keras or TensorFlow op finds components),
+        small tumor components, relabelling cavity or ET dust: no Keras or TensorFlow op finds components),
         the ET threshold; whatever follows the first step it cannot do is left to
         `tfbrats.contract.postprocess` (an exported `segment` signature returns it as
         `to_integers`; its client reads it with `from_integers`).
@@ -218,9 +250,14 @@ class PostProcessing:
             >>> graph.describe(), client.describe()
             ('brain mask', 'tumor components below 10 voxels removed; ET below 200 voxels -> necrosis')
         """
-        if self.min_component_voxels or self.min_et_component_voxels:
+        if self.needs_components:
             return PostProcessing(brain_mask=self.brain_mask), dataclasses.replace(self, brain_mask=False)
         return self, PostProcessing(brain_mask=False)
+
+    @property
+    def needs_components(self) -> bool:
+        """Whether a step finds connected components (which only `postprocess`, in numpy, runs)."""
+        return bool(self.min_component_voxels or self.min_rc_component_voxels or self.min_et_component_voxels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +300,12 @@ class SegmentationContract:
                 raise ContractError(f"label_values must give a value for each class {classes} of the target's "
                                     f"label set {self.target.label_set.name}; got {values}")
             object.__setattr__(self, "label_values", values)
+        cavity_dust = self.postprocessing.min_rc_component_voxels
+        if cavity_dust and RC_CLASS not in self.target.labels:
+            raise ContractError(f"post-processing min_rc_component_voxels={cavity_dust} relabels resection-cavity "
+                                f"components, but the target's label set "
+                                f"{self.target.label_set.name} has no cavity (labels {list(self.target.labels)}); "
+                                "expected 0 for this model")
 
     def replace(self, **changes) -> SegmentationContract:
         """A copy with some fields changed."""
@@ -296,6 +339,8 @@ class SegmentationContract:
     @property
     def version(self) -> int:
         """The oldest contract version that holds everything this contract says."""
+        if self.postprocessing.min_rc_component_voxels:
+            return CONTRACT_VERSION_CAVITY_DUST
         if self.target.label_set is not BRATS:
             return CONTRACT_VERSION_LABEL_SET
         return CONTRACT_VERSION_DUST if self.postprocessing.min_et_component_voxels else CONTRACT_VERSION
@@ -421,7 +466,7 @@ def postprocess_without_components(labels, image, steps: PostProcessing):
     `PostProcessing.split` gives the steps this can run.
 
     Raises:
-        ContractError: `steps` remove small components or relabel ET dust (no Keras op finds
+        ContractError: `steps` remove small components or relabel dust (no Keras op finds
             connected components; `tfbrats.contract.postprocess` runs them in numpy).
 
     Example:
@@ -431,7 +476,7 @@ def postprocess_without_components(labels, image, steps: PostProcessing):
         >>> keras.ops.convert_to_numpy(out).tolist()
         [[[1, 1, 0]]]
     """
-    if steps.min_component_voxels or steps.min_et_component_voxels:
+    if steps.needs_components:
         raise ContractError(f"steps on connected components have no Keras op ({steps.describe()}); "
                             "PostProcessing.split leaves them to tfbrats.contract.postprocess")
     if steps.brain_mask:
@@ -535,28 +580,33 @@ def check_labels(labels: np.ndarray, allowed: Sequence[int] = INTERNAL_LABELS,
     return values.astype(np.uint8)
 
 
-def relabel_enhancing_dust(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Gives each enhancing-tumor component smaller than `min_voxels` the class of its surroundings.
+def relabel_dust(labels: np.ndarray, label: int, min_voxels: int) -> np.ndarray:
+    """Gives each component of class `label` smaller than `min_voxels` the class of its surroundings.
 
-    Components are 26-connected. A component's surroundings are the non-ET voxels 26-adjacent to
-    it; it takes the class most of them have (background, necrosis or edema; a tie goes to the
-    lower class value), so dust inside a non-enhancing core becomes necrosis, dust in edema
-    becomes edema and an isolated speck becomes background. Larger components, and the rest of
-    the case, are unchanged. Each component is judged on the labels as given (two components are
-    never adjacent, so the order does not matter).
+    The one mechanism behind the enhancing-tumor dust step (`label` 3) and the resection-cavity
+    dust step (`label` 4) of `postprocess`. Components are 26-connected. A component's
+    surroundings are the voxels of other classes 26-adjacent to it; it takes the class most of
+    them have (a tie goes to the lower class value), so ET dust inside a non-enhancing core
+    becomes necrosis, dust in edema becomes edema and an isolated speck (a stray cavity voxel on
+    a case without a cavity) becomes background. Larger components, and the rest of the case,
+    are unchanged. Each component is judged on the labels as given (two components of one class
+    are never adjacent, so the order does not matter).
 
     Example:
         >>> labels = np.ones((1, 5, 5), np.uint8); labels[0, 2, 2] = 3; labels[0, :, 4] = 2
-        >>> relabel_enhancing_dust(labels, 2)[0, 2].tolist()
+        >>> relabel_dust(labels, 3, 2)[0, 2].tolist()
         [1, 1, 1, 1, 2]
+        >>> cavity = np.zeros((1, 5, 5), np.uint8); cavity[0, 0, 0] = 4; cavity[0, 2:5, 2:5] = 4
+        >>> relabel_dust(cavity, 4, 2)[0].tolist()
+        [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 4, 4, 4], [0, 0, 4, 4, 4], [0, 0, 4, 4, 4]]
     """
     if not min_voxels:
         return labels
     from scipy import ndimage
 
-    enhancing = labels == ET_CLASS
+    members = labels == label
     structure = np.ones((3,) * labels.ndim, bool)
-    components, count = ndimage.label(enhancing, structure=structure)
+    components, count = ndimage.label(members, structure=structure)
     if not count:
         return labels
     sizes = np.bincount(components.ravel())
@@ -565,9 +615,8 @@ def relabel_enhancing_dust(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     for index in np.flatnonzero(sizes[1:] < min_voxels) + 1:
         around = tuple(slice(max(box.start - 1, 0), box.stop + 1) for box in boxes[index - 1])
         component = components[around] == index
-        neighbours = ndimage.binary_dilation(component, structure) & ~enhancing[around]
-        votes = np.bincount(labels[around][neighbours], minlength=ET_CLASS)
-        result[around][component] = np.argmax(votes)
+        neighbours = ndimage.binary_dilation(component, structure) & ~members[around]
+        result[around][component] = np.argmax(np.bincount(labels[around][neighbours], minlength=1))
     return result
 
 
@@ -577,7 +626,9 @@ def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcess
 
     The labels are checked first (`check_labels`): only `allowed` (the target's labels; default
     the four BraTS classes 0..3) go on. The order: brain mask, small components (any labelled
-    component, a resection cavity too), enhancing-tumor dust, whole-case ET threshold.
+    component, a resection cavity too), resection-cavity dust, enhancing-tumor dust, whole-case ET
+    threshold. Cavity dust goes before ET dust: a cavity speck inside enhancing tumor becomes
+    enhancing tumor, which the ET dust step then judges with the rest.
 
     Raises:
         OutputError: Labels that are not internal classes, or not on the image's grid.
@@ -596,7 +647,8 @@ def postprocess(labels: np.ndarray, image: np.ndarray | None, steps: PostProcess
                               f"{np.shape(image)}; expected the image's grid {np.shape(image)[:-1]}")
         labels = _numpy(mask_outside_brain(labels, image))
     labels = remove_small_components(labels, steps.min_component_voxels)
-    labels = relabel_enhancing_dust(labels, steps.min_et_component_voxels)
+    labels = relabel_dust(labels, RC_CLASS, steps.min_rc_component_voxels)
+    labels = relabel_dust(labels, ET_CLASS, steps.min_et_component_voxels)
     return _numpy(relabel_small_enhancing(labels, steps.min_et_voxels))
 
 

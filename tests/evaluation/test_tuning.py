@@ -11,6 +11,7 @@ from tfbrats.data import CaseMeta, PreprocessedCase
 from tfbrats.evaluation.tuning import Evidence, choose_postprocessing
 from tfbrats.evaluation.tuning_run import TUNING_CSV, TUNING_JSON, tune_run
 from tfbrats.inference.model import load_model, save_with_contract
+from tfbrats.labels import BRATS_POST_TREATMENT, RC_CLASS, get_target
 from tfbrats.models import AlbuNet2D
 
 SHAPE = (10, 40, 40)
@@ -168,3 +169,98 @@ def test_tune_run_writes_the_choice_into_the_model_and_the_run_folder(tmp_path):
     assert record["chosen"]["min_et_voxels"] == 100000 and len(record["candidates"]) == 4
     assert record["evidence"]["cases"] == 1 and record["evidence"]["cases_without_et"] == 1
     assert (run / TUNING_CSV).read_text().startswith("case_id,")
+
+
+def _cavity_case(cavity: tuple[slice, ...] | None) -> np.ndarray:
+    """`_large_tumor` (no enhancing tumor) with a resection cavity block inside its core (a post-treatment case)."""
+    label = _large_tumor()
+    if cavity is not None:
+        label[cavity] = RC_CLASS
+    return label
+
+
+def _with_stray_cavity(label: np.ndarray) -> np.ndarray:
+    """`label` with cavity specks as the failure looks: 27 and 8 voxels in the edema, 1 in the core, 1 outside."""
+    predicted = label.copy()
+    predicted[3:6, 4:7, 15:18] = RC_CLASS
+    predicted[5:7, 34:36, 34:36] = RC_CLASS
+    predicted[4, 20, 20] = RC_CLASS
+    predicted[9, 38, 38] = RC_CLASS
+    return predicted
+
+
+def test_stray_cavity_on_a_pre_treatment_case_is_relabelled_and_a_real_320_voxel_cavity_survives():
+    pre, post = _cavity_case(None), _cavity_case(np.s_[3:7, 12:22, 12:20])  # a real cavity of 320 voxels
+    cases = [_case("pre", pre), _case("post", post)]
+    predicted = {"pre": _with_stray_cavity(pre), "post": post}
+    result = choose_postprocessing(cases, lambda case: predicted[case.meta.case_id], label_set=BRATS_POST_TREATMENT)
+    # 50 and 100 both relabel the 27-voxel speck (10 and 20 do not) and keep the 320-voxel cavity: a tie,
+    # and the cavity step takes the stronger (as the ET dust step does, with no ET anywhere).
+    assert result.chosen == PostProcessing(brain_mask=True, min_et_component_voxels=100, min_rc_component_voxels=100)
+    cavity = {c.postprocessing.min_rc_component_voxels: c.mean_dice["RC"] for c in result.candidates
+              if not (c.postprocessing.min_et_component_voxels or c.postprocessing.min_et_voxels)}
+    assert cavity[0] == cavity[10] == cavity[20] == 0.5 and cavity[50] == cavity[100] == 1.0
+    rows = {row["case_id"]: row for row in result.per_case}
+    assert (rows["pre"]["rc_voxels_reference"], rows["pre"]["rc_voxels_baseline"], rows["pre"]["rc_voxels_chosen"]) \
+        == (0, 37, 0)
+    assert rows["post"]["rc_voxels_chosen"] == 320 and rows["post"]["chosen_Dice_RC"] == 1.0
+    assert rows["pre"]["baseline_Dice_RC"] == 0.0 and rows["pre"]["baseline_HD95_RC"] == pytest.approx(373.13)
+    assert rows["pre"]["chosen_Dice_RC"] == 1.0 and rows["pre"]["chosen_HD95_RC"] == 0.0
+    assert result.evidence == Evidence(2, 2, 0, cases_without_rc=1, cases_without_rc_given_rc=1)
+    assert "1 without a resection cavity (1 given stray cavity)" in result.evidence.describe()
+    record = json.loads(json.dumps(result.to_json()))
+    assert record["evidence"]["cases_without_rc"] == 1 and record["evidence"]["cases_without_rc_given_rc"] == 1
+    assert all("min_rc_component_voxels" in candidate for candidate in record["candidates"])
+
+    # New cases: the specks take the class around them (edema, necrosis, background), and a real
+    # 150-voxel cavity elsewhere stays whole.
+    steps = dataclasses.replace(result.chosen, brain_mask=False)
+    allowed = BRATS_POST_TREATMENT.labels
+    np.testing.assert_array_equal(postprocess(_with_stray_cavity(pre), None, steps, allowed=allowed), pre)
+    other = _cavity_case(np.s_[2:8, 20:25, 20:25])
+    np.testing.assert_array_equal(postprocess(_with_stray_cavity(other), None, steps, allowed=allowed), other)
+
+
+def test_a_stronger_cavity_step_that_would_erase_a_real_small_cavity_is_not_chosen():
+    pre, post = _cavity_case(None), _cavity_case(np.s_[3:7, 12:16, 12:16])  # a real cavity of 64 voxels
+    predicted = {"pre": pre.copy(), "post": post}
+    predicted["pre"][5:7, 34:36, 34:36] = RC_CLASS  # 8 stray cavity voxels in the edema
+    cases = [_case("pre", pre), _case("post", post)]
+    result = choose_postprocessing(cases, lambda case: predicted[case.meta.case_id], component_candidates=(0,),
+                                   label_set=BRATS_POST_TREATMENT)
+    # 10, 20 and 50 relabel the speck alone (a tie: 50 is kept); 100 would take the real cavity too.
+    assert result.chosen.min_rc_component_voxels == 50
+    erased = next(c for c in result.candidates if c.postprocessing.min_rc_component_voxels == 100)
+    assert erased.mean_dice["RC"] == pytest.approx(0.5)
+
+
+def test_a_four_class_label_set_tries_no_cavity_step_and_cavity_candidates_are_capped():
+    result = choose_postprocessing([_case("a", _tumor(True))], lambda case: _tumor(True))
+    assert not any(c.postprocessing.min_rc_component_voxels for c in result.candidates)
+    record = result.to_json()
+    assert not any("rc" in key for key in record["evidence"]) and not any("rc" in key for key in result.per_case[0])
+    assert not any("min_rc_component_voxels" in candidate for candidate in record["candidates"])
+    with pytest.raises(ValueError, match="at most 100 voxels"):
+        choose_postprocessing([_case("a", _tumor(True))], lambda case: _tumor(True), cavity_candidates=(0, 200))
+
+
+def test_tune_run_of_a_model_with_the_cavity_reports_the_cases_without_one(tmp_path):
+    run = tmp_path / "run"
+    target = get_target("classes", label_set=BRATS_POST_TREATMENT)
+    contract = SegmentationContract(target, window=Window(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8))
+    model = AlbuNet2D(num_classes=BRATS_POST_TREATMENT.num_classes)
+    kernel, _ = model.get_layer("final").get_weights()
+    # Cavity everywhere: one large component, which no cavity candidate relabels.
+    model.get_layer("final").set_weights([np.zeros_like(kernel), np.array([0, 0, 0, 0, 5], np.float32)])
+    save_with_contract(model, contract, run / "best.keras")
+    cases = [_case("pre", _cavity_case(None)), _case("post", _cavity_case(np.s_[3:7, 12:22, 12:20]))]
+    summary = tune_run(run, cases=cases, component_candidates=(0,), et_candidates=(0,), dust_candidates=(0,),
+                       cavity_candidates=(0, 20), modes=())
+    assert "1 without a resection cavity, 1 of them given stray cavity voxels" in summary
+    assert "RC components below 20 voxels -> surrounding class" in summary  # all tie: the stronger
+    tuned = load_model(run).contract
+    assert tuned.postprocessing.min_rc_component_voxels == 20 and tuned.to_json()["version"] == 4
+    record = json.loads((run / TUNING_JSON).read_text())
+    assert record["evidence"]["cases_without_rc"] == 1 and record["evidence"]["cases_without_rc_given_rc"] == 1
+    header = (run / TUNING_CSV).read_text().splitlines()[0].split(",")
+    assert {"rc_voxels_reference", "rc_voxels_baseline", "rc_voxels_chosen", "chosen_Dice_RC"} <= set(header)

@@ -17,14 +17,15 @@ from tfbrats.contract import (
     Window,
     finish_segmentation,
     postprocess,
-    relabel_enhancing_dust,
+    postprocess_without_components,
+    relabel_dust,
     remove_small_components,
 )
 from tfbrats.data import find_cases
 from tfbrats.data.synthetic import write_synthetic_dataset
 from tfbrats.inference.model import load_model, save_with_contract
 from tfbrats.inference.predict import predict_cases
-from tfbrats.labels import get_target
+from tfbrats.labels import BRATS_POST_TREATMENT, ET_CLASS, RC_CLASS, get_target
 from tfbrats.models import AlbuNet2D
 
 SMALL = Window(patch_size=(1, 32, 32), steps=(1, 32, 32), batch_size=8)
@@ -179,7 +180,7 @@ def test_enhancing_dust_takes_the_class_most_of_its_neighbours_have_as_an_indepe
     labels = rng.integers(0, 3, (6, 16, 16)).astype(np.uint8)
     labels[rng.random(labels.shape) < 0.15] = 3
     labels[1:5, 3:9, 3:9] = 3  # one large enhancing component
-    relabelled = relabel_enhancing_dust(labels, 5)
+    relabelled = relabel_dust(labels, ET_CLASS, 5)
     expected = labels.copy()
     for component in _components_26(labels == 3):
         if len(component) >= 5:
@@ -204,11 +205,80 @@ def test_enhancing_dust_inside_a_core_becomes_necrosis_in_edema_edema_and_a_lone
     labels[2, 6:8, 6:8] = 3  # 4 voxels of dust inside the core
     labels[0, 3, 3] = 3  # 1 voxel in the edema
     labels[2, 17, 17] = 3  # a lone speck outside the tumor
-    relabelled = relabel_enhancing_dust(labels, 5)
+    relabelled = relabel_dust(labels, ET_CLASS, 5)
     assert (relabelled[2, 6:8, 6:8] == 1).all() and relabelled[0, 3, 3] == 2 and relabelled[2, 17, 17] == 0
     assert not (relabelled == 3).any()
     np.testing.assert_array_equal(relabelled[labels != 3], labels[labels != 3])
-    np.testing.assert_array_equal(relabel_enhancing_dust(labels, 4)[2, 6:8, 6:8], labels[2, 6:8, 6:8])  # 4 is not < 4
+    np.testing.assert_array_equal(relabel_dust(labels, ET_CLASS, 4)[2, 6:8, 6:8], labels[2, 6:8, 6:8])  # 4 is not < 4
+
+
+def _surroundings_vote(labels: np.ndarray, component: np.ndarray, label: int) -> int:
+    """The class most of a component's 26-neighbours of another class have (a tie: the lower), voxel by voxel."""
+    votes = np.zeros(label + 2, int)
+    members = set(zip(*np.nonzero(component)))
+    counted = set()
+    for voxel in members:
+        for offset in np.ndindex(3, 3, 3):
+            n = tuple(v + o - 1 for v, o in zip(voxel, offset))
+            if n in members or n in counted or not all(0 <= c < s for c, s in zip(n, labels.shape)):
+                continue
+            counted.add(n)
+            if labels[n] != label:
+                votes[labels[n]] += 1
+    return int(np.argmax(votes))
+
+
+def test_cavity_dust_takes_the_class_of_its_surroundings_as_scipy_label_says_and_a_real_cavity_stays():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(4, dtype=np.uint8), 6)[None, None, :].repeat(6, 0).repeat(18, 1)  # 4 slabs
+    labels[rng.random(labels.shape) < 0.2] = 0  # background, necrosis and ET mixed into each slab
+    labels[rng.random(labels.shape) < 0.1] = 1
+    labels[rng.random(labels.shape) < 0.1] = 3
+    labels[rng.random(labels.shape) < 0.08] = RC_CLASS  # specks and small clumps of cavity
+    labels[1:5, 4:10, 4:10] = RC_CLASS  # a real cavity of 144 voxels, with whatever specks touch it
+    components, count = ndimage.label(labels == RC_CLASS, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(components.ravel())
+    expected = labels.copy()
+    for index in range(1, count + 1):
+        if sizes[index] < 6:
+            expected[components == index] = _surroundings_vote(labels, components == index, RC_CLASS)
+    assert count > 10 and (sizes[1:] < 6).sum() > 5
+    relabelled = relabel_dust(labels, RC_CLASS, 6)
+    np.testing.assert_array_equal(relabelled, expected)
+    assert (relabelled[1:5, 4:10, 4:10] == RC_CLASS).all()
+    assert set(np.unique(relabelled[(labels == RC_CLASS) & (relabelled != RC_CLASS)]).tolist()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(relabelled[labels != RC_CLASS], labels[labels != RC_CLASS])
+    # Enhancing tumor goes through the same function, and each step leaves the other class alone.
+    np.testing.assert_array_equal(relabel_dust(labels, ET_CLASS, 6)[labels == RC_CLASS], labels[labels == RC_CLASS])
+
+
+def test_stray_cavity_voxels_on_a_case_without_a_cavity_become_background_or_the_tumor_around_them():
+    labels = np.zeros((5, 20, 20), np.uint8)
+    labels[:, 2:12, 2:12] = 2  # edema
+    labels[1:4, 4:10, 4:10] = 1  # a non-enhancing core
+    labels[2, 6:8, 6:8] = RC_CLASS  # 4 cavity voxels inside the core
+    labels[0, 3, 3] = RC_CLASS  # 1 in the edema
+    labels[2, 16:18, 16:18] = RC_CLASS  # 4 alone in the background
+    steps = PostProcessing(brain_mask=False, min_rc_component_voxels=5)
+    cleaned = postprocess(labels, None, steps, allowed=BRATS_POST_TREATMENT.labels)
+    assert (cleaned[2, 6:8, 6:8] == 1).all() and cleaned[0, 3, 3] == 2 and not cleaned[2, 16:18, 16:18].any()
+    assert not (cleaned == RC_CLASS).any()
+    kept = postprocess(labels, None, dataclasses.replace(steps, min_rc_component_voxels=4),
+                       allowed=BRATS_POST_TREATMENT.labels)
+    assert (kept == RC_CLASS).sum() == 8 and kept[0, 3, 3] == 2  # 4 is not < 4
+
+
+def test_cavity_dust_runs_before_enhancing_dust_which_then_judges_the_enhancing_tumor_it_joined():
+    labels = np.ones((1, 10, 10), np.uint8)  # a non-enhancing core
+    labels[0, 3:5, 3:6] = ET_CLASS  # 6 voxels of enhancing tumor
+    labels[0, 4, 4] = RC_CLASS  # a cavity voxel in it: 5 ET voxels around it, 3 of necrosis
+    steps = PostProcessing(brain_mask=False, min_rc_component_voxels=2, min_et_component_voxels=7)
+    assert relabel_dust(labels, RC_CLASS, 2)[0, 4, 4] == ET_CLASS
+    # The cavity voxel joins the enhancing tumor (6 voxels), and then that is dust below 7: necrosis.
+    np.testing.assert_array_equal(postprocess(labels, None, steps, allowed=BRATS_POST_TREATMENT.labels),
+                                  np.ones_like(labels))
+    only_cavity = dataclasses.replace(steps, min_et_component_voxels=0)
+    assert (postprocess(labels, None, only_cavity, allowed=BRATS_POST_TREATMENT.labels) == ET_CLASS).sum() == 6
 
 
 def test_postprocess_relabels_dust_before_the_whole_case_threshold_counts_what_is_left():
@@ -265,8 +335,61 @@ def test_a_contract_with_the_dust_step_is_version_2_and_reads_back():
     assert SegmentationContract.from_json(json.loads(json.dumps(dusted.to_json()))) == dusted
     assert "ET components below 50 voxels -> surrounding class" in dusted.postprocessing.describe()
     assert PostProcessing.from_integers([1, 10, 200]) == PostProcessing(True, 10, 200, 0)  # an older export's steps
-    with pytest.raises(ContractError, match="3 or 4 whole numbers"):
+    with pytest.raises(ContractError, match="3, 4 or 5 whole numbers"):
         PostProcessing.from_integers([1, 2])
+
+
+def test_the_cavity_step_is_a_fifth_integer_only_when_set_and_older_exports_read():
+    cavity = PostProcessing(min_component_voxels=10, min_et_voxels=200, min_et_component_voxels=50,
+                            min_rc_component_voxels=20)
+    graph, client = cavity.split()  # a components step: everything after the brain mask goes to the client
+    assert graph == PostProcessing() and client == dataclasses.replace(cavity, brain_mask=False)
+    assert client.to_integers() == [0, 10, 200, 50, 20]
+    assert PostProcessing.from_integers(np.array(client.to_integers(), np.int32)) == client
+    only_cavity = PostProcessing(min_rc_component_voxels=20)
+    assert only_cavity.split() == (PostProcessing(), PostProcessing(False, min_rc_component_voxels=20))
+    with pytest.raises(ContractError, match="connected components"):
+        postprocess_without_components(np.zeros((1, 1, 1), np.int32), np.ones((1, 1, 1, 1)), only_cavity)
+    # Without the cavity step the integers are the four of before (an older client reads them) ...
+    assert PostProcessing(False, 10, 200, 50).to_integers() == [0, 10, 200, 50]
+    assert PostProcessing.from_integers([0, 10, 200, 50]).min_rc_component_voxels == 0
+    assert PostProcessing.from_integers([1, 10, 200]) == PostProcessing(True, 10, 200)
+    # ... and anything else is refused, naming the fields.
+    for bad in ([1, 2], [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, -5], [1, 0, 0, 0, 2.5]):
+        with pytest.raises(ContractError, match="3, 4 or 5 whole numbers"):
+            PostProcessing.from_integers(bad)
+
+
+def test_a_contract_with_the_cavity_step_is_version_4_and_a_4_class_one_is_unchanged():
+    four = SegmentationContract(postprocessing=PostProcessing(min_et_component_voxels=50))
+    assert four.to_json()["postprocessing"] == {"brain_mask": True, "min_component_voxels": 0, "min_et_voxels": 0,
+                                                "min_et_component_voxels": 50}
+    assert four.to_json()["version"] == 2
+    target = get_target("classes", label_set=BRATS_POST_TREATMENT)
+    without = SegmentationContract(target, postprocessing=PostProcessing(min_et_component_voxels=50))
+    assert without.to_json()["version"] == 3 and "min_rc_component_voxels" not in without.to_json()["postprocessing"]
+    cavity = SegmentationContract(target, postprocessing=PostProcessing(min_rc_component_voxels=20))
+    values = json.loads(json.dumps(cavity.to_json()))
+    assert values["version"] == 4 and values["postprocessing"]["min_rc_component_voxels"] == 20
+    assert SegmentationContract.from_json(values) == cavity
+    assert "RC components below 20 voxels -> surrounding class" in cavity.postprocessing.describe()
+    old = json.loads(json.dumps(without.to_json()))  # written before the step existed
+    assert SegmentationContract.from_json(old).postprocessing.min_rc_component_voxels == 0
+    with pytest.raises(ContractError, match="label set brats has no cavity"):
+        SegmentationContract(postprocessing=PostProcessing(min_rc_component_voxels=20))
+    with pytest.raises(ContractError, match="min_rc_component_voxels must be >= 0"):
+        PostProcessing(min_rc_component_voxels=-1)
+
+
+def test_a_user_s_cavity_step_overrides_the_contract_s():
+    from tfbrats.inference.model import override_contract
+
+    contract = SegmentationContract(get_target("classes", label_set=BRATS_POST_TREATMENT))
+    changed = override_contract(contract, min_rc_component_voxels=30)
+    assert changed.postprocessing.min_rc_component_voxels == 30 and changed.chosen_by.endswith("overridden by the user")
+    assert override_contract(changed, min_rc_component_voxels=None) == changed
+    with pytest.raises(ContractError, match="no cavity"):
+        override_contract(SegmentationContract(), min_rc_component_voxels=30)
 
 
 def test_finish_segmentation_applies_target_then_brain_mask_then_components_then_et():

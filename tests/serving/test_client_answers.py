@@ -36,7 +36,7 @@ def _labels(value) -> list:
         (b"42", r"answered a JSON int; expected an object with 'outputs'"),
         ({"predictions": []}, r"answered keys \['predictions'\]; expected an object with 'outputs'"),
         (_segment_answer(_labels(0), steps=(1, 0)),
-         r"client_postprocessing: post-processing steps are 3 or 4 whole numbers .*; got \[1, 0\]"),
+         r"client_postprocessing: post-processing steps are 3, 4 or 5 whole numbers .*; got \[1, 0\]"),
         (_segment_answer(_labels(0), steps=(1, 0.5, 0)), r"client_postprocessing: .*got \[1.0, 0.5, 0.0\]"),
         (_segment_answer([[[0]]]), r"labels of shape \(1, 1, 1\) for an image of shape \(2, 3, 4, 3\)"),
         (_segment_answer([[0, 1], [2]]), r"output 'labels' that is not an array"),
@@ -81,6 +81,24 @@ def test_a_cavity_without_the_contract_asks_for_it_and_with_it_is_kept():
         np.testing.assert_array_equal(segment_volume(client, IMAGE, contract=post), answer)
         with pytest.raises(ServingError, match=r"values \[4\], which are not labels \[0, 1, 2, 3\]"):
             segment_volume(client, IMAGE, contract=SegmentationContract(window=Window((1, 32, 32), (1, 32, 32))))
+
+
+def test_the_cavity_step_a_segment_answer_leaves_to_the_client_relabels_a_stray_speck():
+    from tfbrats.labels import BRATS_POST_TREATMENT, get_target
+
+    post = SegmentationContract(window=Window((1, 32, 32), (1, 32, 32)),
+                                target=get_target("classes", label_set=BRATS_POST_TREATMENT))
+    answer = np.zeros(SHAPE, int)
+    answer[0, 0, :2] = 4  # a 2-voxel cavity
+    answer[1, 2, 3] = 4  # a 1-voxel speck apart from it, in the background
+    expected = answer.copy()
+    expected[1, 2, 3] = 0
+    with ScriptedRestServer(_segment_answer(answer.tolist(), steps=(0, 0, 0, 0, 2))) as server:
+        client = RestPredictClient(server.address, "m", timeout=10)
+        np.testing.assert_array_equal(segment_volume(client, IMAGE, contract=post), expected)
+    with ScriptedRestServer(_segment_answer(answer.tolist(), steps=(0, 0, 0, 0, 3))) as server:
+        client = RestPredictClient(server.address, "m", timeout=10)
+        assert not (segment_volume(client, IMAGE, contract=post) == 4).any()
 
 
 @pytest.mark.parametrize(

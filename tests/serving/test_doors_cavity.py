@@ -1,11 +1,13 @@
 """One segmentation through every door for a model with the resection cavity (5 classes, BraTS 2024/2025).
 
 On a post-treatment case in the BraTS 2025 layout, a classes model over the label set
-`BRATS_POST_TREATMENT` whose contract removes small components: tfbrats.predict writes labels
-0..4 (the cavity as 4), and the Python API, the SavedModel's segment signature, the serving client
-tool over a stand-in server and the ONNX export give exactly those labels.
+`BRATS_POST_TREATMENT` whose contract removes small components and relabels cavity dust:
+tfbrats.predict writes labels 0..4 (the cavity as 4), and the Python API, the SavedModel's segment
+signature (the cavity step among the integers it leaves to the client), the serving client tool
+over a stand-in server and the ONNX and OpenVINO exports give exactly those labels.
 """
 
+import dataclasses
 import subprocess
 import sys
 
@@ -24,10 +26,11 @@ from tfbrats.inference.predict import segment, window_probabilities
 from tfbrats.labels import BRATS_POST_TREATMENT, get_target
 from tfbrats.models import AlbuNet2D
 from tfbrats.serving.onnx import OnnxSegmenter
+from tfbrats.serving.openvino import OpenVinoSegmenter
 
 pytestmark = pytest.mark.slow
 WINDOW = Window(patch_size=(1, 32, 32), steps=(1, 16, 16), batch_size=4)
-POSTPROCESSING = PostProcessing(min_component_voxels=4)
+POSTPROCESSING = PostProcessing(min_component_voxels=4, min_rc_component_voxels=30)
 
 
 def _model() -> AlbuNet2D:
@@ -54,12 +57,13 @@ def doors(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-2000:]
     case = load_case(find_cases(case_dir).cases[0])
     expected = np.asarray(nib.load(root / "predicted" / f"{case.meta.case_id}.nii.gz").dataobj)
-    for fmt in ("saved_model", "onnx"):
+    for fmt in ("saved_model", "onnx", "openvino"):
         done = run_tool("export.py", f"--model={run}", f"--output={root / fmt / 'albunet'}", "--version=1",
                         f"--format={fmt}")
         assert done.returncode == 0, done.stderr[-2000:]
     return {"run": run, "case": case, "case_dir": case_dir, "expected": expected, "contract": contract,
-            "saved_model": root / "saved_model" / "albunet" / "1", "onnx": root / "onnx" / "albunet" / "1"}
+            "saved_model": root / "saved_model" / "albunet" / "1", "onnx": root / "onnx" / "albunet" / "1",
+            "openvino": root / "openvino" / "albunet" / "1"}
 
 
 def _as_written(labels_cropped: np.ndarray, case) -> np.ndarray:
@@ -72,10 +76,16 @@ def test_predict_writes_the_cavity_and_post_processing_matters(doors):
     written = set(np.unique(doors["expected"]).tolist())
     assert {0, 3, 4} <= written <= {0, 1, 2, 3, 4}, written  # the cavity (4) among tumor classes
     loaded = load_model(doors["run"])
-    assert loaded.contract == contract and loaded.contract.to_json()["version"] == 3
+    assert loaded.contract == contract and loaded.contract.to_json()["version"] == 4
     bare = contract.target.to_labels_numpy(window_probabilities(case.image, make_predictor(loaded.model,
                                                                                           loaded.target), contract))
     assert not np.array_equal(_as_written(bare, case), doors["expected"])
+    # The cavity step changes this case: without it, its cavity components below 30 voxels would stay.
+    allowed = BRATS_POST_TREATMENT.labels
+    without = postprocess(bare, case.image, dataclasses.replace(POSTPROCESSING, min_rc_component_voxels=0),
+                          allowed=allowed)
+    with_step = postprocess(bare, case.image, POSTPROCESSING, allowed=allowed)
+    assert (with_step == 4).sum() < (without == 4).sum() and (with_step == 4).any()
 
 
 def test_python_api(doors):
@@ -88,7 +98,9 @@ def test_python_api(doors):
 def test_saved_model_segment_signature(doors):
     case = doors["case"]
     served = tf.saved_model.load(str(doors["saved_model"])).signatures["segment"](volume=tf.constant(case.image))
-    steps = PostProcessing.from_integers(served["client_postprocessing"].numpy().tolist())
+    remaining = served["client_postprocessing"].numpy().tolist()
+    assert remaining == [0, 4, 0, 0, 30]  # the components steps, the cavity's the fifth integer
+    steps = PostProcessing.from_integers(remaining)
     labels = postprocess(served["labels"].numpy().astype(np.uint8), case.image, steps,
                          allowed=BRATS_POST_TREATMENT.labels)
     np.testing.assert_array_equal(_as_written(labels, case), doors["expected"])
@@ -109,6 +121,13 @@ def test_serving_client_tool(doors, tmp_path):
 
 def test_onnx_export(doors):
     segmenter = OnnxSegmenter(doors["onnx"])
+    assert segmenter.contract == doors["contract"]
+    np.testing.assert_array_equal(_as_written(segmenter.segment(doors["case"].image), doors["case"]),
+                                  doors["expected"])
+
+
+def test_openvino_export(doors):
+    segmenter = OpenVinoSegmenter(doors["openvino"])
     assert segmenter.contract == doors["contract"]
     np.testing.assert_array_equal(_as_written(segmenter.segment(doors["case"].image), doors["case"]),
                                   doors["expected"])

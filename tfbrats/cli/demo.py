@@ -230,8 +230,11 @@ def _demo() -> None:
     if tuning.is_file():
         record = json.loads(tuning.read_text())
         evidence = record["evidence"]
+        cavity = (f", {evidence['cases_without_rc']} without a resection cavity "
+                  f"({evidence['cases_without_rc_given_rc']} given stray cavity voxels)"
+                  if "cases_without_rc" in evidence else "")
         print(f"\npost-processing chosen on {evidence['cases']} validation cases, {evidence['cases_without_et']} "
-              f"without enhancing tumor (python -m tfbrats.tune, in the model's contract): "
+              f"without enhancing tumor{cavity} (python -m tfbrats.tune, in the model's contract): "
               f"{record['chosen_description']}")
         for warning in evidence["warnings"]:
             print(f"  little evidence: {warning}")

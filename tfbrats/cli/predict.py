@@ -66,6 +66,9 @@ _MIN_ET = flags.DEFINE_integer("min_et_voxels", None, "Relabel enhancing tumor a
                                flag_values=FLAGS)
 _MIN_ET_COMPONENT = flags.DEFINE_integer("min_et_component_voxels", None, "Give enhancing-tumor components with fewer "
                                          "voxels the class around them.", flag_values=FLAGS)
+_MIN_RC_COMPONENT = flags.DEFINE_integer("min_rc_component_voxels", None, "Give resection-cavity components with "
+                                         "fewer voxels the class around them (a model with the cavity only).",
+                                         flag_values=FLAGS)
 _LABEL_VALUES = flags.DEFINE_list("label_values", None, "Values written for necrosis, edema and enhancing tumor, "
                                   "e.g. 1,2,4 (default: each input dataset's own).", flag_values=FLAGS)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute every case, even those made by this model and contract.",
@@ -88,7 +91,8 @@ def _predict() -> int:
             loaded.contract, patch_size=patch_size, full_volume=_FULL_VOLUME.value, steps=steps,
             batch_size=_BATCH.value, blend=_BLEND.value, mirror_tta=_MIRROR.value, brain_mask=_BRAIN_MASK.value,
             min_component_voxels=_MIN_COMPONENT.value, min_et_voxels=_MIN_ET.value, label_values=label_values,
-            min_et_component_voxels=_MIN_ET_COMPONENT.value, precision=_PRECISION.value)
+            min_et_component_voxels=_MIN_ET_COMPONENT.value, min_rc_component_voxels=_MIN_RC_COMPONENT.value,
+            precision=_PRECISION.value)
         print(f"{len(index.cases)} cases ({index.layout} layout); model {loaded.path}; target "
               f"{contract.target.name}; window {contract.window.patch_size or 'full volume'}; post-processing: "
               f"{contract.postprocessing.describe()} ({contract.chosen_by})")

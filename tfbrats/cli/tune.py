@@ -5,10 +5,12 @@
 
 Every validation case of the run (its own fold of its own data, as `config.json` records them)
 is segmented as a whole volume with the model's window; then tumor-component removal, the
-relabelling of enhancing-tumor dust and the enhancing-tumor volume threshold are chosen as
+relabelling of resection-cavity dust (a model with the cavity), the relabelling of
+enhancing-tumor dust and the enhancing-tumor volume threshold are chosen as
 `tfbrats.evaluation.tuning` describes (a step is kept only when no region's mean validation Dice
 drops). The run folder gets `tuning.json` (the choice, every candidate, the per-case table, and
-the evidence: how many validation cases, how many without enhancing tumor) and `tuning.csv`
+the evidence: how many validation cases, how many without enhancing tumor, and for a model with
+the cavity how many without one and how many of those got stray cavity voxels) and `tuning.csv`
 (per-case Dice/HD95 before and after), and the model file (`best.keras`, else `final.keras`) is
 rewritten with the chosen post-processing in its segmentation contract, so `tfbrats.predict`,
 exports and serving apply it by default. ``tfbrats-train`` runs this at the end of training
@@ -48,6 +50,9 @@ _COMPONENTS = flags.DEFINE_list("component_candidates", None, "Minimum tumor com
                                 "(default: 0,10,50,100,200).", flag_values=FLAGS)
 _DUST = flags.DEFINE_list("dust_candidates", None, "Minimum ET component sizes (voxels) to try; smaller ET components "
                           "take the class around them (default: 0,10,20,50,100).", flag_values=FLAGS)
+_CAVITY = flags.DEFINE_list("cavity_candidates", None, "Minimum resection-cavity component sizes (voxels, at most "
+                            "100) to try for a model with the cavity; smaller cavity components take the class "
+                            "around them (default: 0,10,20,50,100).", flag_values=FLAGS)
 _ET = flags.DEFINE_list("et_candidates", None, "ET voxel thresholds to try (default: 0,50,100,200,500,750,1000).",
                         flag_values=FLAGS)
 _OTHER_FOLDS = flags.DEFINE_list("other_folds", [], "Run folders of the other folds of the same split (e.g. "
@@ -67,7 +72,7 @@ flags.mark_flag_as_required("model", flag_values=FLAGS)
 
 def _tune() -> int:
     """Tunes the post-processing of `--model` and prints the choice; 2 when the run cannot be tuned."""
-    from tfbrats.evaluation.tuning import COMPONENT_CANDIDATES, DUST_CANDIDATES, ET_CANDIDATES
+    from tfbrats.evaluation.tuning import CAVITY_CANDIDATES, COMPONENT_CANDIDATES, DUST_CANDIDATES, ET_CANDIDATES
     from tfbrats.evaluation.tuning_run import tune_run
     from tfbrats.inference.modes import InferenceMode
 
@@ -75,6 +80,7 @@ def _tune() -> int:
         components = tuple(int(v) for v in _COMPONENTS.value) if _COMPONENTS.value else COMPONENT_CANDIDATES
         thresholds = tuple(int(v) for v in _ET.value) if _ET.value else ET_CANDIDATES
         dust = tuple(int(v) for v in _DUST.value) if _DUST.value else DUST_CANDIDATES
+        cavity = tuple(int(v) for v in _CAVITY.value) if _CAVITY.value else CAVITY_CANDIDATES
     except ValueError as error:
         raise UsageError(f"candidates must be integers: {error}") from None
     try:
@@ -86,7 +92,7 @@ def _tune() -> int:
         summary = tune_run(_MODEL.value, data_dir=_DATA_DIR.value, component_candidates=components,
                            et_candidates=thresholds, dust_candidates=dust, other_folds=_OTHER_FOLDS.value,
                            modes=modes, mode_tolerance=_MODE_TOLERANCE.value,
-                           mode_agreement=_MODE_AGREEMENT.value)
+                           mode_agreement=_MODE_AGREEMENT.value, cavity_candidates=cavity)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -5,16 +5,19 @@ the candidates then act on those labels alone (no network call), in the order `p
 applies them, each step chosen with the ones before it fixed:
 
 1. removal of tumor components smaller than N voxels (`COMPONENT_CANDIDATES`);
-2. relabelling of enhancing-tumor components smaller than N voxels ("dust") as the class around
-   them (`DUST_CANDIDATES`, `tfbrats.contract.relabel_enhancing_dust`);
-3. relabelling of all enhancing tumor as necrosis in a case with fewer than T voxels of it
+2. for a label set with the resection cavity (BraTS 2024/2025), relabelling of cavity components
+   smaller than N voxels as the class around them (`CAVITY_CANDIDATES`,
+   `tfbrats.contract.relabel_dust`; a speck in the background becomes background);
+3. relabelling of enhancing-tumor components smaller than N voxels ("dust") as the class around
+   them (`DUST_CANDIDATES`, `tfbrats.contract.relabel_dust`);
+4. relabelling of all enhancing tumor as necrosis in a case with fewer than T voxels of it
    (`ET_CANDIDATES`).
 
 A candidate is admissible when it lowers no region's mean validation Dice (the label set's
 regions: WT, TC, ET, and RC for post-treatment data; with BraTS' empty-mask rule); among the
 admissible ones the highest mean Dice over the regions wins. Component removal acts on resection
-cavity components as on tumor ones, so a cavity speck predicted on a pre-treatment case (which
-makes its RC Dice 0) goes with the small components when that lowers no region's mean Dice.
+cavity components as on tumor ones (a cavity speck goes with the small components when that
+lowers no region's mean Dice); the cavity step then judges cavity components alone.
 Candidates tie when they score the same, which they do whenever no validation case has a
 component (or an ET volume) between their thresholds; ties are broken by what each step risks on
 a new case:
@@ -31,10 +34,17 @@ a new case:
   below the enhancing tumors BraTS annotates (hundreds to thousands of voxels): a tie can take
   away a case's whole enhancing tumor only when its prediction falls apart into pieces of fewer
   than 100 voxels each.
+- The cavity step takes the strongest candidate too, for the same asymmetric reason: a
+  pre-treatment case has no cavity, and BraTS scores a single predicted cavity voxel there as RC
+  Dice 0 (HD95 373.13), while a real cavity is one component of hundreds to thousands of voxels,
+  which the step keeps. Its candidates are capped at `MAX_CAVITY_DUST` (100 voxels), so a tie can
+  take away a predicted cavity only when it falls apart into pieces of fewer than 100 voxels each.
 
 The result records its evidence (`Evidence`): how many validation cases, how many of them without
-enhancing tumor and how many of those the network gave stray ET. With few cases, or none without
-enhancing tumor, the ET steps rest on ties rather than measurements, and the evidence says so.
+enhancing tumor and how many of those the network gave stray ET; for a label set with the cavity,
+also how many have no cavity (pre-treatment cases) and how many of those the network gave stray
+cavity voxels. With few cases, or none without enhancing tumor (or cavity), the ET (or cavity)
+steps rest on ties rather than measurements, and the evidence says so.
 Thresholds count voxels; BraTS data are resampled to 1 mm, so they are mm^3 there.
 """
 
@@ -48,10 +58,14 @@ import numpy as np
 from tfbrats.contract import PostProcessing, SegmentationContract, postprocess
 from tfbrats.data import PreprocessedCase
 from tfbrats.evaluation.metrics import case_metrics, dice
-from tfbrats.labels import BRATS, ET_CLASS, LabelSet, region_masks
+from tfbrats.labels import BRATS, ET_CLASS, RC_CLASS, LabelSet, region_masks
 
 COMPONENT_CANDIDATES = (0, 10, 50, 100, 200)
 DUST_CANDIDATES = (0, 10, 20, 50, 100)
+CAVITY_CANDIDATES = (0, 10, 20, 50, 100)
+# The largest cavity-dust threshold tried: ties take the strongest candidate, and a real resection
+# cavity is one component of hundreds to thousands of voxels.
+MAX_CAVITY_DUST = 100
 ET_CANDIDATES = (0, 50, 100, 200, 500, 750, 1000)
 # A candidate "does not lower" a mean when it loses less than this (float noise only).
 TOLERANCE = 1e-9
@@ -79,6 +93,10 @@ class Evidence:
         cases: Labelled validation cases.
         cases_without_et: Those whose reference has no enhancing tumor.
         cases_without_et_given_et: Those of them where the network (before any ET step) predicted ET.
+        cases_without_rc: Those whose reference has no resection cavity (pre-treatment cases);
+            None for a label set without the cavity.
+        cases_without_rc_given_rc: Those of them where the network (before any step) predicted
+            cavity voxels; None for a label set without the cavity.
 
     Example:
         >>> Evidence(cases=3, cases_without_et=0, cases_without_et_given_et=0).warnings()[0][:60]
@@ -88,6 +106,8 @@ class Evidence:
     cases: int
     cases_without_et: int
     cases_without_et_given_et: int
+    cases_without_rc: int | None = None
+    cases_without_rc_given_rc: int | None = None
 
     def warnings(self) -> list[str]:
         """Plain statements of what the evidence cannot show (empty when it is enough)."""
@@ -100,6 +120,14 @@ class Evidence:
             found.append(f"the network gave none of the {self.cases_without_et} validation cases without enhancing "
                          "tumor any ET: the ET steps' benefit was not measured; their choice rests on the cases with "
                          "enhancing tumor and on the tie rules")
+        if self.cases_without_rc == 0:
+            found.append("no validation case without a resection cavity: the cavity step was not measured on the "
+                         "error it exists for (a stray cavity voxel on a pre-treatment case scores RC Dice 0, HD95 "
+                         "373.13); its choice rests on the cases with a cavity and on the tie rule")
+        elif self.cases_without_rc and not self.cases_without_rc_given_rc:
+            found.append(f"the network gave none of the {self.cases_without_rc} validation cases without a resection "
+                         "cavity any cavity voxel: the cavity step's benefit was not measured; its choice rests on "
+                         "the cases with a cavity and on the tie rule")
         if self.cases < FEW_CASES:
             found.append(f"only {self.cases} validation cases: one case moves a region's mean Dice by "
                          f"{1 / self.cases:.2f} (tune on more cases, e.g. every fold's validation predictions)")
@@ -111,12 +139,18 @@ class Evidence:
         Example:
             >>> Evidence(4, 1, 1).describe()
             '4 cases, 1 without enhancing tumor (1 given stray ET)'
+            >>> Evidence(4, 1, 1, 2, 1).describe()
+            '4 cases, 1 without enhancing tumor (1 given stray ET), 2 without a resection cavity (1 given stray cavity)'
         """
+        cavity = (f", {self.cases_without_rc} without a resection cavity ({self.cases_without_rc_given_rc} given "
+                  "stray cavity)" if self.cases_without_rc is not None else "")
         return (f"{self.cases} cases, {self.cases_without_et} without enhancing tumor "
-                f"({self.cases_without_et_given_et} given stray ET)")
+                f"({self.cases_without_et_given_et} given stray ET){cavity}")
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "warnings": self.warnings()}
+        """The counts (the cavity's only for a label set with the cavity) and the warnings."""
+        counts = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+        return {**counts, "warnings": self.warnings()}
 
 
 @dataclasses.dataclass
@@ -127,9 +161,12 @@ class TuningResult:
         chosen: The post-processing kept.
         baseline: The contract's post-processing before tuning (brain mask only, normally).
         candidates: Every candidate, in the order tried.
-        per_case: One row per case: case id, the ET voxel counts, then Dice/HD95 per region for
-            the baseline and the choice (`baseline_Dice_WT`, ..., `chosen_HD95_ET`).
-        evidence: How many cases, and how many without enhancing tumor, the choice rests on.
+        per_case: One row per case: case id, the ET voxel counts (and, with the cavity, the RC
+            voxel counts: `rc_voxels_reference`, `rc_voxels_baseline`, `rc_voxels_chosen`), then
+            Dice/HD95 per region for the baseline and the choice (`baseline_Dice_WT`, ...,
+            `chosen_HD95_ET`).
+        evidence: How many cases, and how many without enhancing tumor (or cavity), the choice rests on.
+        label_set: The label set whose regions were scored.
     """
 
     chosen: PostProcessing
@@ -137,17 +174,22 @@ class TuningResult:
     candidates: list[Candidate]
     per_case: list[dict]
     evidence: Evidence
+    label_set: LabelSet = BRATS
 
     def to_json(self) -> dict:
+        cavity = RC_CLASS in self.label_set.labels
         return {
             "chosen": self.chosen.to_json(),
             "chosen_description": self.chosen.describe(),
             "baseline": self.baseline.to_json(),
             "evidence": self.evidence.to_json(),
             "rule": "keep a candidate only when no region's mean validation Dice drops; highest mean Dice wins; on a "
-                    "tie, component removal and the ET threshold keep the weaker step, the ET dust step the "
-                    "strongest that lowers no region's mean Dice below the best candidate's",
-            "candidates": [{**c.postprocessing.to_json(), **{f"mean_Dice_{r}": d for r, d in c.mean_dice.items()}}
+                    "tie, component removal and the ET threshold keep the weaker step, the ET dust step"
+                    f"{' and the cavity step' if cavity else ''} the strongest that lowers no region's mean Dice "
+                    "below the best candidate's",
+            "candidates": [{**c.postprocessing.to_json(),
+                            **({"min_rc_component_voxels": c.postprocessing.min_rc_component_voxels} if cavity else {}),
+                            **{f"mean_Dice_{r}": d for r, d in c.mean_dice.items()}}
                            for c in self.candidates],
             "per_case": self.per_case,
         }
@@ -208,6 +250,7 @@ def choose_postprocessing(
     et_candidates: Sequence[int] = ET_CANDIDATES,
     dust_candidates: Sequence[int] = DUST_CANDIDATES,
     label_set: LabelSet = BRATS,
+    cavity_candidates: Sequence[int] = CAVITY_CANDIDATES,
 ) -> TuningResult:
     """Chooses the post-processing on labelled validation cases.
 
@@ -222,6 +265,11 @@ def choose_postprocessing(
         et_candidates: ET voxel thresholds to try (0: none).
         dust_candidates: Minimum ET component sizes to try (0: none).
         label_set: The model's label set: its labels are allowed, its regions scored.
+        cavity_candidates: Minimum resection-cavity component sizes to try (0: none; at most
+            `MAX_CAVITY_DUST`), for a label set with the cavity only.
+
+    Raises:
+        ValueError: No labelled case, or a cavity candidate above `MAX_CAVITY_DUST`.
 
     Example:
         >>> import tempfile
@@ -237,17 +285,19 @@ def choose_postprocessing(
         >>> result = choose_postprocessing(cases, raw_labels_of)
         >>> result.chosen.describe()
         'brain mask; tumor components below 10 voxels removed; ET components below 50 voxels -> surrounding class'
-        >>> result.evidence
-        Evidence(cases=2, cases_without_et=0, cases_without_et_given_et=0)
+        >>> result.evidence.describe()
+        '2 cases, 0 without enhancing tumor (0 given stray ET)'
         >>> tmp.cleanup()
     """
     baseline = baseline or PostProcessing()
+    if max(cavity_candidates, default=0) > MAX_CAVITY_DUST:
+        raise ValueError(f"cavity candidates {list(cavity_candidates)}: at most {MAX_CAVITY_DUST} voxels (its ties "
+                         "take the strongest candidate, and a larger one could erase a real cavity)")
     labelled = [case for case in cases if case.label is not None]
     if not labelled:
         raise ValueError("choosing post-processing needs validation cases with reference labels; none given")
     raw = [np.asarray(segment_raw(case), np.uint8) for case in labelled]
     references = [case.label for case in labelled]
-    plain = PostProcessing(brain_mask=False)
     baseline_mean = mean_dice(raw, references, label_set)
     tried: list[Candidate] = []
 
@@ -255,23 +305,44 @@ def choose_postprocessing(
         options = [dataclasses.replace(after, **{name: n}) for n in sorted(set(values) | {0})]
         return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger, label_set)
 
-    chosen = step("min_component_voxels", component_candidates, plain)
+    chosen = step("min_component_voxels", component_candidates, PostProcessing(brain_mask=False))
+    if RC_CLASS in label_set.labels:
+        chosen = step("min_rc_component_voxels", cavity_candidates, chosen, ties_take_stronger=True)
     chosen = step("min_et_component_voxels", dust_candidates, chosen, ties_take_stronger=True)
     chosen = step("min_et_voxels", et_candidates, chosen)
     chosen = dataclasses.replace(chosen, brain_mask=baseline.brain_mask)
-    per_case = []
-    for case, labels, reference in zip(labelled, raw, references):
+    per_case = _per_case(labelled, raw, chosen, label_set)
+    return TuningResult(chosen, baseline, tried, per_case, _evidence(per_case, label_set), label_set)
+
+
+def _per_case(cases: Sequence[PreprocessedCase], raw: Sequence[np.ndarray], chosen: PostProcessing,
+              label_set: LabelSet) -> list[dict]:
+    """One row per case: the ET (and cavity) voxel counts, Dice/HD95 per region before and after `chosen`."""
+    counted = ((ET_CLASS, "et"), (RC_CLASS, "rc")) if RC_CLASS in label_set.labels else ((ET_CLASS, "et"),)
+    rows = []
+    for case, labels in zip(cases, raw):
+        reference = case.label
         after = postprocess(labels, None, dataclasses.replace(chosen, brain_mask=False), allowed=label_set.labels)
-        row = {"case_id": case.meta.case_id, "et_voxels_reference": int((reference == ET_CLASS).sum()),
-               "et_voxels_baseline": int((labels == ET_CLASS).sum()),
-               "et_voxels_chosen": int((after == ET_CLASS).sum())}
+        row = {"case_id": case.meta.case_id}
+        for value, name in counted:
+            row |= {f"{name}_voxels_reference": int((reference == value).sum()),
+                    f"{name}_voxels_baseline": int((labels == value).sum()),
+                    f"{name}_voxels_chosen": int((after == value).sum())}
         for name, predicted in (("baseline", labels), ("chosen", after)):
             metrics = case_metrics(predicted, reference, case.meta.spacing, label_set=label_set)
             row |= {f"{name}_{column}": round(value, 6) for column, value in metrics.items()}
-        per_case.append(row)
+        rows.append(row)
+    return rows
+
+
+def _evidence(per_case: Sequence[dict], label_set: LabelSet) -> Evidence:
+    """The counts of `Evidence` from the per-case rows."""
     without_et = [row for row in per_case if not row["et_voxels_reference"]]
-    evidence = Evidence(len(per_case), len(without_et), sum(1 for row in without_et if row["et_voxels_baseline"]))
-    return TuningResult(chosen, baseline, tried, per_case, evidence)
+    counts = [len(per_case), len(without_et), sum(1 for row in without_et if row["et_voxels_baseline"])]
+    if RC_CLASS in label_set.labels:
+        without_rc = [row for row in per_case if not row["rc_voxels_reference"]]
+        counts += [len(without_rc), sum(1 for row in without_rc if row["rc_voxels_baseline"])]
+    return Evidence(*counts)
 
 
 def tune_contract(contract: SegmentationContract, result: TuningResult, description: str) -> SegmentationContract:

@@ -17,6 +17,7 @@ from tfbrats.contract import PostProcessing, finish_segmentation
 from tfbrats.data import PreprocessedCase
 from tfbrats.evaluation.mode_tuning import describe, mode_rule, reference_window, tune_mode
 from tfbrats.evaluation.tuning import (
+    CAVITY_CANDIDATES,
     COMPONENT_CANDIDATES,
     DUST_CANDIDATES,
     ET_CANDIDATES,
@@ -80,6 +81,7 @@ def tune_run(
     modes: Sequence[InferenceMode] | None = None,
     mode_tolerance: float = DICE_TOLERANCE,
     mode_agreement: float = MIN_AGREEMENT,
+    cavity_candidates: Sequence[int] = CAVITY_CANDIDATES,
 ) -> str:
     """Chooses the post-processing and the inference mode of a run on its validation cases, into its model.
 
@@ -94,7 +96,8 @@ def tune_run(
     Args:
         run_dir: The training run folder.
         data_dir: The run's data if it moved (default: where `config.json` says).
-        component_candidates, et_candidates, dust_candidates: The thresholds to try (voxels).
+        component_candidates, et_candidates, dust_candidates, cavity_candidates: The thresholds to
+            try (voxels; the cavity's for a model with the resection cavity only).
         cases: Validation cases of `run_dir` to use instead of its own (preprocessed, labelled).
         other_folds: Run folders of other folds of the same data, fold count and seed.
         modes: The inference modes to choose from (default: every mode this CPU runs; empty:
@@ -133,8 +136,8 @@ def tune_run(
     all_cases = [case for group in fold_cases for case in group]
     baseline = PostProcessing(brain_mask=references[0].postprocessing.brain_mask)
     label_set = references[0].target.label_set
-    result = choose_postprocessing(all_cases, lambda case: segmenters[id(case)](case), baseline,
-                                   component_candidates, et_candidates, dust_candidates, label_set)
+    result = choose_postprocessing(all_cases, lambda case: segmenters[id(case)](case), baseline, component_candidates,
+                                   et_candidates, dust_candidates, label_set, cavity_candidates)
     source = (f"out-of-fold validation of {len(run_dirs)} folds: {result.evidence.describe()}, of runs "
               f"{', '.join(map(str, run_dirs))}" if other_folds else
               f"validation: {result.evidence.describe()}, of run {run_dirs[0]}")
@@ -184,8 +187,11 @@ def _summary(result, regions: Sequence[str], run_dirs: Sequence[Path], models: S
         f"\n  inference mode{f' of {folder}' if len(run_dirs) > 1 else ''}: {contract.inference_mode['mode']} "
         f"({mode_rule(contract.inference_mode)})\n{describe(contract.inference_mode)}"
         for folder, contract in zip(run_dirs, tuned) if contract.inference_mode)
+    cavity = (f"; {evidence.cases_without_rc} without a resection cavity, {evidence.cases_without_rc_given_rc} of "
+              "them given stray cavity voxels" if evidence.cases_without_rc is not None else "")
     return (f"post-processing chosen on {evidence.cases} validation cases{folds} ({evidence.cases_without_et} "
-            f"without enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network): "
+            f"without enhancing tumor, {evidence.cases_without_et_given_et} of them given stray ET by the network"
+            f"{cavity}): "
             f"{result.chosen.describe()}{little}\n"
             f"  mean Dice before: {before}\n  mean Dice after:  {after}{modes}\n"
             f"  written into {', '.join(str(loaded.path) for loaded in models)}; table in "

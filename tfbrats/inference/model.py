@@ -339,6 +339,7 @@ def override_contract(
     min_component_voxels: int | None = None,
     min_et_voxels: int | None = None,
     min_et_component_voxels: int | None = None,
+    min_rc_component_voxels: int | None = None,
     label_values: tuple[int, int, int] | None = None,
     precision: str | None = None,
 ) -> SegmentationContract:
@@ -359,7 +360,8 @@ def override_contract(
     post = contract.postprocessing
     changes = {name: value for name, value in (("brain_mask", brain_mask), ("min_component_voxels",
                min_component_voxels), ("min_et_voxels", min_et_voxels),
-               ("min_et_component_voxels", min_et_component_voxels)) if value is not None}
+               ("min_et_component_voxels", min_et_component_voxels),
+               ("min_rc_component_voxels", min_rc_component_voxels)) if value is not None}
     updated = contract.replace(window=window, postprocessing=dataclasses.replace(post, **changes))
     if label_values is not None:
         updated = updated.replace(label_values=dict(zip((1, 2, 3), label_values)))

@@ -7,15 +7,17 @@ watches, with two signatures:
   32) -> `probabilities` float32 `(B, D, H, W, K)` (the target's activation: softmax over classes,
   or a sigmoid per region WT, TC, ET);
 - `segment`: `volume` float32 `(D, H, W, C)`, one preprocessed (z-scored, cropped) volume of any
-  size -> `labels` int32 `(D, H, W)` (internal classes 0..3) and `client_postprocessing` int32
-  `(4,)`: the model's segmentation contract applied in the graph as far as TensorFlow can (the
-  sliding window, the target's labels, then the brain mask and the ET volume threshold through
+  size -> `labels` int32 `(D, H, W)` (internal classes 0..3, 0..4 with the resection cavity) and
+  `client_postprocessing` int32 `(4,)`, or `(5,)` when the contract relabels cavity dust: the
+  model's segmentation contract applied in the graph as far as TensorFlow can (the sliding window,
+  the target's labels, then the brain mask and the ET volume threshold through
   `tfbrats.contract.postprocess_without_components`, the same Keras ops the library runs), and
   the steps left to the client (`PostProcessing.split`) as (brain_mask, min_component_voxels,
-  min_et_voxels, min_et_component_voxels) for `tfbrats.contract.postprocess`
-  (`PostProcessing.to_integers`, read back by `PostProcessing.from_integers`). TensorFlow has no
-  connected-component op, so when the contract removes small components or relabels
-  enhancing-tumor dust, those steps and the ET threshold after them run in the client. The
+  min_et_voxels, min_et_component_voxels[, min_rc_component_voxels]) for
+  `tfbrats.contract.postprocess` (`PostProcessing.to_integers`, read back by
+  `PostProcessing.from_integers`). TensorFlow has no connected-component op, so when the contract
+  removes small components or relabels cavity or enhancing-tumor dust, those steps and the ET
+  threshold after them run in the client. The
   window's probabilities are checked before they become labels (`checked_probabilities`): a NaN,
   infinite or out-of-range value fails the request (InvalidArgument) rather than segmenting.
 
@@ -31,6 +33,7 @@ overwritten (servers cache versions by number).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,7 +43,12 @@ import keras
 import tensorflow as tf
 
 import tfbrats
-from tfbrats.contract import PROBABILITY_TOLERANCE, SegmentationContract, postprocess_without_components
+from tfbrats.contract import (
+    PROBABILITY_TOLERANCE,
+    PostProcessing,
+    SegmentationContract,
+    postprocess_without_components,
+)
 from tfbrats.files import atomic_folder
 from tfbrats.inference.model import probability_function
 from tfbrats.serving.signatures import (
@@ -163,11 +171,14 @@ def export_saved_model(
 
     return _write_version(Path(output), version, write)
 
+
 def _saved_model_metadata(model: keras.Model, contract: SegmentationContract, channels: int, outputs: int,
                          extra: Mapping[str, Any] | None) -> dict[str, Any]:
     """`assets.extra/tfbrats.json` of a SavedModel: the shared description, where each step runs, the signatures."""
     graph_steps, client_steps = contract.postprocessing.split()
     highest_label = contract.target.label_set.num_classes - 1
+    # PostProcessing.to_integers gives the fields in their order, as many as the export returns.
+    integers = [field.name for field in dataclasses.fields(PostProcessing)][:len(client_steps.to_integers())]
     metadata = _metadata(model, contract, channels, extra)
     metadata["format"] = "saved_model"
     metadata["postprocessing_in_graph"] = graph_steps.describe()
@@ -180,8 +191,8 @@ def _saved_model_metadata(model: keras.Model, contract: SegmentationContract, ch
         SEGMENT: {
             "inputs": {VOLUME_INPUT: "float32 (D, H, W, C), preprocessed like tfbrats.data.load_case"},
             "outputs": {LABELS_OUTPUT: f"int32 (D, H, W), internal classes 0..{highest_label}",
-                        CLIENT_POSTPROCESSING_OUTPUT: "int32 (4,): brain_mask, min_component_voxels, min_et_voxels, "
-                        "min_et_component_voxels still to apply with tfbrats.contract.postprocess"},
+                        CLIENT_POSTPROCESSING_OUTPUT: f"int32 ({len(integers)},): {', '.join(integers)} still "
+                        "to apply with tfbrats.contract.postprocess"},
         },
     }
     return metadata
