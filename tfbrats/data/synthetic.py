@@ -26,9 +26,9 @@ FLAIR, and a tumor whose necrotic core, enhancing rim (absent in every fourth ca
 surrounding edema have the contrasts of real glioma (edema bright in FLAIR and T2, the rim
 bright in T1c), under a smooth bias field and Gaussian noise. A post-treatment case
 (`synthetic_case`'s ``post_treatment``) has, where the tumor's core was, a fluid-filled resection
-cavity (dark in T1 and T1c, bright in T2, dark in FLAIR but for a faint smooth haze), residual
-tumor on part of its rim (enhancing, or non-enhancing in cases without enhancing tumor) and
-FLAIR hyperintensity around it.
+cavity (dark in T1 and T1c, bright in T2, dark in FLAIR but for a faint smooth haze), a residual
+tumor nodule on one side of its wall (enhancing with a necrotic centre, or non-enhancing in cases
+without enhancing tumor) and FLAIR hyperintensity around it.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def synthetic_case(
         shape: ``(X, Y, Z)`` voxels (1 mm each).
         rng: The random generator.
         enhancing: Give the tumor an enhancing rim (ET); otherwise its core is non-enhancing.
-        post_treatment: Replace the tumor's core by a resection cavity with residual tumor on
-            part of its rim (BraTS 2024/2025's post-treatment cases).
+        post_treatment: Replace the tumor's core by a resection cavity with a residual tumor
+            nodule on its wall (BraTS 2024/2025's post-treatment cases).
 
     Returns:
         (modalities ``{t1, t1ce, t2, flair}`` as int16, seg as uint8): labels 0/1/2/4 (BraTS
@@ -111,7 +111,7 @@ def synthetic_case(
     necrosis = (distance < core_radius * rng.uniform(0.35, 0.6)) & brain
     tissue[edema] = _EDEMA
     if post_treatment:
-        _resect(tissue, rng, core, distance, offsets, core_radius, enhancing)
+        _resect(tissue, rng, core, distance, offsets, shape_noise, core_radius, enhancing)
     elif enhancing:
         tissue[core] = _ENHANCING
         tissue[necrosis] = _NECROSIS
@@ -152,21 +152,26 @@ def _head(rng: np.random.Generator, shape: tuple[int, ...], x: np.ndarray, y: np
 
 
 def _resect(tissue: np.ndarray, rng: np.random.Generator, core: np.ndarray, distance: np.ndarray,
-            offsets: tuple[np.ndarray, ...], core_radius: float, enhancing: bool) -> None:
-    """Turns the tumor's core into a fluid cavity with residual tumor on one side of its rim (in place)."""
+            offsets: tuple[np.ndarray, ...], shape_noise: np.ndarray, core_radius: float, enhancing: bool) -> None:
+    """Turns the tumor's core into a fluid cavity with a residual tumor nodule on its wall (in place).
+
+    The residual tumor is nodular, never a thin line along the wall: BraTS 2024's post-treatment
+    annotation counts thick or nodular enhancement as enhancing tumor and leaves out thin, linear
+    enhancement along a resection cavity. The nodule sits on one side of the cavity, bulging into it;
+    an enhancing nodule has a necrotic (non-enhancing) centre.
+    """
     cavity = core & (distance < core_radius * rng.uniform(0.8, 0.95))
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
-    # Residual tumor: a shell around the cavity, on the side of the cavity facing `direction`.
-    facing = sum(d * o for d, o in zip(direction, offsets)) / np.maximum(np.sqrt(sum(o**2 for o in offsets)), 1e-6)
-    shell = (distance < core_radius * rng.uniform(1.15, 1.3)) & (tissue != _BACKGROUND) & ~cavity
-    residual = shell & (facing > rng.uniform(0.1, 0.4))
-    tissue[residual] = _ENHANCING if enhancing else _NONENHANCING
-    if enhancing:
-        # A thin non-enhancing layer where the residual tumor meets the edema.
-        outer = residual & (distance > core_radius * 1.08)
-        tissue[outer & (facing > 0.7)] = _NONENHANCING
+    radius = core_radius * rng.uniform(0.6, 0.8)
+    # The nodule's centre lies a third of its radius outside the cavity's wall.
+    centre = direction * (core_radius * 0.875 + radius / 3.0)
+    from_centre = np.sqrt(sum((o - c) ** 2 for o, c in zip(offsets, centre))) * shape_noise
+    nodule = (from_centre < radius) & (tissue != _BACKGROUND)
     tissue[cavity] = _CAVITY
+    tissue[nodule] = _ENHANCING if enhancing else _NONENHANCING
+    if enhancing:
+        tissue[nodule & (from_centre < radius * rng.uniform(0.45, 0.6))] = _NONENHANCING
 
 
 def has_enhancing_tumor(number: int) -> bool:
