@@ -164,7 +164,8 @@ def _resect(tissue: np.ndarray, rng: np.random.Generator, core: np.ndarray, dist
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
     radius = core_radius * rng.uniform(0.6, 0.8)
-    # The nodule's centre lies a third of its radius outside the cavity's wall.
+    # The nodule's centre lies a third of its radius outside the cavity's wall (taken at 0.875 core
+    # radii, the middle of the cavity's range).
     centre = direction * (core_radius * 0.875 + radius / 3.0)
     from_centre = np.sqrt(sum((o - c) ** 2 for o, c in zip(offsets, centre))) * shape_noise
     nodule = (from_centre < radius) & (tissue != _BACKGROUND)
