@@ -122,6 +122,24 @@ def test_dust_ties_take_the_strongest_candidate_and_spare_a_real_400_voxel_enhan
     np.testing.assert_array_equal(postprocess(_with_dust(real), None, steps), real)
 
 
+def test_a_dust_tie_stops_at_half_the_smallest_enhancing_tumor_of_the_validation_cases():
+    # A residual nodule after resection can be all of a case's enhancing tumor, and small.
+    nodule = _large_tumor(np.s_[3:7, 10:15, 10:16])  # 120 voxels of ET, the case's only enhancing tumor
+    without_et = _large_tumor()
+    predicted = {"a": nodule, "b": _with_dust(without_et)}
+    cases = [_case("a", nodule), _case("b", without_et)]
+    result = choose_postprocessing(cases, lambda case: predicted[case.meta.case_id])
+    # 50 and 100 both relabel case b's 30-voxel component and keep the 120-voxel nodule: a tie, and the
+    # stronger would erase a new case's nodule of 60 to 99 voxels. Half the smallest is 60: 50 is kept.
+    assert result.tie_ceilings == {"min_et_component_voxels": 60}
+    assert result.chosen.min_et_component_voxels == 50
+    assert result.to_json()["tie_ceilings"] == {"min_et_component_voxels": 60}
+    small = _large_tumor(np.s_[3:7, 22:27, 22:26])  # a new case whose whole enhancing tumor is 80 voxels
+    steps = dataclasses.replace(result.chosen, brain_mask=False)
+    np.testing.assert_array_equal(postprocess(small, None, steps), small)
+    np.testing.assert_array_equal(postprocess(_with_dust(without_et), None, steps), without_et)
+
+
 def test_a_stronger_dust_step_that_would_lower_a_real_enhancing_tumor_is_not_chosen():
     with_et = _tumor(True)
     with_et[3:5, 30:35, 30:33] = 3  # a real 30-voxel enhancing satellite beside the 64-voxel tumor
@@ -228,8 +246,10 @@ def test_a_stronger_cavity_step_that_would_erase_a_real_small_cavity_is_not_chos
     cases = [_case("pre", pre), _case("post", post)]
     result = choose_postprocessing(cases, lambda case: predicted[case.meta.case_id], component_candidates=(0,),
                                    label_set=BRATS_POST_TREATMENT)
-    # 10, 20 and 50 relabel the speck alone (a tie: 50 is kept); 100 would take the real cavity too.
-    assert result.chosen.min_rc_component_voxels == 50
+    # 10, 20 and 50 relabel the speck alone (a tie); 100 would take the real cavity too. A tie takes no
+    # threshold above half the smallest real cavity (32 voxels): 20.
+    assert result.tie_ceilings["min_rc_component_voxels"] == 32
+    assert result.chosen.min_rc_component_voxels == 20
     erased = next(c for c in result.candidates if c.postprocessing.min_rc_component_voxels == 100)
     assert erased.mean_dice["RC"] == pytest.approx(0.5)
 

@@ -27,18 +27,22 @@ a new case:
   lesion (an ET threshold of 500 voxels chosen over an equal-scoring 200 turned a held-out case's
   416-voxel enhancing tumor into necrosis: ET Dice 0).
 - The dust step takes the strongest candidate that lowers no region's mean Dice below the best
-  one's. BraTS scores ET asymmetrically: a single stray ET voxel on a case without enhancing
-  tumor makes its ET Dice 0 (HD95 373.13), and relabelling the dust makes it 1; on a case with
-  real ET the step relabels only components below the threshold and keeps every larger one, so
-  it costs at most the voxels of those small components. Its candidates stop at 100 voxels,
-  below the enhancing tumors BraTS annotates (hundreds to thousands of voxels): a tie can take
-  away a case's whole enhancing tumor only when its prediction falls apart into pieces of fewer
-  than 100 voxels each.
-- The cavity step takes the strongest candidate too, for the same asymmetric reason: a
-  pre-treatment case has no cavity, and BraTS scores a single predicted cavity voxel there as RC
-  Dice 0 (HD95 373.13), while a real cavity is one component of hundreds to thousands of voxels,
-  which the step keeps. Its candidates are capped at `MAX_CAVITY_DUST` (100 voxels), so a tie can
-  take away a predicted cavity only when it falls apart into pieces of fewer than 100 voxels each.
+  one's, up to its tie ceiling. BraTS scores ET asymmetrically: a single stray ET voxel on a case
+  without enhancing tumor makes its ET Dice 0 (HD95 373.13), and relabelling the dust makes it 1;
+  on a case with real ET the step relabels only components below the threshold and keeps every
+  larger one, so it costs at most the voxels of those small components, unless a case's whole
+  enhancing tumor is that small. Pre-treatment enhancing tumors are hundreds to thousands of
+  voxels, but a residual nodule after resection can be smaller than 100 (in the synthetic
+  post-treatment data, tuned to 100 on a tie, the step erased the whole enhancing tumor of two
+  held-out cases: 98 and 105 voxels, predicted as 81 and 91). So the validation references set
+  the ceiling (`tie_ceiling`): a tie takes no threshold above half the smallest enhancing tumor
+  of a validation case that has one (half, because a prediction can be smaller than its
+  reference); a candidate above it is kept only when it scores strictly better.
+- The cavity step takes the strongest candidate too, for the same asymmetric reason and under
+  the same ceiling (half the smallest cavity of a validation case): a pre-treatment case has no
+  cavity, and BraTS scores a single predicted cavity voxel there as RC Dice 0 (HD95 373.13),
+  while a real cavity is one component of hundreds to thousands of voxels, which the step keeps.
+  Its candidates are capped at `MAX_CAVITY_DUST` (100 voxels).
 
 The result records its evidence (`Evidence`): how many validation cases, how many of them without
 enhancing tumor and how many of those the network gave stray ET; for a label set with the cavity,
@@ -167,6 +171,8 @@ class TuningResult:
             `chosen_HD95_ET`).
         evidence: How many cases, and how many without enhancing tumor (or cavity), the choice rests on.
         label_set: The label set whose regions were scored.
+        tie_ceilings: Per dust step (`min_et_component_voxels`, `min_rc_component_voxels`), the
+            largest threshold a tie could take (`tie_ceiling`; None: no validation case has the class).
     """
 
     chosen: PostProcessing
@@ -175,6 +181,7 @@ class TuningResult:
     per_case: list[dict]
     evidence: Evidence
     label_set: LabelSet = BRATS
+    tie_ceilings: dict[str, int | None] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         cavity = RC_CLASS in self.label_set.labels
@@ -186,7 +193,9 @@ class TuningResult:
             "rule": "keep a candidate only when no region's mean validation Dice drops; highest mean Dice wins; on a "
                     "tie, component removal and the ET threshold keep the weaker step, the ET dust step"
                     f"{' and the cavity step' if cavity else ''} the strongest that lowers no region's mean Dice "
-                    "below the best candidate's",
+                    "below the best candidate's, up to half the smallest enhancing tumor"
+                    f"{' (cavity)' if cavity else ''} of a validation case",
+            "tie_ceilings": self.tie_ceilings,
             "candidates": [{**c.postprocessing.to_json(),
                             **({"min_rc_component_voxels": c.postprocessing.min_rc_component_voxels} if cavity else {}),
                             **{f"mean_Dice_{r}": d for r, d in c.mean_dice.items()}}
@@ -217,12 +226,12 @@ def _not_lower(candidate: Candidate, reference: dict[str, float]) -> bool:
 
 
 def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references: Sequence[np.ndarray],
-            reference_mean: dict[str, float], tried: list[Candidate], ties_take_stronger: bool = False,
+            reference_mean: dict[str, float], tried: list[Candidate], strongest_on_tie: int | None = None,
             label_set: LabelSet = BRATS) -> PostProcessing:
     """The admissible option with the best mean Dice; `options` go from weakest to strongest.
 
-    Ties keep the weaker option, or, with `ties_take_stronger`, the strongest admissible option
-    that lowers no region's mean Dice below the best one's.
+    Ties keep the weaker option, or, with `strongest_on_tie` (an index into `options`), the
+    strongest admissible option up to that one that lowers no region's mean Dice below the best one's.
     """
     admissible: list[Candidate] = []
     for option in options:
@@ -237,9 +246,27 @@ def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references
     for candidate in admissible[1:]:
         if candidate.overall > best.overall + TOLERANCE:
             best = candidate
-    if ties_take_stronger:
-        best = [candidate for candidate in admissible if _not_lower(candidate, best.mean_dice)][-1]
+    if strongest_on_tie is not None:
+        tied = [candidate for candidate in admissible if _not_lower(candidate, best.mean_dice)
+                and options.index(candidate.postprocessing) <= strongest_on_tie]
+        if tied and options.index(tied[-1].postprocessing) > options.index(best.postprocessing):
+            best = tied[-1]
     return best.postprocessing
+
+
+def tie_ceiling(references: Sequence[np.ndarray], label: int) -> int | None:
+    """The largest dust threshold a tie may take for class `label`: half the smallest one a case has.
+
+    Cases without the class do not count; None when no case has it (no limit beyond the candidates).
+
+    Example:
+        >>> tie_ceiling([np.array([3] * 98 + [1]), np.array([0, 1]), np.array([3] * 700)], 3)
+        49
+        >>> tie_ceiling([np.array([0, 1])], 3) is None
+        True
+    """
+    volumes = [int(count) for count in (int(np.count_nonzero(r == label)) for r in references) if count]
+    return min(volumes) // 2 if volumes else None
 
 
 def choose_postprocessing(
@@ -284,7 +311,7 @@ def choose_postprocessing(
         ...     return labels
         >>> result = choose_postprocessing(cases, raw_labels_of)
         >>> result.chosen.describe()
-        'brain mask; tumor components below 10 voxels removed; ET components below 50 voxels -> surrounding class'
+        'brain mask; tumor components below 10 voxels removed; ET components below 20 voxels -> surrounding class'
         >>> result.evidence.describe()
         '2 cases, 0 without enhancing tumor (0 given stray ET)'
         >>> tmp.cleanup()
@@ -301,18 +328,26 @@ def choose_postprocessing(
     baseline_mean = mean_dice(raw, references, label_set)
     tried: list[Candidate] = []
 
-    def step(name: str, values: Sequence[int], after: PostProcessing, ties_take_stronger: bool = False):
-        options = [dataclasses.replace(after, **{name: n}) for n in sorted(set(values) | {0})]
-        return _choose(options, raw, references, baseline_mean, tried, ties_take_stronger, label_set)
+    ceilings: dict[str, int | None] = {}
+
+    def step(name: str, values: Sequence[int], after: PostProcessing, dust_of: int | None = None):
+        """Chooses `name` among `values`; a dust step (`dust_of`: its class) breaks ties upwards."""
+        thresholds = sorted(set(values) | {0})
+        options = [dataclasses.replace(after, **{name: n}) for n in thresholds]
+        strongest = None
+        if dust_of is not None:
+            ceilings[name] = ceiling = tie_ceiling(references, dust_of)
+            strongest = max(i for i, n in enumerate(thresholds) if ceiling is None or n <= ceiling)
+        return _choose(options, raw, references, baseline_mean, tried, strongest, label_set)
 
     chosen = step("min_component_voxels", component_candidates, PostProcessing(brain_mask=False))
     if RC_CLASS in label_set.labels:
-        chosen = step("min_rc_component_voxels", cavity_candidates, chosen, ties_take_stronger=True)
-    chosen = step("min_et_component_voxels", dust_candidates, chosen, ties_take_stronger=True)
+        chosen = step("min_rc_component_voxels", cavity_candidates, chosen, dust_of=RC_CLASS)
+    chosen = step("min_et_component_voxels", dust_candidates, chosen, dust_of=ET_CLASS)
     chosen = step("min_et_voxels", et_candidates, chosen)
     chosen = dataclasses.replace(chosen, brain_mask=baseline.brain_mask)
     per_case = _per_case(labelled, raw, chosen, label_set)
-    return TuningResult(chosen, baseline, tried, per_case, _evidence(per_case, label_set), label_set)
+    return TuningResult(chosen, baseline, tried, per_case, _evidence(per_case, label_set), label_set, ceilings)
 
 
 def _per_case(cases: Sequence[PreprocessedCase], raw: Sequence[np.ndarray], chosen: PostProcessing,
