@@ -255,7 +255,7 @@ def _choose(options: list[PostProcessing], raw: Sequence[np.ndarray], references
 
 
 def tie_ceiling(references: Sequence[np.ndarray], label: int) -> int | None:
-    """The largest dust threshold a tie may take for class `label`: half the smallest one a case has.
+    """The largest dust threshold a tie may take for class `label`: half its smallest volume in a case.
 
     Cases without the class do not count; None when no case has it (no limit beyond the candidates).
 
@@ -265,7 +265,7 @@ def tie_ceiling(references: Sequence[np.ndarray], label: int) -> int | None:
         >>> tie_ceiling([np.array([0, 1])], 3) is None
         True
     """
-    volumes = [int(count) for count in (int(np.count_nonzero(r == label)) for r in references) if count]
+    volumes = [n for n in (int(np.count_nonzero(r == label)) for r in references) if n]
     return min(volumes) // 2 if volumes else None
 
 
