@@ -88,6 +88,26 @@ def test_false_positives_in_a_sample_without_the_class_get_a_gradient():
     assert gradient[1].mean() == pytest.approx(gradient[0][labels[0] == 0].mean(), rel=0.05)
 
 
+def test_a_class_absent_from_the_batch_is_pulled_to_zero_only_with_a_large_smooth():
+    """smooth 1 (the published code) scores an absent class 1 / (sum p + 1): a pull towards predicting none."""
+    import tensorflow as tf
+
+    from tfbrats.training import TrainConfig
+    from tfbrats.training.factories import make_loss
+
+    intersection = tf.constant([900.0, 300.0, 0.0])  # class 2 is in no voxel of the batch ...
+    total = tf.Variable([2000.0, 700.0, 20.0])  # ... and predicted with a mass of 20 voxels
+
+    def pull(smooth):
+        loss = make_loss(TrainConfig(model_dir="x", num_classes=3, dice_smooth=smooth))
+        with tf.GradientTape() as tape:
+            value = loss.loss_from_sums(intersection, total)
+        return float(tape.gradient(value, total)[2])
+
+    assert pull(1.0) == pytest.approx(1.0 / (3 * 21**2), rel=1e-5)  # d/dS of -(1/3) / (S + 1)
+    assert 0 < pull(1e-5) < 1e-4 * pull(1.0)
+
+
 def test_loss_round_trips_through_its_config():
     loss = MultipleDiceLoss(4, include_background=False, smooth=0.5, cross_entropy_weight=0.25)
     clone = keras.losses.deserialize(keras.losses.serialize(loss))

@@ -185,7 +185,8 @@ class RegionDiceLoss(SoftDiceLoss):
         return ops.mean(per_region, axis=-1)
 
 
-def loss_for(target: Target, *, include_background: bool = True, cross_entropy_weight: float = 0.0) -> SoftDiceLoss:
+def loss_for(target: Target, *, include_background: bool = True, cross_entropy_weight: float = 0.0,
+             smooth: float = 1.0) -> SoftDiceLoss:
     """The Dice loss that trains `target`: `MultipleDiceLoss` for classes, `RegionDiceLoss` for regions.
 
     Args:
@@ -193,6 +194,7 @@ def loss_for(target: Target, *, include_background: bool = True, cross_entropy_w
         include_background: Average the class Dice over background too (classes only: regions
             have no background channel).
         cross_entropy_weight: Weight of an added cross-entropy term (0: Dice alone).
+        smooth: Added to each Dice's numerator and denominator (`SoftDiceLoss`).
 
     Example:
         >>> from tfbrats.labels import get_target
@@ -200,6 +202,7 @@ def loss_for(target: Target, *, include_background: bool = True, cross_entropy_w
         'region_dice_loss'
     """
     if target.activation == "sigmoid":
-        return RegionDiceLoss(cross_entropy_weight=cross_entropy_weight, label_set=target.label_set.name)
-    return MultipleDiceLoss(target.num_outputs, include_background=include_background,
+        return RegionDiceLoss(smooth=smooth, cross_entropy_weight=cross_entropy_weight,
+                              label_set=target.label_set.name)
+    return MultipleDiceLoss(target.num_outputs, include_background=include_background, smooth=smooth,
                             cross_entropy_weight=cross_entropy_weight)

@@ -108,6 +108,10 @@ class TrainConfig:
         True, "Average the Dice loss over background too (published code) or tumor classes only.")
     cross_entropy_weight: float = _setting(
         0.0, "Weight of a cross-entropy term added to the Dice loss (0: the paper's loss).", low=0.0)
+    dice_smooth: float = _setting(
+        1.0, "Added to the numerator and denominator of each class's batch Dice (1: the published code; a tiny "
+        "value such as 1e-5, nnU-Net's, leaves a class absent from the batch without a gradient; not 0, which "
+        "divides 0 by 0 where a class is absent and predicted nowhere).", low=1e-8)
     mixed_precision: str = _setting(
         "none", "Compute in bfloat16 (CPUs with AVX512_BF16 or AMX, A100/H100 GPUs) or float16 with dynamic loss "
         "scaling (V100, T4 and other GPUs without fast bfloat16); weights and logits stay float32.",

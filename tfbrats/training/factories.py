@@ -110,7 +110,7 @@ def make_loss(config: TrainConfig, data_label_set: LabelSet | None = None) -> So
         'region_dice_loss'
     """
     return loss_for(target_of(config, data_label_set), include_background=config.include_background,
-                    cross_entropy_weight=config.cross_entropy_weight)
+                    cross_entropy_weight=config.cross_entropy_weight, smooth=config.dice_smooth)
 
 
 def make_schedule(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
