@@ -128,3 +128,29 @@ def test_class_balanced_patches_centre_every_class_alike(brats2020: Path) -> Non
     assert centres["voxels"][2] >= 290 and centres["voxels"][4] <= 1, centres["voxels"]
     with pytest.raises(ValueError, match="foreground_sampling must be 'voxels' or 'classes'; got 'cases'"):
         make_dataset(pre, (1, 8, 8), 1, foreground_sampling="cases")
+
+
+def test_the_cases_are_freed_with_the_dataset_though_a_graph_that_read_it_lives(brats2020: Path) -> None:
+    """A traced step's graph can outlive its run; it must not keep the loaded cases in memory."""
+    import gc
+    import weakref
+
+    import tensorflow as tf
+
+    cases = [load_case(case) for case in find_cases(brats2020).cases[:2]]
+    alive = weakref.ref(cases[0].image)
+    dataset = make_dataset(cases, (8, 32, 32), 2, seed=0)
+    batches = iter(dataset)
+
+    @tf.function
+    def step(iterator: tf.data.Iterator) -> tf.Tensor:
+        images, _ = next(iterator)
+        return tf.reduce_sum(images)
+
+    graph = step.get_concrete_function(batches)  # kept, as a gradient registry keeps a training step's
+    first = float(step(batches))
+    assert np.isfinite(first)
+    del cases, dataset, batches
+    gc.collect()
+    assert graph is not None
+    assert alive() is None, "the loaded cases outlived their dataset"

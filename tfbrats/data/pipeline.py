@@ -9,6 +9,7 @@ samples only its own shard, at the per-replica batch size.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -193,9 +194,10 @@ def make_dataset(
         raise ValueError(f"foreground_sampling must be 'voxels' or 'classes'; got {foreground_sampling!r}")
     balanced = cases_per_class([case.label for case in cases]) if foreground_sampling == "classes" else None
     recipe = PatchRecipe(cases, patch_size, training, seed, foreground_fraction, balanced, augment, sample_transforms)
+    draw = _WeakRecipe(recipe)
 
     def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image, label = tf.numpy_function(recipe, [index], (tf.float32, tf.int32), stateful=False)
+        image, label = tf.numpy_function(draw, [index], (tf.float32, tf.int32), stateful=False)
         image.set_shape(patch_size + (channels,))
         label.set_shape(patch_size)
         return image, label
@@ -205,5 +207,28 @@ def make_dataset(
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE).with_options(options)
+    dataset.patch_recipe = recipe  # the one strong reference: the recipe (and its cases) lives as long as the dataset
     GUARD.add(dataset)
     return dataset
+
+
+class _WeakRecipe:
+    """What the pipeline's `tf.numpy_function` calls: the dataset's `PatchRecipe`, through a weak reference.
+
+    TensorFlow keeps every Python function a traced graph calls for as long as that graph lives,
+    and a training step's graph can outlive its run (its gradient functions stay in a process-wide
+    registry). Called directly, the recipe, and with it every loaded case (about 60 MB each at
+    BraTS size), stayed in memory after training, under the tuning that follows it in the same
+    process (measured: 16 BraTS-size cases, 0.8 GB resident freed by dropping them). The dataset
+    holds the recipe; this holds only a weak reference.
+    """
+
+    def __init__(self, recipe: PatchRecipe) -> None:
+        self.recipe = weakref.ref(recipe)
+
+    def __call__(self, patch_index: np.int64) -> tuple[np.ndarray, np.ndarray]:
+        recipe = self.recipe()
+        if recipe is None:
+            raise RuntimeError("a patch was asked of a pipeline whose dataset no longer exists; keep the dataset "
+                               "returned by make_dataset referenced while it is iterated")
+        return recipe(patch_index)

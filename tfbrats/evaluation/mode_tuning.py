@@ -111,16 +111,24 @@ def tune_mode(
     predictors: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     seconds: dict[str, float] = {}
     dice: dict[str, dict[str, float]] = {}
-    labels: dict[str, list[np.ndarray]] = {}
+    agreement: dict[str, float] = {}
+    # Labels are kept only until they are compared with the paper's windows' (measured second), so
+    # the tuning holds at most two modes' labels of every case, however many modes it measures.
+    unscored: dict[str, list[np.ndarray]] = {}
+    agreement_labels: list[np.ndarray] | None = None
     for mode in modes:
         if mode.precision not in predictors:
             predictors[mode.precision] = make_predictor(load_model(model_path, mode.precision).model, contract.target)
-        elapsed, labels[mode.name] = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
+        elapsed, unscored[mode.name] = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
         seconds[mode.name] = round(elapsed, 4)
-        scores = mean_dice(labels[mode.name], references, label_set)
+        scores = mean_dice(unscored[mode.name], references, label_set)
         dice[mode.name] = {region: round(value, 5) for region, value in scores.items()}
-    agreement = {name: round(mean_dice(mode_labels, labels[AGREEMENT_MODE], label_set)[AGREEMENT_REGION], 5)
-                 for name, mode_labels in labels.items()}
+        if mode.name == AGREEMENT_MODE:
+            agreement_labels = unscored[mode.name]
+        if agreement_labels is not None:
+            agreement.update({name: round(mean_dice(mode_labels, agreement_labels, label_set)[AGREEMENT_REGION], 5)
+                              for name, mode_labels in unscored.items()})
+            unscored.clear()
     rule = (REFERENCE.name, tolerance, agreement, min_agreement)
     chosen = InferenceMode.from_name(choose_mode(seconds, dice, *rule))
     record: dict[str, Any] = {
