@@ -173,7 +173,9 @@ def make_dataset(
             batch B starts at s * B, so it sees the patches the unbroken run would).
 
     Returns:
-        A dataset of ``(images float32 (B, d, h, w, C), labels int32 (B, d, h, w))``.
+        A dataset of ``(images float32 (B, d, h, w, C), labels int32 (B, d, h, w))``. It holds its
+        `PatchRecipe` (and so the loaded cases) as ``patch_recipe``; keep the dataset referenced
+        while anything iterates it, and the cases are freed with it.
 
     Example:
         >>> import tempfile
