@@ -198,6 +198,7 @@ def make_dataset(
     recipe = PatchRecipe(cases, patch_size, training, seed, foreground_fraction, balanced, augment, sample_transforms)
     draw = _WeakRecipe(recipe)
 
+    @tf.autograph.experimental.do_not_convert  # no Python control flow to convert
     def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image, label = tf.numpy_function(draw, [index], (tf.float32, tf.int32), stateful=False)
         image.set_shape(patch_size + (channels,))
