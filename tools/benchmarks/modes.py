@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held_out", type=Path, help="labelled cases for the Dice change (default: synthetic "
                         "cases of --held_out_shape, seed 1000)")
     parser.add_argument("--held_out_cases", type=int, default=3, help="synthetic held-out cases to make")
-    parser.add_argument("--held_out_shape", type=parse_size, default=(96, 96, 64), metavar="X,Y,Z")
+    parser.add_argument("--held_out_shape", type=parse_size, default=(240, 240, 155), metavar="X,Y,Z",
+                        help="shape of the synthetic held-out cases: BraTS size by default, since on a case whose "
+                        "plane fits one 128x128 window every mode sees the same plane and costs nothing")
     parser.add_argument("--modes", type=name_list(), help="mode names, comma-separated (default: every mode this "
                         "CPU runs)")
     parser.add_argument("--backends", type=name_list(BACKENDS), default=list(BACKENDS), metavar=",".join(BACKENDS),

@@ -25,6 +25,7 @@ from typing import Any
 from tfbrats.cli import name_list, parse_size
 
 from .common import ENTRY
+from .reference import PUBLISHED_REPEATS
 
 HELP = "run modes and reference, keep their JSON, write the performance table into a Markdown file"
 BEGIN = "<!-- performance table: written by `python tools/benchmark.py publish`; do not edit by hand -->"
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             modes += [f"{flag}={','.join(values)}"] if values else []
         _benchmark("modes", modes, args.out / "modes.json")
         shape, window = (",".join(map(str, size)) for size in (args.shape, args.window))
-        reference = [*common, f"--repeats={max(args.repeats, 3)}", f"--shape={shape}", f"--window={window}"]
+        reference = [*common, f"--repeats={max(args.repeats, PUBLISHED_REPEATS)}", f"--shape={shape}", f"--window={window}"]
         _benchmark("reference", reference, args.out / "reference.json")
     figures = {name: json.loads((args.out / f"{name}.json").read_text()) for name in ("modes", "reference")
                if name == "reference" or (args.out / f"{name}.json").exists()}
