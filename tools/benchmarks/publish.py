@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             modes += [f"{flag}={','.join(values)}"] if values else []
         _benchmark("modes", modes, args.out / "modes.json")
         shape, window = (",".join(map(str, size)) for size in (args.shape, args.window))
-        reference = [*common, f"--repeats={max(args.repeats, PUBLISHED_REPEATS)}", f"--shape={shape}", f"--window={window}"]
+        reference = [*common, f"--repeats={max(args.repeats, PUBLISHED_REPEATS)}", f"--shape={shape}",
+                     f"--window={window}"]
         _benchmark("reference", reference, args.out / "reference.json")
     figures = {name: json.loads((args.out / f"{name}.json").read_text()) for name in ("modes", "reference")
                if name == "reference" or (args.out / f"{name}.json").exists()}
