@@ -109,14 +109,16 @@ def test_one_and_two_replicas_give_the_same_albunet_training(tmp_path):
     assert len(first) == len(second) == len(initial) > 100
     # Adam divides each gradient by its own magnitude, so a weight whose gradient is rounding noise
     # moves by noise: compare the updates, not single weights. Measured: the two updates differ by
-    # 0.8% of their norm, and by at most 2% for any variable that moved by more than 1e-3.
+    # 0.8% of their norm, and by at most 2% for any variable that moved by more than 1e-3 (6.1% for one
+    # on a 2-core Xeon with AMX, TensorFlow 2.21: oneDNN sums in other orders there), so single variables
+    # are held to 10% and the whole update still to 2%.
     one_update = [a - start for start, a in zip(initial, first)]
     two_update = [b - start for start, b in zip(initial, second)]
     difference = np.sqrt(sum(np.sum((u - v) ** 2) for u, v in zip(one_update, two_update)))
     assert difference < 0.02 * np.sqrt(sum(np.sum(u**2) for u in one_update))
     for index, (u, v) in enumerate(zip(one_update, two_update)):
         if np.linalg.norm(u) > 1e-3:
-            assert np.linalg.norm(v - u) < 0.05 * np.linalg.norm(u), index
+            assert np.linalg.norm(v - u) < 0.1 * np.linalg.norm(u), index
 
 
 def _free_ports(count: int) -> list[int]:

@@ -61,7 +61,7 @@ def test_one_epoch_then_a_new_process_to_two_equals_two_epochs_straight(tiny_dat
         # The lines at the end report the post-processing chosen on the validation cases (4, and one
         # per "little evidence" note: at most 3), then the inference mode (1, and one per mode measured).
         lines = result.stdout.splitlines()
-        modes = [line for line in lines if re.match(r"  \w+: [\d.]+ s, WT ", line)]
+        modes = [line for line in lines if re.match(r"  \w+: ([\d.]+ s, WT |not measured \()", line)]
         assert modes and len(lines) <= 2 + 3 * epochs + 4 + 3 + 1 + len(modes), lines
         chosen = [i for i, line in enumerate(lines) if line.startswith("post-processing chosen on")]
         assert len(chosen) == 1 and len(lines) - chosen[0] - 4 - 1 - len(modes) == sum(

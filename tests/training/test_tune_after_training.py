@@ -70,7 +70,11 @@ def test_training_writes_the_tuned_contract_and_tune_reruns_it(trained_run, tmp_
     assert mode["agreement"]["with"] == "paper_windows" and agreement["paper_windows"] == 1.0
     ours = {name: all(d[r] >= mode["mean_dice"]["contract"][r] - 0.005 for r in REGIONS) and agreement[name] >= 0.995
             for name, d in mode["mean_dice"].items()}
-    assert set(mode["refused"]) == {name for name, ok in ours.items() if not ok}
+    # A candidate whose output cannot become labels is refused unmeasured (measured: bfloat16 full passes
+    # of this model give NaN on a 2-core Xeon with AMX, TensorFlow 2.21).
+    unmeasured = {name: why for name, why in mode["refused"].items() if name not in mode["seconds"]}
+    assert all(why.startswith("its network output failed the checks") for why in unmeasured.values())
+    assert set(mode["refused"]) - set(unmeasured) == {name for name, ok in ours.items() if not ok}
     accepted = [name for name, ok in ours.items() if ok] or ["contract"]
     assert mode["seconds"][mode["mode"]] == min(mode["seconds"][name] for name in accepted)
     assert loaded.contract.window == InferenceMode.from_name(mode["mode"]).window_for(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tfbrats.contract import SegmentationContract, Window, finish_segmentation
+from tfbrats.contract import OutputError, SegmentationContract, Window, finish_segmentation
 from tfbrats.data import PreprocessedCase
 from tfbrats.evaluation.tuning import mean_dice
 from tfbrats.inference.modes import (
@@ -107,7 +107,7 @@ def tune_mode(
     base = reference_window(contract)
     always = [REFERENCE, InferenceMode(AGREEMENT_MODE)]
     modes = always + [mode for mode in (candidate_modes() if modes is None else modes) if mode not in always]
-    seconds, dice, agreement = _measure_modes(cases, model_path, contract, base, modes)
+    seconds, dice, agreement, failed = _measure_modes(cases, model_path, contract, base, modes)
     rule = (REFERENCE.name, tolerance, agreement, min_agreement)
     chosen = InferenceMode.from_name(choose_mode(seconds, dice, *rule))
     record: dict[str, Any] = {
@@ -115,19 +115,21 @@ def tune_mode(
         "tolerance": tolerance, "cases": len(cases), "seconds": seconds, "mean_dice": dice,
         "agreement": {"with": AGREEMENT_MODE, "region": AGREEMENT_REGION, "minimum": min_agreement,
                       "mean_dice": agreement},
-        "refused": refusals(dice, *rule), "measured_on": _machine(),
+        "refused": {**refusals(dice, *rule), **failed}, "measured_on": _machine(),
     }
     return chosen.apply(contract, base).replace(inference_mode=record)
 
 
 def _measure_modes(cases: Sequence[PreprocessedCase], model_path: str | Path, contract: SegmentationContract,
                    base: Window, modes: Sequence[InferenceMode],
-                   ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
+                   ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float], dict[str, str]]:
     """Every mode's seconds, mean Dice per region and whole-tumor agreement with the paper's windows.
 
     `modes` starts with the reference and the paper's windows; labels are kept only until they are
     compared with the paper's windows', so at most two modes' labels of every case are held,
-    however many modes are measured.
+    however many modes are measured. A candidate whose network output cannot become labels (NaN,
+    e.g. a bfloat16 kernel that fails on this CPU) is left out with why (the fourth dict); the
+    reference and the paper's windows failing is an error.
     """
     from tfbrats.inference.model import load_model, make_predictor
 
@@ -139,10 +141,17 @@ def _measure_modes(cases: Sequence[PreprocessedCase], model_path: str | Path, co
     agreement: dict[str, float] = {}
     unscored: dict[str, list[np.ndarray]] = {}
     agreement_labels: list[np.ndarray] | None = None
-    for mode in modes:
+    failed: dict[str, str] = {}
+    for index, mode in enumerate(modes):
         if mode.precision not in predictors:
             predictors[mode.precision] = make_predictor(load_model(model_path, mode.precision).model, contract.target)
-        elapsed, unscored[mode.name] = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
+        try:
+            elapsed, unscored[mode.name] = measure_mode(cases, predictors[mode.precision], mode.apply(contract, base))
+        except OutputError as error:
+            if index < 2:
+                raise
+            failed[mode.name] = f"its network output failed the checks: {error}"
+            continue
         seconds[mode.name] = round(elapsed, 4)
         scores = mean_dice(unscored[mode.name], references, label_set)
         dice[mode.name] = {region: round(value, 5) for region, value in scores.items()}
@@ -152,7 +161,7 @@ def _measure_modes(cases: Sequence[PreprocessedCase], model_path: str | Path, co
             agreement.update({name: round(mean_dice(mode_labels, agreement_labels, label_set)[AGREEMENT_REGION], 5)
                               for name, mode_labels in unscored.items()})
             unscored.clear()
-    return seconds, dice, agreement
+    return seconds, dice, agreement, failed
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -165,6 +174,8 @@ def describe(record: dict[str, Any]) -> str:
             regions += f", agreement {agreement[name]:.4f}"
         status = "chosen" if name == record["mode"] else record["refused"].get(name, "slower")
         lines.append(f"  {name}: {seconds:.2f} s, {regions} ({status})")
+    lines += [f"  {name}: not measured ({why})" for name, why in record["refused"].items()
+              if name not in record["seconds"]]
     return "\n".join(lines)
 
 
