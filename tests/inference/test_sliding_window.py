@@ -78,6 +78,39 @@ def test_full_volume_pass_pads_height_and_width_to_multiples_of_32():
     np.testing.assert_allclose(probs, np.eye(NUM_CLASSES)[labels], atol=1e-6)
 
 
+def stride_grid_predictor(calls):
+    """Class = which half of a 32-voxel stride cell (of its own input) a voxel falls in, along H and W:
+    like a strided network, its answer depends on where the input starts."""
+
+    def predict(batch):
+        calls.append(batch.shape)
+        h = (np.arange(batch.shape[2]) % 32 >= 16)[:, None]
+        w = (np.arange(batch.shape[3]) % 32 >= 16)[None, :]
+        classes = np.broadcast_to(h + 2 * w, batch.shape[:4])
+        return np.eye(NUM_CLASSES, dtype=np.float32)[classes]
+
+    return predict
+
+
+@pytest.mark.parametrize("patch", [None, (5, 64, 64)])
+def test_padding_goes_after_so_the_volume_starts_on_the_stride_grid(patch):
+    volume, _ = make_volume((5, 40, 33))
+    calls = []
+    probs = sliding_window(volume, stride_grid_predictor(calls), patch_size=patch, steps=(5, 32, 32))
+    assert calls == [(1, 5, 64, 64, 2)]  # padded to 64 x 64, one pass
+    expected = (np.arange(40) % 32 >= 16)[:, None] + 2 * (np.arange(33) % 32 >= 16)[None, :]
+    np.testing.assert_array_equal(probs.argmax(-1), np.broadcast_to(expected, (5, 40, 33)))
+
+
+def test_single_pass_shares_the_stride_grid_of_windows_starting_at_zero():
+    volume, _ = make_volume((5, 70, 64))
+    calls = []
+    single = sliding_window(volume, stride_grid_predictor(calls), patch_size=None)
+    windows = sliding_window(volume, stride_grid_predictor(calls), (5, 32, 32), (5, 32, 32))
+    # the windows start at H 0, 32 (and 38, end-aligned) and W 0, 32: the voxels before H 38 see the grid at 0
+    np.testing.assert_array_equal(single[:, :38].argmax(-1), windows[:, :38].argmax(-1))
+
+
 @pytest.mark.parametrize(
     "patch, steps, flips",
     [((4, 16, 16), (2, 8, 8), 8), ((1, 16, 16), (1, 8, 8), 4), (None, (1, 1, 1), 8)],

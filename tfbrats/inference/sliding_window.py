@@ -36,7 +36,7 @@ def sliding_window(
     """Predict class probabilities for a whole volume from overlapping windows.
 
     Windows are placed as `tfbrats.inference.window_geometry` says (every `steps` voxels, the last
-    aligned to the end of each axis, an axis shorter than the window zero-padded symmetrically),
+    aligned to the end of each axis, an axis shorter than the window zero-padded after its end),
     and the padding is cropped from the result. Overlapping outputs are averaged, uniformly
     (`blend="mean"`, the paper's choice) or weighted by a Gaussian centred on each window
     (`blend="gaussian"`, sigma = 1/8 of the window).
@@ -47,7 +47,7 @@ def sliding_window(
             `(B, d, h, w, K)`; numpy arrays, tensors, or a mapping with a single output (as a
             SavedModel signature returns) are accepted.
         patch_size: window size `(d, h, w)`; None runs the whole volume in a single pass, padded
-            to multiples of `pad_multiple`.
+            after its end to multiples of `pad_multiple` (so it shares the windows' stride grid).
         steps: distance `(d, h, w)` between window starts; each must be in 1..patch size.
         batch_size: windows per predictor call.
         blend: "mean" or "gaussian".
@@ -136,7 +136,7 @@ def _predict_flips(
 
 
 def _pad_to_at_least(volume: np.ndarray, patch: tuple[int, int, int]) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """Zero-pads each spatial axis symmetrically up to the window size; returns the crop back."""
+    """Zero-pads each spatial axis after its end up to the window size; returns the crop back."""
     widths = [tuple(int(v) for v in padding(n, p)) for n, p in zip(volume.shape[:3], patch)]
     if not any(before or after for before, after in widths):
         return volume, (slice(None),) * 3

@@ -52,7 +52,7 @@ def sliding_window_graph(
 
     shape = tf.shape(volume)[:3]
     patch_t = tf.constant(patch, tf.int32)
-    # Pad an axis shorter than the window symmetrically up to the window (the numpy rule).
+    # Pad an axis shorter than the window after its end up to the window (the numpy rule).
     before, after = padding(shape, patch_t, tf.maximum)
     padded = tf.pad(volume, tf.concat([tf.stack([before, after], axis=1), [[0, 0]]], axis=0))
     padded_shape = tf.shape(padded)[:3]
